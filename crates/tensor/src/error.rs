@@ -1,0 +1,33 @@
+//! The one error type of the `tensor` crate.
+
+/// What went wrong in a tensor operation, with the operation's name and the shapes involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TensorError {
+    /// Operand shapes do not agree (e.g. `A` is `m x k` but `B` is `k' x n` with `k != k'`).
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape {
+        /// The operation that was called.
+        op: &'static str,
+        /// The shapes and the rule they broke.
+        detail: String,
+    },
+    /// A view's shape and strides do not fit its slice, or would alias.
+    #[error("{what}: bad layout: {detail}")]
+    Layout {
+        /// The constructor or operation that rejected the layout.
+        what: &'static str,
+        /// The shape, strides and length involved.
+        detail: String,
+    },
+    /// `RESFLOW_KERNEL` (or a caller) named a tier that does not exist.
+    #[error("unknown kernel tier {0:?}: expected one of portable, avx2, avx512")]
+    UnknownTier(String),
+    /// A kernel tier was requested that this CPU cannot run.
+    #[error("kernel tier {tier} is not supported by this CPU (it supports: {supported})")]
+    UnsupportedTier {
+        /// The requested tier.
+        tier: &'static str,
+        /// The tiers this CPU supports, comma-separated.
+        supported: String,
+    },
+}

@@ -1,0 +1,21 @@
+//! `tensor`: row-major f32 matrices, a hand-written SIMD GEMM and element-wise kernels.
+//!
+//! This crate knows nothing of models. It gives the layers above it three things:
+//! - [`Matrix`], [`MatRef`] and [`MatMut`]: owned, aligned storage and zero-cost views
+//!   (sub-matrices and transposes are just other strides over the same floats);
+//! - [`gemm`]: `C = alpha * op(A) * op(B) + beta * C`, BLIS-style, with micro-kernels
+//!   for AVX-512, AVX2+FMA and a portable fallback chosen at run time in [`arch`];
+//! - [`ops`]: activations and element-wise kernels (ReLU, PReLU, sigmoid, tanh, softmax,
+//!   bias add, column sums, axpy) with their derivatives.
+//!
+//! Read `docs/tensor.md` for the why: memory layout, packing, the register picture of the
+//! micro-kernel, cache blocking and the measurements behind every constant.
+#![warn(missing_docs)]
+
+pub mod arch;
+mod error;
+mod matrix;
+
+pub use arch::Tier;
+pub use error::TensorError;
+pub use matrix::{AlignedVec, MatMut, MatRef, Matrix};

@@ -1,0 +1,674 @@
+//! Row-major f32 matrices and the borrowed views every kernel works on.
+//!
+//! [`Matrix`] owns its storage: a 64-byte aligned buffer (one cache line, one AVX-512
+//! register) holding `rows` rows of `ld` floats each, of which the first `cols` are the
+//! matrix. Padding a row up to `ld` keeps every row aligned when `ld` is a multiple of 16.
+//!
+//! [`MatRef`] and [`MatMut`] are views: a slice plus a shape and two strides, so element
+//! `(i, j)` lives at `data[i * rs + j * cs]`. A row-major matrix has `cs = 1, rs = ld`; its
+//! transpose is the same slice with the strides swapped, which is why [`MatRef::t`] and
+//! [`MatRef::sub`] cost nothing: no element is copied.
+
+use crate::error::TensorError;
+
+/// One cache line of floats: the unit of [`Matrix`] storage, which gives 64-byte alignment.
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A growable 64-byte aligned buffer of f32, used for matrices and packing scratch.
+#[derive(Clone, Default)]
+pub struct AlignedVec {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl AlignedVec {
+    /// A buffer of `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        Self {
+            lines: vec![Line::default(); len.div_ceil(16)],
+            len,
+        }
+    }
+
+    /// Number of floats in the buffer.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the buffer holds no floats.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes the buffer at least `len` floats long, keeping its capacity (never shrinks).
+    /// New floats are zero; existing ones are kept.
+    pub fn ensure_len(&mut self, len: usize) {
+        if len > self.len {
+            let lines = len.div_ceil(16);
+            if lines > self.lines.len() {
+                self.lines.resize(lines, Line::default());
+            }
+            self.len = len;
+        }
+    }
+
+    /// The floats as a slice.
+    pub fn as_slice(&self) -> &[f32] {
+        &bytemuck::cast_slice::<Line, f32>(&self.lines)[..self.len]
+    }
+
+    /// The floats as a mutable slice.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut bytemuck::cast_slice_mut::<Line, f32>(&mut self.lines)[..self.len]
+    }
+}
+
+impl std::fmt::Debug for AlignedVec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// An owned row-major f32 matrix with a leading dimension and 64-byte aligned storage.
+#[derive(Clone)]
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    buf: AlignedVec,
+}
+
+impl Matrix {
+    /// A `rows x cols` matrix of zeros whose leading dimension is `cols`.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        Self::zeros_with_ld(rows, cols, cols)
+    }
+
+    /// A `rows x cols` matrix of zeros whose rows are `ld >= cols` floats apart.
+    ///
+    /// # Panics
+    /// If `ld < cols`.
+    pub fn zeros_with_ld(rows: usize, cols: usize, ld: usize) -> Self {
+        assert!(
+            ld >= cols,
+            "leading dimension {ld} is smaller than {cols} columns"
+        );
+        Self {
+            rows,
+            cols,
+            ld,
+            buf: AlignedVec::zeros(rows * ld),
+        }
+    }
+
+    /// A matrix whose element `(i, j)` is `f(i, j)`.
+    pub fn from_fn(rows: usize, cols: usize, mut f: impl FnMut(usize, usize) -> f32) -> Self {
+        let mut m = Self::zeros(rows, cols);
+        for i in 0..rows {
+            for (j, x) in m.row_mut(i).iter_mut().enumerate() {
+                *x = f(i, j);
+            }
+        }
+        m
+    }
+
+    /// A matrix copied from a row-major slice of exactly `rows * cols` floats.
+    pub fn from_slice(rows: usize, cols: usize, data: &[f32]) -> Result<Self, TensorError> {
+        if data.len() != rows * cols {
+            return Err(TensorError::Layout {
+                what: "Matrix::from_slice",
+                detail: format!(
+                    "{rows}x{cols} needs {} floats, got {}",
+                    rows * cols,
+                    data.len()
+                ),
+            });
+        }
+        Ok(Self::from_fn(rows, cols, |i, j| data[i * cols + j]))
+    }
+
+    /// The identity matrix of size `n`.
+    pub fn identity(n: usize) -> Self {
+        Self::from_fn(n, n, |i, j| if i == j { 1.0 } else { 0.0 })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Distance in floats between the starts of consecutive rows.
+    pub fn ld(&self) -> usize {
+        self.ld
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Row `i` (its `cols` floats, without padding).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.buf.as_slice()[i * self.ld..i * self.ld + self.cols]
+    }
+
+    /// Row `i`, mutable.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        let ld = self.ld;
+        &mut self.buf.as_mut_slice()[i * ld..i * ld + self.cols]
+    }
+
+    /// Element `(i, j)`.
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        self.row(i)[j]
+    }
+
+    /// Sets element `(i, j)`.
+    pub fn set(&mut self, i: usize, j: usize, x: f32) {
+        self.row_mut(i)[j] = x;
+    }
+
+    /// The whole storage, padding included (`rows * ld` floats).
+    pub fn as_slice(&self) -> &[f32] {
+        self.buf.as_slice()
+    }
+
+    /// The whole storage, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        self.buf.as_mut_slice()
+    }
+
+    /// Sets every element (padding included) to `x`.
+    pub fn fill(&mut self, x: f32) {
+        self.buf.as_mut_slice().fill(x);
+    }
+
+    /// The elements row by row, without padding.
+    pub fn to_vec(&self) -> Vec<f32> {
+        (0..self.rows)
+            .flat_map(|i| self.row(i).iter().copied())
+            .collect()
+    }
+
+    /// A borrowed view of the whole matrix.
+    pub fn view(&self) -> MatRef<'_> {
+        MatRef {
+            data: self.buf.as_slice(),
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.ld,
+            cs: 1,
+        }
+    }
+
+    /// A mutable borrowed view of the whole matrix.
+    pub fn view_mut(&mut self) -> MatMut<'_> {
+        MatMut {
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.ld,
+            cs: 1,
+            data: self.buf.as_mut_slice(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Matrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Matrix {}x{} (ld {}) ", self.rows, self.cols, self.ld)?;
+        f.debug_list()
+            .entries((0..self.rows).map(|i| self.row(i)))
+            .finish()
+    }
+}
+
+/// Index of the last element a `rows x cols` view with strides `rs, cs` touches, plus one.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1)
+        .checked_mul(rs)?
+        .checked_add((cols - 1).checked_mul(cs)?)?
+        .checked_add(1)
+}
+
+/// True when no two elements of a `rows x cols` view with strides `rs, cs` share a slot.
+fn non_overlapping(rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    if rows <= 1 && cols <= 1 {
+        return true;
+    }
+    if rows <= 1 {
+        return cs >= 1;
+    }
+    if cols <= 1 {
+        return rs >= 1;
+    }
+    (cs >= 1 && rs >= cols * cs) || (rs >= 1 && cs >= rows * rs)
+}
+
+fn check_bounds(
+    what: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+) -> Result<(), TensorError> {
+    match extent(rows, cols, rs, cs) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(TensorError::Layout {
+            what,
+            detail: format!("{rows}x{cols} with strides ({rs}, {cs}) does not fit in {len} floats"),
+        }),
+    }
+}
+
+/// A borrowed, read-only matrix view: a slice, a shape and row/column strides.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major view of `rows x cols` with leading dimension `ld` over `data`.
+    pub fn from_slice(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        ld: usize,
+    ) -> Result<Self, TensorError> {
+        if ld < cols && rows > 1 {
+            return Err(TensorError::Layout {
+                what: "MatRef::from_slice",
+                detail: format!("leading dimension {ld} is smaller than {cols} columns"),
+            });
+        }
+        Self::from_strided(data, rows, cols, ld, 1)
+    }
+
+    /// A view with arbitrary strides: element `(i, j)` is `data[i * rs + j * cs]`.
+    pub fn from_strided(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Result<Self, TensorError> {
+        check_bounds("MatRef::from_strided", data.len(), rows, cols, rs, cs)?;
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Distance in floats between consecutive rows.
+    pub fn row_stride(&self) -> usize {
+        self.rs
+    }
+
+    /// Distance in floats between consecutive columns.
+    pub fn col_stride(&self) -> usize {
+        self.cs
+    }
+
+    /// The underlying slice (starting at element `(0, 0)`).
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+
+    /// Element `(i, j)`.
+    ///
+    /// # Panics
+    /// If `(i, j)` is out of the view.
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        assert!(
+            i < self.rows && j < self.cols,
+            "({i}, {j}) outside {}x{}",
+            self.rows,
+            self.cols
+        );
+        self.data[i * self.rs + j * self.cs]
+    }
+
+    /// The transposed view (no copy: the strides swap).
+    pub fn t(self) -> MatRef<'a> {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// The `rows x cols` sub-matrix starting at `(r0, c0)` (no copy).
+    ///
+    /// # Panics
+    /// If the block does not fit in the view.
+    pub fn sub(self, r0: usize, c0: usize, rows: usize, cols: usize) -> MatRef<'a> {
+        assert!(
+            r0 + rows <= self.rows && c0 + cols <= self.cols,
+            "block ({r0}, {c0}) {rows}x{cols} outside {}x{}",
+            self.rows,
+            self.cols
+        );
+        let start = if rows == 0 || cols == 0 {
+            0
+        } else {
+            r0 * self.rs + c0 * self.cs
+        };
+        MatRef {
+            data: &self.data[start..],
+            rows,
+            cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// True when rows are contiguous (`cs == 1`), the layout the fast paths expect.
+    pub fn is_row_major(&self) -> bool {
+        self.cs == 1 || self.cols <= 1
+    }
+
+    /// Row `i` as a slice.
+    ///
+    /// # Panics
+    /// If the view is not row-major or `i` is out of range.
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        assert!(
+            self.is_row_major() && i < self.rows,
+            "row {i} of a non row-major view"
+        );
+        &self.data[i * self.rs..i * self.rs + self.cols]
+    }
+
+    /// Copies the view into a new, dense row-major [`Matrix`].
+    pub fn to_matrix(&self) -> Matrix {
+        Matrix::from_fn(self.rows, self.cols, |i, j| self.get(i, j))
+    }
+}
+
+impl std::fmt::Debug for MatRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MatRef {}x{} strides ({}, {})",
+            self.rows, self.cols, self.rs, self.cs
+        )
+    }
+}
+
+/// A borrowed, mutable matrix view; its strides never make two elements share a slot.
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A mutable row-major view of `rows x cols` with leading dimension `ld` over `data`.
+    pub fn from_slice(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        ld: usize,
+    ) -> Result<Self, TensorError> {
+        Self::from_strided(data, rows, cols, ld, 1)
+    }
+
+    /// A mutable view with arbitrary non-overlapping strides.
+    pub fn from_strided(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Result<Self, TensorError> {
+        check_bounds("MatMut::from_strided", data.len(), rows, cols, rs, cs)?;
+        if !non_overlapping(rows, cols, rs, cs) {
+            return Err(TensorError::Layout {
+                what: "MatMut::from_strided",
+                detail: format!("strides ({rs}, {cs}) make elements of {rows}x{cols} overlap"),
+            });
+        }
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Distance in floats between consecutive rows.
+    pub fn row_stride(&self) -> usize {
+        self.rs
+    }
+
+    /// Distance in floats between consecutive columns.
+    pub fn col_stride(&self) -> usize {
+        self.cs
+    }
+
+    /// Element `(i, j)`.
+    ///
+    /// # Panics
+    /// If `(i, j)` is out of the view.
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        assert!(
+            i < self.rows && j < self.cols,
+            "({i}, {j}) outside {}x{}",
+            self.rows,
+            self.cols
+        );
+        self.data[i * self.rs + j * self.cs]
+    }
+
+    /// Sets element `(i, j)`.
+    ///
+    /// # Panics
+    /// If `(i, j)` is out of the view.
+    pub fn set(&mut self, i: usize, j: usize, x: f32) {
+        assert!(
+            i < self.rows && j < self.cols,
+            "({i}, {j}) outside {}x{}",
+            self.rows,
+            self.cols
+        );
+        self.data[i * self.rs + j * self.cs] = x;
+    }
+
+    /// A read-only view of the same elements.
+    pub fn rb(&self) -> MatRef<'_> {
+        MatRef {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// A shorter-lived mutable view of the same elements.
+    pub fn rb_mut(&mut self) -> MatMut<'_> {
+        MatMut {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// The transposed mutable view (no copy).
+    pub fn t(self) -> MatMut<'a> {
+        MatMut {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// The mutable `rows x cols` sub-matrix starting at `(r0, c0)` (no copy).
+    ///
+    /// # Panics
+    /// If the block does not fit in the view.
+    pub fn sub(self, r0: usize, c0: usize, rows: usize, cols: usize) -> MatMut<'a> {
+        assert!(
+            r0 + rows <= self.rows && c0 + cols <= self.cols,
+            "block ({r0}, {c0}) {rows}x{cols} outside {}x{}",
+            self.rows,
+            self.cols
+        );
+        let start = if rows == 0 || cols == 0 {
+            0
+        } else {
+            r0 * self.rs + c0 * self.cs
+        };
+        MatMut {
+            data: &mut self.data[start..],
+            rows,
+            cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// The underlying mutable slice (starting at element `(0, 0)`).
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        self.data
+    }
+
+    /// True when rows are contiguous (`cs == 1`).
+    pub fn is_row_major(&self) -> bool {
+        self.cs == 1 || self.cols <= 1
+    }
+
+    /// Row `i` as a mutable slice.
+    ///
+    /// # Panics
+    /// If the view is not row-major or `i` is out of range.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        assert!(
+            self.is_row_major() && i < self.rows,
+            "row {i} of a non row-major view"
+        );
+        &mut self.data[i * self.rs..i * self.rs + self.cols]
+    }
+}
+
+impl std::fmt::Debug for MatMut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MatMut {}x{} strides ({}, {})",
+            self.rows, self.cols, self.rs, self.cs
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_is_64_byte_aligned() {
+        for n in [1, 7, 16, 100] {
+            let m = Matrix::zeros(n, n + 3);
+            assert_eq!(m.as_slice().as_ptr() as usize % 64, 0);
+        }
+    }
+
+    #[test]
+    fn views_index_like_the_matrix() {
+        let m = Matrix::from_fn(3, 4, |i, j| (10 * i + j) as f32);
+        let v = m.view();
+        assert_eq!(v.get(2, 3), 23.0);
+        assert_eq!(v.t().get(3, 2), 23.0);
+        assert_eq!(v.t().shape(), (4, 3));
+        let s = v.sub(1, 1, 2, 2);
+        assert_eq!((s.get(0, 0), s.get(1, 1)), (11.0, 22.0));
+        assert_eq!(v.t().sub(1, 0, 2, 3).get(1, 2), 22.0);
+        assert_eq!(s.to_matrix().to_vec(), vec![11.0, 12.0, 21.0, 22.0]);
+    }
+
+    #[test]
+    fn leading_dimension_pads_rows() {
+        let mut m = Matrix::zeros_with_ld(2, 3, 16);
+        m.set(1, 2, 5.0);
+        assert_eq!(m.as_slice()[16 + 2], 5.0);
+        assert_eq!(m.row(1), &[0.0, 0.0, 5.0]);
+    }
+
+    #[test]
+    fn bad_layouts_are_errors() {
+        let data = [0.0f32; 10];
+        assert!(MatRef::from_slice(&data, 3, 4, 4).is_err());
+        assert!(MatRef::from_slice(&data, 2, 4, 3).is_err());
+        assert!(MatRef::from_slice(&data, 0, 4, 4).is_ok());
+        let mut data = [0.0f32; 10];
+        assert!(MatMut::from_strided(&mut data, 2, 2, 1, 1).is_err());
+        assert!(MatMut::from_strided(&mut data, 2, 2, 1, 2).is_ok());
+        assert!(Matrix::from_slice(2, 2, &[1.0; 3]).is_err());
+    }
+
+    #[test]
+    fn aligned_vec_grows_and_keeps_contents() {
+        let mut v = AlignedVec::zeros(3);
+        v.as_mut_slice()[2] = 1.5;
+        v.ensure_len(40);
+        assert_eq!(v.len(), 40);
+        assert_eq!(v.as_slice()[2], 1.5);
+        assert_eq!(v.as_slice().as_ptr() as usize % 64, 0);
+    }
+}
