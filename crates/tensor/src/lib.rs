@@ -14,8 +14,11 @@
 
 pub mod arch;
 mod error;
+pub mod gemm;
 mod matrix;
+pub mod tolerance;
 
 pub use arch::Tier;
 pub use error::TensorError;
+pub use gemm::{GemmScratch, gemm, gemm_naive, gemm_par, gemm_with};
 pub use matrix::{AlignedVec, MatMut, MatRef, Matrix};

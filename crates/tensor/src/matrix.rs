@@ -584,6 +584,40 @@ impl<'a> MatMut<'a> {
         }
     }
 
+    /// Splits into rows `0..r` and rows `r..`, two views that share no element.
+    ///
+    /// # Panics
+    /// If `r > rows`, or if rows interleave in memory (`row_stride < cols * col_stride`).
+    pub fn split_rows_at(self, r: usize) -> (MatMut<'a>, MatMut<'a>) {
+        assert!(r <= self.rows, "split at row {r} of {}", self.rows);
+        assert!(
+            self.rows <= 1 || self.cols == 0 || self.rs >= self.cols * self.cs,
+            "rows interleave: strides ({}, {}) for {} columns",
+            self.rs,
+            self.cs,
+            self.cols
+        );
+        let at = (r * self.rs).min(self.data.len());
+        let (top, bottom) = self.data.split_at_mut(at);
+        let (cols, rs, cs) = (self.cols, self.rs, self.cs);
+        (
+            MatMut {
+                data: top,
+                rows: r,
+                cols,
+                rs,
+                cs,
+            },
+            MatMut {
+                data: bottom,
+                rows: self.rows - r,
+                cols,
+                rs,
+                cs,
+            },
+        )
+    }
+
     /// The underlying mutable slice (starting at element `(0, 0)`).
     pub fn data_mut(&mut self) -> &mut [f32] {
         self.data

@@ -1,0 +1,116 @@
+//! The BLIS loop nest: cache blocking around a register-blocked micro-kernel.
+//!
+//! ```text
+//! for jc in 0..n step NC             B block: KC x NC, packed once per (jc, pc), in L2
+//!   for pc in 0..k step KC           beta applies on the first pc only, then C += ...
+//!     pack B[pc.., jc..]
+//!     for ic in 0..m step MC         A block: MC x KC, packed once per (jc, pc, ic)
+//!       pack A[ic.., pc..]
+//!       for ir in 0..MC step MR      one MR x KC micro-panel of A stays in L1 ...
+//!         for jr in 0..NC step NR    ... while the kernel streams B's panels past it
+//!           C[ic+ir.., jc+jr..] (MR x NR) = kernel(A panel, B panel)
+//! ```
+//!
+//! The block sizes come from the kernel ([`MicroKernel::BLOCKING`]) and are then balanced:
+//! `k = 608` with `KC = 384` becomes two passes of 304 rather than 384 + 224, so no pass
+//! is short.
+
+use super::GemmScratch;
+use super::kernel::{MicroKernel, store_tile};
+use super::packing::{pack_a, pack_b};
+use crate::matrix::{MatMut, MatRef};
+
+/// Splits `len` into equal blocks of at most `max`, rounded up to a multiple of `unit`.
+fn balanced(len: usize, max: usize, unit: usize) -> usize {
+    let blocks = len.div_ceil(max).max(1);
+    len.div_ceil(blocks).div_ceil(unit) * unit
+}
+
+/// A 64-byte aligned tile buffer for edge tiles (large enough for every kernel's MR x NR).
+#[repr(C, align(64))]
+struct EdgeTile([f32; 512]);
+
+/// `C = alpha * A * B + beta * C` for `A: m x k`, `B: k x n` with `m, n, k >= 1`.
+///
+/// # Safety
+/// The CPU supports `K`'s instruction set.
+pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut MatMut<'_>,
+    scratch: &mut GemmScratch,
+) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let (mr, nr) = (K::MR, K::NR);
+    debug_assert!(mr * nr <= 512);
+    let kc_max = balanced(k, K::BLOCKING.kc, 1);
+    let mc_max = balanced(m, K::BLOCKING.mc, mr);
+    let nc_max = balanced(n, K::BLOCKING.nc, nr);
+    scratch.a.ensure_len(mc_max * kc_max);
+    scratch.b.ensure_len(nc_max * kc_max);
+    let (rsc, csc) = (c.row_stride(), c.col_stride());
+    let cptr = c.data_mut().as_mut_ptr();
+    let mut edge = EdgeTile([0.0; 512]);
+
+    for jc in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - jc);
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
+            let beta_pass = if pc == 0 { beta } else { 1.0 };
+            pack_b(nr, b, pc, kc, jc, nc, scratch.b.as_mut_slice());
+            for ic in (0..m).step_by(mc_max) {
+                let mc = mc_max.min(m - ic);
+                pack_a(mr, a, ic, mc, pc, kc, scratch.a.as_mut_slice());
+                let (pa, pb) = (scratch.a.as_slice(), scratch.b.as_slice());
+                for ir in (0..mc).step_by(mr) {
+                    let rows = mr.min(mc - ir);
+                    let a_panel = pa[ir * kc..ir * kc + mr * kc].as_ptr();
+                    for jr in (0..nc).step_by(nr) {
+                        let cols = nr.min(nc - jr);
+                        let b_panel = pb[jr * kc..jr * kc + nr * kc].as_ptr();
+                        // SAFETY: the tile's top-left (ic + ir, jc + jr) is inside C, whose
+                        // view was validated against its slice; C elements are at
+                        // row * rsc + col * csc.
+                        let ctile = unsafe { cptr.add((ic + ir) * rsc + (jc + jr) * csc) };
+                        if rows == mr && cols == nr {
+                            // SAFETY: panels hold kc * MR and kc * NR floats (sliced above);
+                            // the full MR x NR tile lies inside C; the caller checked the CPU.
+                            unsafe {
+                                K::tile(kc, alpha, a_panel, b_panel, beta_pass, ctile, rsc, csc)
+                            };
+                        } else {
+                            let buf = edge.0.as_mut_ptr();
+                            // SAFETY: as above for the panels; the edge buffer holds
+                            // MR x NR <= 512 floats with row stride NR; beta = 0 never reads it.
+                            unsafe { K::tile(kc, 1.0, a_panel, b_panel, 0.0, buf, nr, 1) };
+                            // SAFETY: only the rows x cols part inside C is written.
+                            unsafe {
+                                store_tile(
+                                    &edge.0, rows, cols, nr, alpha, beta_pass, ctile, rsc, csc,
+                                )
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced;
+
+    #[test]
+    fn balanced_blocks_cover_and_align() {
+        assert_eq!(balanced(608, 384, 1), 304);
+        assert_eq!(balanced(1024, 240, 12), 216);
+        assert_eq!(balanced(5, 240, 12), 12);
+        for len in 1..500 {
+            let b = balanced(len, 64, 4);
+            assert!(b % 4 == 0 && b <= 64 && b * len.div_ceil(b) >= len);
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! GEMM against references: an f64 triple loop, the matrixmultiply crate, and exact
+//! identities, over random shapes, strides and transposes, on every tier this CPU has.
+
+use proptest::prelude::*;
+use tensor::tolerance::dot_bound;
+use tensor::{GemmScratch, MatMut, MatRef, Matrix, Tier, gemm_with};
+
+/// A deterministic pseudo-random fill (xorshift), values in [-1, 1).
+fn fill(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Storage for an `rows x cols` operand, kept either row-major (ld = cols + pad) or as the
+/// transpose of a row-major `cols x rows` buffer; `view` gives the operand either way.
+struct Operand {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    transposed: bool,
+}
+
+impl Operand {
+    fn new(rows: usize, cols: usize, transposed: bool, pad: usize, seed: u64) -> Self {
+        let (sr, sc) = if transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        let ld = sc + pad;
+        Self {
+            data: fill(sr * ld, seed),
+            rows,
+            cols,
+            ld,
+            transposed,
+        }
+    }
+
+    fn view(&self) -> MatRef<'_> {
+        if self.transposed {
+            MatRef::from_slice(&self.data, self.cols, self.rows, self.ld)
+                .unwrap()
+                .t()
+        } else {
+            MatRef::from_slice(&self.data, self.rows, self.cols, self.ld).unwrap()
+        }
+    }
+}
+
+/// f64 reference: returns `alpha * A B + beta * C0` and, per element, the magnitude
+/// `|alpha| sum |a b| + |beta c0|` that bounds the rounding error.
+fn reference(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c0: &Matrix,
+) -> (Vec<f64>, Vec<f64>) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let (mut val, mut mag) = (vec![0.0; m * n], vec![0.0; m * n]);
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut sa) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let t = a.get(i, p) as f64 * b.get(p, j) as f64;
+                s += t;
+                sa += t.abs();
+            }
+            let c = if beta == 0.0 {
+                0.0
+            } else {
+                beta as f64 * c0.get(i, j) as f64
+            };
+            val[i * n + j] = alpha as f64 * s + c;
+            mag[i * n + j] = (alpha as f64).abs() * sa + c.abs();
+        }
+    }
+    (val, mag)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_case(
+    tier: Tier,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    pad: usize,
+    alpha: f32,
+    beta: f32,
+    seed: u64,
+) {
+    let a = Operand::new(m, k, ta, pad, seed);
+    let b = Operand::new(k, n, tb, pad + 1, seed + 1);
+    let mut c = Matrix::zeros_with_ld(m, n, n + pad);
+    if beta == 0.0 {
+        c.fill(f32::NAN);
+    } else {
+        let f = fill(m * (n + pad), seed + 2);
+        c.as_mut_slice().copy_from_slice(&f);
+    }
+    let c0 = c.clone();
+    let mut scratch = GemmScratch::new();
+    gemm_with(
+        tier,
+        alpha,
+        a.view(),
+        b.view(),
+        beta,
+        c.view_mut(),
+        &mut scratch,
+    )
+    .unwrap();
+    let (val, mag) = reference(alpha, a.view(), b.view(), beta, &c0);
+    let bound = dot_bound(k);
+    for i in 0..m {
+        for j in 0..n {
+            let got = c.get(i, j) as f64;
+            let want = val[i * n + j];
+            let tol = bound * mag[i * n + j] + 1e-30;
+            assert!(
+                (got - want).abs() <= tol,
+                "{tier}: m={m} n={n} k={k} ta={ta} tb={tb} pad={pad} alpha={alpha} beta={beta}: \
+                 C[{i},{j}] = {got}, want {want} (tol {tol})"
+            );
+        }
+    }
+    // Padding between rows of C is never touched.
+    for i in 0..m {
+        for j in n..n + pad {
+            let (got, was) = (
+                c.as_slice()[i * (n + pad) + j],
+                c0.as_slice()[i * (n + pad) + j],
+            );
+            assert!(
+                got.to_bits() == was.to_bits(),
+                "{tier}: padding C[{i},{j}] changed"
+            );
+        }
+    }
+}
+
+fn tiers() -> Vec<Tier> {
+    let t = Tier::supported();
+    eprintln!("testing kernel tiers: {t:?}");
+    t
+}
+
+#[test]
+fn every_small_size_and_layout() {
+    for tier in tiers() {
+        for m in 0..=13 {
+            for n in 0..=13 {
+                for k in [0, 1, 2, 7, 17] {
+                    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                        check_case(
+                            tier,
+                            m,
+                            n,
+                            k,
+                            ta,
+                            tb,
+                            (m + n) % 3,
+                            1.5,
+                            0.0,
+                            (m * 31 + n) as u64,
+                        );
+                        check_case(
+                            tier,
+                            m,
+                            n,
+                            k,
+                            ta,
+                            tb,
+                            1,
+                            -0.5,
+                            0.75,
+                            (m * 17 + n + k) as u64,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tower_and_odd_shapes() {
+    for tier in tiers() {
+        for &(m, n, k, ta, tb) in &[
+            (266, 265, 67, false, false),
+            (97, 128, 608, false, false),
+            (33, 608, 128, false, true),
+            (128, 64, 97, true, false),
+            (1, 300, 70, false, false),
+            (1, 300, 70, true, true),
+            (300, 1, 70, false, false),
+            (300, 1, 70, true, true),
+            (130, 40, 900, false, false),
+        ] {
+            check_case(tier, m, n, k, ta, tb, 3, 1.0, 0.0, 7);
+            check_case(tier, m, n, k, ta, tb, 0, 0.5, -1.0, 8);
+        }
+    }
+}
+
+#[test]
+fn identity_products_are_exact() {
+    for tier in tiers() {
+        for (m, n) in [(1, 1), (5, 3), (12, 32), (13, 33), (266, 265)] {
+            let a = Matrix::from_fn(m, n, |i, j| ((i * 7 + j * 3) % 11) as f32 - 5.25);
+            let mut s = GemmScratch::new();
+            let mut c = Matrix::zeros(m, n);
+            c.fill(f32::NAN);
+            gemm_with(
+                tier,
+                1.0,
+                a.view(),
+                Matrix::identity(n).view(),
+                0.0,
+                c.view_mut(),
+                &mut s,
+            )
+            .unwrap();
+            assert_eq!(c.to_vec(), a.to_vec(), "{tier}: A * I != A for {m}x{n}");
+            c.fill(f32::NAN);
+            gemm_with(
+                tier,
+                1.0,
+                Matrix::identity(m).view(),
+                a.view(),
+                0.0,
+                c.view_mut(),
+                &mut s,
+            )
+            .unwrap();
+            assert_eq!(c.to_vec(), a.to_vec(), "{tier}: I * A != A for {m}x{n}");
+        }
+    }
+}
+
+#[test]
+fn zero_k_and_zero_alpha_only_scale_c() {
+    for tier in tiers() {
+        let a = Matrix::zeros(4, 0);
+        let b = Matrix::zeros(0, 3);
+        let mut c = Matrix::from_fn(4, 3, |i, j| (i + j) as f32);
+        let mut s = GemmScratch::new();
+        gemm_with(tier, 1.0, a.view(), b.view(), 2.0, c.view_mut(), &mut s).unwrap();
+        assert_eq!(c.get(3, 2), 10.0);
+        c.fill(f32::NAN);
+        gemm_with(tier, 1.0, a.view(), b.view(), 0.0, c.view_mut(), &mut s).unwrap();
+        assert!(c.to_vec().iter().all(|&x| x == 0.0));
+        let a = Matrix::from_fn(4, 5, |_, _| f32::NAN);
+        let b = Matrix::zeros(5, 3);
+        gemm_with(tier, 0.0, a.view(), b.view(), 0.0, c.view_mut(), &mut s).unwrap();
+        assert!(
+            c.to_vec().iter().all(|&x| x == 0.0),
+            "alpha = 0 must not read A"
+        );
+    }
+}
+
+#[test]
+fn shape_mismatch_is_an_error_naming_the_shapes() {
+    let a = Matrix::zeros(4, 5);
+    let b = Matrix::zeros(6, 3);
+    let mut c = Matrix::zeros(4, 3);
+    let err = tensor::gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gemm") && msg.contains("4x5") && msg.contains("6x3"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn parallel_gemm_matches_serial() {
+    let a = Operand::new(700, 300, false, 0, 1);
+    let b = Operand::new(300, 50, true, 0, 2);
+    let mut c1 = Matrix::zeros(700, 50);
+    let mut c2 = Matrix::zeros(700, 50);
+    tensor::gemm(1.0, a.view(), b.view(), 0.0, c1.view_mut()).unwrap();
+    tensor::gemm_par(1.0, a.view(), b.view(), 0.0, c2.view_mut()).unwrap();
+    assert_eq!(c1.to_vec(), c2.to_vec());
+    // A column-separated C (a transposed view) takes the transposed route.
+    let mut ct = Matrix::zeros(50, 700);
+    tensor::gemm_par(1.0, a.view(), b.view(), 0.0, ct.view_mut().t()).unwrap();
+    assert_eq!(ct.view().t().to_matrix().to_vec(), c1.to_vec());
+}
+
+#[test]
+fn agrees_with_matrixmultiply() {
+    for tier in tiers() {
+        for (i, &(m, n, k)) in [(64, 64, 64), (100, 37, 250), (9, 300, 31), (1024, 1, 64)]
+            .iter()
+            .enumerate()
+        {
+            let a = Operand::new(m, k, i % 2 == 1, 2, i as u64);
+            let b = Operand::new(k, n, i % 3 == 1, 0, 9 + i as u64);
+            let mut c = Matrix::zeros(m, n);
+            let mut r = Matrix::zeros(m, n);
+            gemm_with(
+                tier,
+                1.0,
+                a.view(),
+                b.view(),
+                0.0,
+                c.view_mut(),
+                &mut GemmScratch::new(),
+            )
+            .unwrap();
+            let (av, bv) = (a.view(), b.view());
+            // SAFETY: the pointers and strides describe the validated views above and r.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    av.data().as_ptr(),
+                    av.row_stride() as isize,
+                    av.col_stride() as isize,
+                    bv.data().as_ptr(),
+                    bv.row_stride() as isize,
+                    bv.col_stride() as isize,
+                    0.0,
+                    r.as_mut_slice().as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+            let (val, mag) = reference(1.0, av, bv, 0.0, &r);
+            for e in 0..m * n {
+                let tol = 2.0 * dot_bound(k) * mag[e] + 1e-30;
+                let (x, y) = (c.as_slice()[e] as f64, r.as_slice()[e] as f64);
+                assert!(
+                    (x - y).abs() <= tol,
+                    "{tier} {m}x{n}x{k} [{e}]: ours {x} matrixmultiply {y}"
+                );
+                assert!((y - val[e]).abs() <= tol);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_shapes_strides_and_transposes(
+        m in 0usize..=300, n in 0usize..=300, k in 0usize..=300,
+        ta: bool, tb: bool, pad in 0usize..5,
+        alpha in -2.0f32..2.0, beta_sel in 0usize..3, seed: u64,
+    ) {
+        let beta = [0.0, 1.0, -0.7][beta_sel];
+        for tier in Tier::supported() {
+            check_case(tier, m, n, k, ta, tb, pad, alpha, beta, seed);
+        }
+    }
+
+    #[test]
+    fn strided_c_views(m in 1usize..40, n in 1usize..40, k in 0usize..40, seed: u64) {
+        // C as a transposed view (column stride > 1) goes through the strided store path.
+        let a = Operand::new(m, k, false, 0, seed);
+        let b = Operand::new(k, n, false, 0, seed + 1);
+        let mut ct = Matrix::zeros(n, m);
+        for tier in Tier::supported() {
+            ct.fill(f32::NAN);
+            let cv: MatMut<'_> = ct.view_mut().t();
+            gemm_with(tier, 1.0, a.view(), b.view(), 0.0, cv, &mut GemmScratch::new()).unwrap();
+            let (val, mag) = reference(1.0, a.view(), b.view(), 0.0, &Matrix::zeros(m, n));
+            for i in 0..m {
+                for j in 0..n {
+                    let got = ct.get(j, i) as f64;
+                    prop_assert!((got - val[i * n + j]).abs() <= dot_bound(k) * mag[i * n + j] + 1e-30);
+                }
+            }
+        }
+    }
+}
