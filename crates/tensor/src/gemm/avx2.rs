@@ -150,9 +150,9 @@ pub(crate) unsafe fn dot_rows(
         }
         for r in 0..nr {
             let mut s = hsum(acc[r]);
-            for q in full..k {
+            for (q, &xq) in x.iter().enumerate().take(k).skip(full) {
                 // SAFETY: q < k on a valid row.
-                s += unsafe { *rows[r].add(q) } * x[q];
+                s += unsafe { *rows[r].add(q) } * xq;
             }
             y[i + r] = s;
         }

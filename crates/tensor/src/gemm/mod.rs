@@ -142,15 +142,17 @@ pub fn gemm_with(
         unsafe { gemv::gemv(tier, alpha, b.t(), a.t(), beta, &mut ct, scratch) };
         return Ok(());
     }
-    // SAFETY (all arms): tier.require() succeeded above, so the CPU runs the kernel.
     match tier {
+        // SAFETY: the portable kernel runs on every CPU.
         Tier::Portable => unsafe {
             blocking::gemm_blocked::<kernel::Portable>(alpha, a, b, beta, &mut c, scratch)
         },
+        // SAFETY: tier.require() succeeded above, so the CPU has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe {
             blocking::gemm_blocked::<avx2::Avx2>(alpha, a, b, beta, &mut c, scratch)
         },
+        // SAFETY: tier.require() succeeded above, so the CPU has AVX-512F.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => unsafe {
             blocking::gemm_blocked::<avx512::Avx512>(alpha, a, b, beta, &mut c, scratch)
