@@ -16,6 +16,7 @@ pub mod arch;
 mod error;
 pub mod gemm;
 mod matrix;
+pub mod ops;
 pub mod tolerance;
 
 pub use arch::Tier;

@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(balanced(5, 240, 12), 12);
         for len in 1..500 {
             let b = balanced(len, 64, 4);
-            assert!(b % 4 == 0 && b <= 64 && b * len.div_ceil(b) >= len);
+            assert!(b.is_multiple_of(4) && b <= 64 && b * len.div_ceil(b) >= len);
         }
     }
 }
