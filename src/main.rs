@@ -1,5 +1,7 @@
 //! `resflow`: the command line. It parses arguments and calls the libraries; nothing else.
 
+mod bench_commands;
+
 use clap::{Parser, Subcommand};
 
 /// Train, evaluate, benchmark and serve ResFlow, the residual multi-task ranker.
@@ -14,12 +16,16 @@ struct Cli {
 enum Command {
     /// Print the CPU kernel tiers this machine supports and the one in use.
     Info,
+    /// Side-by-side benchmarks (ours against a reference, in one run).
+    #[command(subcommand)]
+    Bench(bench_commands::BenchCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Bench(command) => bench_commands::run(command),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -37,18 +37,35 @@ impl MicroKernel for Avx2 {
         csc: usize,
     ) {
         // SAFETY: the caller upholds the tile contract, which includes AVX2 + FMA support.
-        unsafe { tile_6x16(kc, alpha, a, b, beta, c, rsc, csc) }
+        unsafe { tile_6x16(kc, alpha, a, 1, MR, b, beta, c, rsc, csc) }
+    }
+
+    unsafe fn tile_strided(
+        kc: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: usize,
+        csc: usize,
+    ) {
+        // SAFETY: forwarded from the strided-A tile contract (which includes CPU support).
+        unsafe { tile_6x16(kc, alpha, a, rsa, csa, b, beta, c, rsc, csc) }
     }
 }
 
 const MR: usize = 6;
 
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile_6x16(
     kc: usize,
     alpha: f32,
-    mut a: *const f32,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
     mut b: *const f32,
     beta: f32,
     c: *mut f32,
@@ -56,18 +73,22 @@ unsafe fn tile_6x16(
     csc: usize,
 ) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    for _ in 0..kc {
-        // SAFETY: a holds kc * 6 floats and b kc * 16 floats (the tile contract); this is
-        // step p < kc, so a + 0..6 and b + 0..16 are in bounds.
+    let mut rows = [a; MR];
+    for (i, r) in rows.iter_mut().enumerate() {
+        // SAFETY: row i < 6 of the panel starts inside A (the tile contract).
+        *r = unsafe { a.add(i * rsa) };
+    }
+    for p in 0..kc {
+        // SAFETY: the A panel has kc steps of 6 elements at these strides and b holds
+        // kc * 16 floats (the tile contract); this is step p < kc.
         unsafe {
             let b0 = _mm256_loadu_ps(b);
             let b1 = _mm256_loadu_ps(b.add(8));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a.add(i));
+            for (row, r) in acc.iter_mut().zip(&rows) {
+                let ai = _mm256_broadcast_ss(&*r.add(p * csa));
                 row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
             }
-            a = a.add(MR);
             b = b.add(16);
         }
     }

@@ -26,7 +26,7 @@ impl MicroKernel for Avx512 {
     const NR: usize = 32;
     const BLOCKING: Blocking = Blocking {
         mc: 240,
-        kc: 384,
+        kc: 640,
         nc: 512,
     };
 
@@ -41,18 +41,38 @@ impl MicroKernel for Avx512 {
         csc: usize,
     ) {
         // SAFETY: the caller upholds the tile contract, which includes AVX-512F support.
-        unsafe { tile_12x32(kc, alpha, a, b, beta, c, rsc, csc) }
+        unsafe { tile_12x32(kc, alpha, a, 1, MR, b, beta, c, rsc, csc) }
+    }
+
+    unsafe fn tile_strided(
+        kc: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: usize,
+        csc: usize,
+    ) {
+        // SAFETY: forwarded from the strided-A tile contract (which includes CPU support).
+        unsafe { tile_12x32(kc, alpha, a, rsa, csa, b, beta, c, rsc, csc) }
     }
 }
 
 const MR: usize = 12;
 
+/// The 12 x 32 tile with A read through strides: element `(i, p)` of the A panel is at
+/// `a + i * rsa + p * csa`. A packed panel is `rsa = 1, csa = 12`; a row-major A read in
+/// place is `rsa = lda, csa = 1`.
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile_12x32(
     kc: usize,
     alpha: f32,
-    mut a: *const f32,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
     mut b: *const f32,
     beta: f32,
     c: *mut f32,
@@ -60,18 +80,22 @@ unsafe fn tile_12x32(
     csc: usize,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    for _ in 0..kc {
-        // SAFETY: a holds kc * 12 floats and b kc * 32 floats (the tile contract); this is
-        // step p < kc, so a + 0..12 and b + 0..32 are in bounds.
+    let mut rows = [a; MR];
+    for (i, r) in rows.iter_mut().enumerate() {
+        // SAFETY: row i < 12 of the panel starts inside A (the tile contract).
+        *r = unsafe { a.add(i * rsa) };
+    }
+    for p in 0..kc {
+        // SAFETY: the A panel has kc steps of 12 elements at these strides and b holds
+        // kc * 32 floats (the tile contract); this is step p < kc.
         unsafe {
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(i));
+            for (row, r) in acc.iter_mut().zip(&rows) {
+                let ai = _mm512_set1_ps(*r.add(p * csa));
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
             }
-            a = a.add(MR);
             b = b.add(32);
         }
     }

@@ -54,6 +54,11 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
     let cptr = c.data_mut().as_mut_ptr();
     let mut edge = EdgeTile([0.0; 512]);
 
+    // Read A in place when its rows are contiguous (see `MicroKernel::tile_strided`).
+    let direct = (a.col_stride() == 1 || a.row_stride() == 1) && READ_A_IN_PLACE;
+    let csa = a.col_stride();
+    let (rsa, adata) = (a.row_stride(), a.data());
+
     for jc in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - jc);
         for pc in (0..k).step_by(kc_max) {
@@ -62,11 +67,26 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
             pack_b(nr, b, pc, kc, jc, nc, scratch.b.as_mut_slice());
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
-                pack_a(mr, a, ic, mc, pc, kc, scratch.a.as_mut_slice());
-                let (pa, pb) = (scratch.a.as_slice(), scratch.b.as_slice());
+                if !direct {
+                    pack_a(mr, a, ic, mc, pc, kc, scratch.a.as_mut_slice());
+                }
                 for ir in (0..mc).step_by(mr) {
                     let rows = mr.min(mc - ir);
-                    let a_panel = pa[ir * kc..ir * kc + mr * kc].as_ptr();
+                    let panel = if !direct {
+                        APanel::Packed(scratch.a.as_slice()[ir * kc..ir * kc + mr * kc].as_ptr())
+                    } else if rows == mr {
+                        let start = (ic + ir) * rsa + pc * csa;
+                        APanel::Rows(
+                            adata[start..start + (mr - 1) * rsa + (kc - 1) * csa + 1].as_ptr(),
+                            rsa,
+                            csa,
+                        )
+                    } else {
+                        // A last, partial panel cannot be read as MR rows: pack it alone.
+                        pack_a(mr, a, ic + ir, rows, pc, kc, scratch.a.as_mut_slice());
+                        APanel::Packed(scratch.a.as_slice()[..mr * kc].as_ptr())
+                    };
+                    let pb = scratch.b.as_slice();
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
                         let b_panel = pb[jr * kc..jr * kc + nr * kc].as_ptr();
@@ -75,16 +95,16 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                         // row * rsc + col * csc.
                         let ctile = unsafe { cptr.add((ic + ir) * rsc + (jc + jr) * csc) };
                         if rows == mr && cols == nr {
-                            // SAFETY: panels hold kc * MR and kc * NR floats (sliced above);
-                            // the full MR x NR tile lies inside C; the caller checked the CPU.
+                            // SAFETY: the panels were sliced to their full extent above; the
+                            // full MR x NR tile lies inside C; the caller checked the CPU.
                             unsafe {
-                                K::tile(kc, alpha, a_panel, b_panel, beta_pass, ctile, rsc, csc)
+                                run::<K>(panel, kc, alpha, b_panel, beta_pass, ctile, rsc, csc)
                             };
                         } else {
                             let buf = edge.0.as_mut_ptr();
                             // SAFETY: as above for the panels; the edge buffer holds
                             // MR x NR <= 512 floats with row stride NR; beta = 0 never reads it.
-                            unsafe { K::tile(kc, 1.0, a_panel, b_panel, 0.0, buf, nr, 1) };
+                            unsafe { run::<K>(panel, kc, 1.0, b_panel, 0.0, buf, nr, 1) };
                             // SAFETY: only the rows x cols part inside C is written.
                             unsafe {
                                 store_tile(
@@ -96,6 +116,43 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                 }
             }
         }
+    }
+}
+
+/// Whether row-major A is read in place rather than packed (measured: see docs/tensor.md).
+const READ_A_IN_PLACE: bool = true;
+
+/// Where the kernel finds its A panel.
+#[derive(Clone, Copy)]
+enum APanel {
+    /// A packed panel (`kc` steps of MR floats).
+    Packed(*const f32),
+    /// MR rows of a row-major A, `lda` floats apart.
+    Rows(*const f32, usize, usize),
+}
+
+/// Calls the kernel's entry point for the panel kind.
+///
+/// # Safety
+/// As [`MicroKernel::tile`] / [`MicroKernel::tile_strided`].
+#[inline(always)]
+unsafe fn run<K: MicroKernel>(
+    panel: APanel,
+    kc: usize,
+    alpha: f32,
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    csc: usize,
+) {
+    match panel {
+        // SAFETY: forwarded from the caller.
+        APanel::Packed(a) => unsafe { K::tile(kc, alpha, a, b, beta, c, rsc, csc) },
+        // SAFETY: forwarded from the caller.
+        APanel::Rows(a, rsa, csa) => unsafe {
+            K::tile_strided(kc, alpha, a, rsa, csa, b, beta, c, rsc, csc)
+        },
     }
 }
 

@@ -38,11 +38,29 @@ pub(crate) trait MicroKernel {
     /// `a` is valid for `kc * MR` reads and `b` for `kc * NR` reads; `c + i * rsc + j * csc`
     /// is valid for writes (and reads when `beta != 0`) for every `i < MR, j < NR`; the CPU
     /// supports the kernel's tier.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
         kc: usize,
         alpha: f32,
         a: *const f32,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: usize,
+        csc: usize,
+    );
+
+    /// Like [`MicroKernel::tile`], but A is read in place through strides: element
+    /// `(i, p)` of the panel is `a[i * rsa + p * csa]`. Skips packing, which for the narrow
+    /// C of the model's layers costs a whole extra pass over A for little reuse.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::tile`], with `a + i * rsa + p * csa` readable for `i < MR, p < kc`.
+    unsafe fn tile_strided(
+        kc: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
         b: *const f32,
         beta: f32,
         c: *mut f32,
@@ -101,24 +119,57 @@ impl MicroKernel for Portable {
         rsc: usize,
         csc: usize,
     ) {
-        const MR: usize = Portable::MR;
-        const NR: usize = Portable::NR;
-        // SAFETY: the caller guarantees kc * MR and kc * NR readable floats.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a, kc * MR),
-                std::slice::from_raw_parts(b, kc * NR),
-            )
-        };
-        let mut acc = [[0.0f32; NR]; MR];
-        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-            for i in 0..MR {
-                for j in 0..NR {
-                    acc[i][j] += ap[i] * bp[j];
-                }
+        // SAFETY: a packed panel is the strided case rsa = 1, csa = MR.
+        unsafe { portable_tile(kc, alpha, a, 1, Self::MR, b, beta, c, rsc, csc) }
+    }
+
+    unsafe fn tile_strided(
+        kc: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: usize,
+        csc: usize,
+    ) {
+        // SAFETY: forwarded from the strided-A tile contract.
+        unsafe { portable_tile(kc, alpha, a, rsa, csa, b, beta, c, rsc, csc) }
+    }
+}
+
+/// The portable 4 x 16 tile, A element `(i, p)` at `a + i * rsa + p * csa`.
+///
+/// # Safety
+/// As [`MicroKernel::tile_strided`].
+unsafe fn portable_tile(
+    kc: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    csc: usize,
+) {
+    const MR: usize = Portable::MR;
+    const NR: usize = Portable::NR;
+    // SAFETY: the caller guarantees kc * NR readable floats at b.
+    let b = unsafe { std::slice::from_raw_parts(b, kc * NR) };
+    let mut acc = [[0.0f32; NR]; MR];
+    for (p, bp) in b.chunks_exact(NR).enumerate() {
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: (i, p) with i < MR, p < kc is inside the A panel.
+            let ai = unsafe { *a.add(i * rsa + p * csa) };
+            for (acc, &bj) in row.iter_mut().zip(bp) {
+                *acc += ai * bj;
             }
         }
-        // SAFETY: forwarded from the caller's contract on c.
-        unsafe { store_tile(acc.as_flattened(), MR, NR, NR, alpha, beta, c, rsc, csc) };
     }
+    // SAFETY: forwarded from the caller's contract on c.
+    unsafe { store_tile(acc.as_flattened(), MR, NR, NR, alpha, beta, c, rsc, csc) };
 }

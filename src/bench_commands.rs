@@ -1,0 +1,126 @@
+//! `resflow bench ...`: reproducible side-by-side benchmarks.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+/// The benchmarks `resflow bench` can run.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Our GEMM against matrixmultiply on the model's shapes (GFLOP/s, ratio, % of peak).
+    Gemm(GemmArgs),
+}
+
+/// Options of `resflow bench gemm`.
+#[derive(Args)]
+pub struct GemmArgs {
+    /// Print one JSON object on stdout and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Kernel tier for our GEMM (portable, avx2, avx512); default: RESFLOW_KERNEL or the best.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Interleaved rounds per shape; the best and the median are reported.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Minimum length of one timed round, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    round_ms: u64,
+    /// Benchmark these shapes instead of the model's: `M,N,K` or `M,N,K,OP` with OP one of
+    /// NN, TN, NT, TT (repeatable).
+    #[arg(long = "shape", value_parser = parse_shape)]
+    shapes: Vec<bench::gemm::GemmShape>,
+}
+
+fn parse_shape(s: &str) -> Result<bench::gemm::GemmShape, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let dims: Vec<usize> = parts
+        .iter()
+        .take(3)
+        .map(|p| p.parse::<usize>().map_err(|e| format!("{p:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    if dims.len() != 3 || parts.len() > 4 {
+        return Err(format!("expected M,N,K or M,N,K,OP, got {s:?}"));
+    }
+    let op = parts.get(3).copied().unwrap_or("NN").to_ascii_uppercase();
+    let (trans_a, trans_b) = match op.as_str() {
+        "NN" => (false, false),
+        "TN" => (true, false),
+        "NT" => (false, true),
+        "TT" => (true, true),
+        _ => return Err(format!("operation {op:?} is not one of NN, TN, NT, TT")),
+    };
+    Ok(bench::gemm::GemmShape {
+        m: dims[0],
+        n: dims[1],
+        k: dims[2],
+        trans_a,
+        trans_b,
+        role: "user shape",
+    })
+}
+
+/// Runs a benchmark command.
+pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        BenchCommand::Gemm(args) => gemm(args),
+    }
+}
+
+fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let tier = match &args.kernel {
+        Some(name) => tensor::Tier::parse(name)?.require()?,
+        None => tensor::Tier::from_env()?,
+    };
+    let config = bench::gemm::GemmBenchConfig {
+        tier,
+        rounds: args.rounds.max(1),
+        min_round: Duration::from_millis(args.round_ms.max(1)),
+        shapes: if args.shapes.is_empty() {
+            bench::gemm::SHAPES.to_vec()
+        } else {
+            args.shapes
+        },
+    };
+    if !args.json {
+        eprintln!(
+            "measuring peak and {} shapes on kernel {tier} ...",
+            config.shapes.len()
+        );
+    }
+    let report = bench::gemm::run(&config)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "GEMM, one thread, kernel {}, measured FP32 peak {:.0} GFLOP/s; best (median) of {} interleaved rounds",
+        report.kernel, report.peak_gflops, config.rounds
+    );
+    println!(
+        "{:>5} {:>5} {:>5} {:>3} | {:>15} | {:>15} | {:>5} | {:>6} | shape",
+        "M", "N", "K", "op", "ours GFLOP/s", "mm GFLOP/s", "ratio", "% peak"
+    );
+    for r in &report.shapes {
+        let op = format!(
+            "{}{}",
+            if r.trans_a { 'T' } else { 'N' },
+            if r.trans_b { 'T' } else { 'N' }
+        );
+        println!(
+            "{:>5} {:>5} {:>5} {:>3} | {:>6.1} ({:>6.1}) | {:>6.1} ({:>6.1}) | {:>5.2} | {:>5.1}% | {}",
+            r.m,
+            r.n,
+            r.k,
+            op,
+            r.ours_gflops,
+            r.ours_median_gflops,
+            r.reference_gflops,
+            r.reference_median_gflops,
+            r.ratio,
+            100.0 * r.ours_gflops / report.peak_gflops,
+            r.role
+        );
+    }
+    Ok(())
+}
