@@ -13,14 +13,18 @@ use super::Tier;
 pub fn fma_loop_gflops(tier: Tier, iters: u64) -> f64 {
     let start = Instant::now();
     let (flops, sink) = match tier {
-        // SAFETY: `is_supported` checked the CPU has AVX-512F.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 if tier.is_supported() => {
-            (iters * 12 * 16 * 2, unsafe { chains_avx512(iters) })
+            // SAFETY: `is_supported` checked the CPU has AVX-512F.
+            let sink = unsafe { chains_avx512(iters) };
+            (iters * 12 * 16 * 2, sink)
         }
-        // SAFETY: `is_supported` checked the CPU has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 if tier.is_supported() => (iters * 12 * 8 * 2, unsafe { chains_avx2(iters) }),
+        Tier::Avx2 if tier.is_supported() => {
+            // SAFETY: `is_supported` checked the CPU has AVX2 and FMA.
+            let sink = unsafe { chains_avx2(iters) };
+            (iters * 12 * 8 * 2, sink)
+        }
         _ => (iters * 12 * 4 * 2, chains_portable(iters)),
     };
     let secs = start.elapsed().as_secs_f64();
