@@ -128,8 +128,8 @@ fn operand(rows: usize, cols: usize, seed: usize) -> Matrix {
     })
 }
 
-/// matrixmultiply's `sgemm` on our views (its strided interface takes both layouts).
-fn reference_gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut MatMut<'_>) {
+/// `C = A B` by matrixmultiply's `sgemm` on our views (its strided interface takes any layout).
+pub fn reference_gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut MatMut<'_>) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let (rsc, csc) = (c.row_stride() as isize, c.col_stride() as isize);
     let cp = c.data_mut().as_mut_ptr();
