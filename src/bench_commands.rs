@@ -9,6 +9,26 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Our GEMM against matrixmultiply on the model's shapes (GFLOP/s, ratio, % of peak).
     Gemm(GemmArgs),
+    /// Element-wise kernels (sigmoid, tanh, softplus, ReLU): ns per element on the chosen
+    /// tier, on the portable tier and with the standard library's functions.
+    Ops(OpsArgs),
+}
+
+/// Options of `resflow bench ops`.
+#[derive(Args)]
+pub struct OpsArgs {
+    /// Print one JSON object on stdout and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Kernel tier (portable, avx2, avx512); default: RESFLOW_KERNEL or the best.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Elements per call (default: one 1024 x 128 activation).
+    #[arg(long, default_value_t = 131_072)]
+    len: usize,
+    /// Interleaved rounds; the best is reported.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
 }
 
 /// Options of `resflow bench gemm`.
@@ -64,14 +84,46 @@ fn parse_shape(s: &str) -> Result<bench::gemm::GemmShape, String> {
 pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         BenchCommand::Gemm(args) => gemm(args),
+        BenchCommand::Ops(args) => ops(args),
     }
 }
 
+fn tier(kernel: &Option<String>) -> Result<tensor::Tier, tensor::TensorError> {
+    match kernel {
+        Some(name) => tensor::Tier::parse(name)?.require(),
+        None => tensor::Tier::from_env(),
+    }
+}
+
+fn ops(args: OpsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let report = bench::ops::run(tier(&args.kernel)?, args.len.max(1), args.rounds.max(1));
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "element-wise kernels, {} elements, kernel {}: ns per element (best of {} rounds)",
+        report.len, report.kernel, args.rounds
+    );
+    println!(
+        "{:>9} | {:>7} | {:>8} | {:>7} | {:>10}",
+        "op", "ours", "portable", "std", "std / ours"
+    );
+    for r in &report.ops {
+        println!(
+            "{:>9} | {:>7.3} | {:>8.3} | {:>7.3} | {:>10.1}",
+            r.op,
+            r.ours_ns,
+            r.portable_ns,
+            r.std_ns,
+            r.std_ns / r.ours_ns
+        );
+    }
+    Ok(())
+}
+
 fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let tier = match &args.kernel {
-        Some(name) => tensor::Tier::parse(name)?.require()?,
-        None => tensor::Tier::from_env()?,
-    };
+    let tier = tier(&args.kernel)?;
     let config = bench::gemm::GemmBenchConfig {
         tier,
         rounds: args.rounds.max(1),

@@ -6,6 +6,7 @@
 //! between runs; the ratio is what to quote.
 
 pub mod gemm;
+pub mod ops;
 mod timing;
 
 pub use timing::{Timing, time_best_and_median};

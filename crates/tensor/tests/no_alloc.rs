@@ -62,7 +62,10 @@ fn steady_state_kernels_do_not_allocate() {
     let start = ALLOCATIONS.load(Ordering::Relaxed);
     step();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    assert!(before > start, "the warm-up grows the scratch, so the counter must see it");
+    assert!(
+        before > start,
+        "the warm-up grows the scratch, so the counter must see it"
+    );
     for _ in 0..5 {
         step();
     }

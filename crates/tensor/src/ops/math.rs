@@ -14,10 +14,10 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding then subtracting 1.5 * 2^23 rounds an f32 to the nearest integer.
 const ROUND: f32 = 12_582_912.0;
 
-/// `2^n` for an integer-valued `n` in `[-126, 127]`, built from its exponent bits.
+/// `2^n` for an integer `n` in `[-126, 127]`, built from its exponent bits.
 #[inline(always)]
-fn pow2i(n: f32) -> f32 {
-    f32::from_bits(((n as i32 + 127) as u32) << 23)
+fn pow2i(n: i32) -> f32 {
+    f32::from_bits(((n + 127) as u32) << 23)
 }
 
 /// `e^x`, correct to about 1 ulp; `0` below `-103.97`, `inf` above `88.72`, NaN stays NaN.
@@ -25,8 +25,12 @@ fn pow2i(n: f32) -> f32 {
 pub fn exp(x: f32) -> f32 {
     // Clamp so both halves of the exponent below stay normal.
     let xc = x.clamp(-104.0, 88.8);
-    // x = n ln2 + r with |r| <= ln2 / 2.
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    // x = n ln2 + r with |r| <= ln2 / 2. Adding ROUND rounds x log2(e) to an integer, which
+    // then sits in the low mantissa bits of `t`: subtracting the bits of ROUND reads it
+    // out as an i32 without a float-to-int conversion (those do not vectorise well).
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = xc - n * LN2_HI - n * LN2_LO;
     // e^r by its minimax polynomial (Cephes expf).
     let mut p = 1.987_569_1e-4_f32;
@@ -38,17 +42,11 @@ pub fn exp(x: f32) -> f32 {
     let er = p * r * r + r + 1.0;
     // 2^n as 2^(n/2) * 2^(n - n/2): each factor stays a normal float even when the
     // result is subnormal (n down to -150).
-    let half = (n * 0.5 + ROUND) - ROUND;
-    let y = er * pow2i(half) * pow2i(n - half);
-    if x > 88.72 {
-        f32::INFINITY
-    } else if x < -103.97 {
-        0.0
-    } else if x.is_nan() {
-        x
-    } else {
-        y
-    }
+    let half = ni >> 1;
+    let y = er * pow2i(half) * pow2i(ni - half);
+    // NaN fails both tests and has propagated through the arithmetic above.
+    let y = if x > 88.72 { f32::INFINITY } else { y };
+    if x < -103.97 { 0.0 } else { y }
 }
 
 /// `ln x` for a positive, normal, finite `x`, correct to about 1 ulp.
