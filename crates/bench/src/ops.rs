@@ -31,6 +31,7 @@ pub struct OpsReport {
 }
 
 type Kernel = fn(Tier, &[f32], &mut [f32]);
+type Reference = fn(&[f32], &mut [f32]);
 
 fn std_sigmoid(x: &[f32], y: &mut [f32]) {
     for (y, &x) in y.iter_mut().zip(x) {
@@ -62,7 +63,7 @@ pub fn run(tier: Tier, len: usize, rounds: usize) -> OpsReport {
         .map(|i| ((i * 7919) % 2001) as f32 / 100.0 - 10.0)
         .collect();
     let mut y = vec![0.0f32; len];
-    let cases: [(&'static str, Kernel, fn(&[f32], &mut [f32])); 4] = [
+    let cases: [(&'static str, Kernel, Reference); 4] = [
         ("sigmoid", ops::sigmoid_with, std_sigmoid),
         ("tanh", ops::tanh_with, std_tanh),
         ("softplus", ops::softplus_with, std_softplus),
