@@ -220,6 +220,20 @@ impl Matrix {
     }
 }
 
+impl PartialEq for Matrix {
+    /// Same shape and same elements (the leading dimension and padding do not matter).
+    fn eq(&self, other: &Self) -> bool {
+        self.shape() == other.shape() && (0..self.rows).all(|i| self.row(i) == other.row(i))
+    }
+}
+
+impl Default for Matrix {
+    /// The empty `0 x 0` matrix.
+    fn default() -> Self {
+        Self::zeros(0, 0)
+    }
+}
+
 impl std::fmt::Debug for Matrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Matrix {}x{} (ld {}) ", self.rows, self.cols, self.ld)?;

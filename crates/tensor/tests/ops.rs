@@ -298,6 +298,25 @@ fn length_mismatch_panics_with_the_op_name() {
     ops::relu(&[1.0, 2.0], &mut [0.0]);
 }
 
+#[test]
+fn prelu_scale_shift_is_prelu_then_affine() {
+    let x: Vec<f32> = (0..21).map(|i| i as f32 * 0.5 - 5.0).collect();
+    let (slopes, scale, shift) = (
+        [0.1f32, -0.2, 0.0],
+        [2.0f32, 0.5, -1.0],
+        [0.25f32, 0.0, 3.0],
+    );
+    for tier in Tier::supported() {
+        let mut y = x.clone();
+        ops::prelu_scale_shift_with(tier, &mut y, &slopes, &scale, &shift);
+        for (i, (&v, &got)) in x.iter().zip(&y).enumerate() {
+            let c = i % 3;
+            let want = scale[c] * if v > 0.0 { v } else { slopes[c] * v } + shift[c];
+            assert_eq!(got, want, "{tier} element {i}");
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn random_inputs_match_references_on_every_tier(xs in prop::collection::vec(-120.0f32..120.0, 0..70)) {

@@ -98,6 +98,28 @@ multiversion! {
 }
 
 multiversion! {
+    /// Inference-time hidden layer epilogue, in place: `x = scale[c] * prelu(x) + shift[c]`
+    /// per column `c` (PReLU, then a BatchNorm reduced to a per-unit scale and shift).
+    ///
+    /// # Panics
+    /// If the three per-column slices differ in length, or `x.len()` is not a multiple of it.
+    pub fn prelu_scale_shift / prelu_scale_shift_with(x: &mut [f32], slopes: &[f32], scale: &[f32], shift: &[f32]) {
+        check("prelu_scale_shift", slopes.len(), scale.len());
+        check("prelu_scale_shift", slopes.len(), shift.len());
+        if x.is_empty() {
+            return;
+        }
+        assert!(!slopes.is_empty() && x.len().is_multiple_of(slopes.len()), "prelu_scale_shift: {} values for {} columns", x.len(), slopes.len());
+        for row in x.chunks_exact_mut(slopes.len()) {
+            for (((v, &a), &s), &t) in row.iter_mut().zip(slopes).zip(scale).zip(shift) {
+                let p = if *v > 0.0 { *v } else { a * *v };
+                *v = s * p + t;
+            }
+        }
+    }
+}
+
+multiversion! {
     /// Logistic sigmoid `y = 1 / (1 + e^-x)`, in the stable form that never exponentiates a
     /// positive number: with `z = e^-|x|`, `y = 1 / (1 + z)` for `x >= 0` and `z / (1 + z)`
     /// otherwise. Always in `[0, 1]`; exactly `1` at `x = 100`.

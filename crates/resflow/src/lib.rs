@@ -1,0 +1,24 @@
+//! `resflow`: the residual multi-task ranker of "Residual Multi-Task Learner for Applied
+//! Ranking" (KDD 2024).
+//!
+//! Each task (click, conversion, ...) has its own MLP tower over shared embeddings of
+//! categorical features; the hidden layers and the logit of task `t` are added into those
+//! of task `t + 1`. This crate holds the model's configuration ([`config`]), its input
+//! layout ([`layout`]), the serving form of a trained model and its file format
+//! ([`ServingModel`]), and the [`Scorer`] that ranks candidates with it.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod error;
+pub mod layout;
+mod model_file;
+pub mod rng;
+mod scorer;
+mod serving;
+
+pub use config::ModelConfig;
+pub use error::ModelError;
+pub use layout::{Field, InputLayout, Pooling};
+pub use model_file::{FORMAT, VERSION, write_atomically};
+pub use scorer::{Bag, Request, Scorer, Workspace};
+pub use serving::{CandidateRef, HiddenLayer, ServingModel, Tower};

@@ -1,0 +1,117 @@
+//! After warm-up, scoring a request allocates nothing (counting global allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use resflow::config::TaskConfig;
+use resflow::{Bag, Field, InputLayout, ModelConfig, Pooling, Request, Scorer, ServingModel};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// side effect that does not touch the memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's arguments.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn scoring_allocates_nothing_after_warm_up() {
+    let field = |name: &str, vocab, bag| Field {
+        name: name.into(),
+        vocab,
+        bag,
+    };
+    let layout = InputLayout {
+        fields: vec![
+            field("user", 100, None),
+            field("item", 500, None),
+            field("tags", 50, Some(Pooling::Sum)),
+        ],
+        dense: 2,
+        tasks: vec!["click".into(), "order".into()],
+    };
+    let config = ModelConfig {
+        embedding_dim: 16,
+        hidden: vec![32, 16],
+        tasks: ["click", "order"]
+            .iter()
+            .map(|n| TaskConfig {
+                name: n.to_string(),
+                pos_weight: 1.0,
+                loss_weight: 1.0,
+            })
+            .collect(),
+        request_fields: vec!["user".into()],
+        ..ModelConfig::default()
+    };
+    let scorer = Scorer::new(ServingModel::random(config, layout, 3).unwrap()).unwrap();
+    let n = 300;
+    let ids: Vec<u32> = (0..n as u32).map(|i| i % 500).collect();
+    let offsets: Vec<u64> = (0..=n as u64).map(|i| i * 2).collect();
+    let tags: Vec<u32> = (0..2 * n as u32).map(|i| i % 50).collect();
+    let bags = [Bag {
+        offsets: &offsets,
+        ids: &tags,
+    }];
+    let dense = vec![0.1f32; 2 * n];
+    let req = Request {
+        candidates: n,
+        ids: &ids,
+        bags: &bags,
+        dense: &dense,
+        dense_stride: 2,
+        request_ids: &[7],
+        request_bags: &[],
+    };
+    let (mut probs, mut fused) = (vec![0.0; 2 * n], vec![0.0; n]);
+    let mut ws = scorer.workspace(n);
+    let start = ALLOCATIONS.load(Ordering::Relaxed);
+    scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
+    let warm = ALLOCATIONS.load(Ordering::Relaxed);
+    assert!(
+        warm > start,
+        "the first call grows the GEMM scratch, so the counter must see it"
+    );
+    for _ in 0..10 {
+        scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
+    }
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        warm,
+        "allocations after warm-up"
+    );
+    // Smaller requests reuse the same buffers.
+    let small = Request {
+        candidates: 10,
+        ids: &ids[..10],
+        bags: &[Bag {
+            offsets: &offsets[..11],
+            ids: &tags[..20],
+        }],
+        ..req
+    };
+    scorer
+        .score(&mut ws, &small, &mut probs, &mut fused)
+        .unwrap();
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), warm);
+}
