@@ -12,6 +12,25 @@ pub enum BenchCommand {
     /// Element-wise kernels (sigmoid, tanh, softplus, ReLU): ns per element on the chosen
     /// tier, on the portable tier and with the standard library's functions.
     Ops(OpsArgs),
+    /// Scoring latency of one request (1, 100, 500, 2000 candidates), one thread, Ali-CCP layout.
+    Score(ScoreArgs),
+}
+
+/// Options of `resflow bench score`.
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Print one JSON object on stdout and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Candidates per request (repeatable); default 1, 100, 500 and 2000.
+    #[arg(long = "candidates")]
+    candidates: Vec<usize>,
+    /// Cap on embedding-table rows (the Ali-CCP hash sizes go up to 3.2 million).
+    #[arg(long, default_value_t = 100_000)]
+    max_vocab: u32,
+    /// Timed requests per size (for 100 candidates; scaled down for larger requests).
+    #[arg(long, default_value_t = 2000)]
+    calls: usize,
 }
 
 /// Options of `resflow bench ops`.
@@ -85,7 +104,36 @@ pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         BenchCommand::Gemm(args) => gemm(args),
         BenchCommand::Ops(args) => ops(args),
+        BenchCommand::Score(args) => score(args),
     }
+}
+
+fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let sizes = if args.candidates.is_empty() {
+        vec![1, 100, 500, 2000]
+    } else {
+        args.candidates
+    };
+    let report = bench::score::run(&sizes, args.max_vocab.max(1), args.calls.max(1))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "scoring one request, one thread, Ali-CCP layout (19 fields, dim 32, towers 128-64-1, 2 tasks), kernel {}, tables capped at {} rows",
+        report.kernel, report.max_vocab
+    );
+    println!(
+        "{:>10} | {:>8} | {:>8} | {:>22} | {:>12}",
+        "candidates", "p50 ms", "p99 ms", "p50 ms, no field split", "candidates/s"
+    );
+    for r in &report.requests {
+        println!(
+            "{:>10} | {:>8.3} | {:>8.3} | {:>22.3} | {:>12.0}",
+            r.candidates, r.p50_ms, r.p99_ms, r.p50_no_split_ms, r.candidates_per_s
+        );
+    }
+    Ok(())
 }
 
 fn tier(kernel: &Option<String>) -> Result<tensor::Tier, tensor::TensorError> {

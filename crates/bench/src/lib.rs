@@ -7,6 +7,7 @@
 
 pub mod gemm;
 pub mod ops;
+pub mod score;
 mod timing;
 
 pub use timing::{Timing, time_best_and_median};

@@ -1,0 +1,249 @@
+//! `resflow bench score`: latency of scoring one request with the [`Scorer`], one thread,
+//! on the Ali-CCP layout of the paper's released code.
+//!
+//! The model has 19 categorical fields (17 single-valued, 2 bags), 32-wide embeddings and
+//! two towers of 128-64-1 with PReLU and BatchNorm: the paper's setting. The 10 user and
+//! context fields (101, 121-129 and the scenario field 301) are request-level: given once
+//! per request, their share of the first layer computed once. Weights are random (latency
+//! does not depend on their values); tables are the layout's hash sizes capped at
+//! `max_vocab` rows so the benchmark fits in memory, ids are uniform over each table.
+
+use std::time::Instant;
+
+use resflow::config::TaskConfig;
+use resflow::rng::SplitMix64;
+use resflow::{
+    Bag, Field, InputLayout, ModelConfig, ModelError, Pooling, Request, Scorer, ServingModel,
+};
+use serde::Serialize;
+
+/// Ali-CCP fields in the released code's column order, with their hash sizes.
+pub const ALICCP_FIELDS: [(&str, u32); 19] = [
+    ("205", 3_168_700),
+    ("206", 8_700),
+    ("207", 610_400),
+    ("216", 210_000),
+    ("301", 4),
+    ("508", 7_800),
+    ("509", 388_900),
+    ("702", 144_000),
+    ("101", 294_900),
+    ("121", 100),
+    ("122", 16),
+    ("124", 4),
+    ("125", 16),
+    ("126", 8),
+    ("127", 8),
+    ("128", 8),
+    ("129", 8),
+    ("210", 99_000),
+    ("853", 87_000),
+];
+
+/// Fields constant within a request: the user (101), the user profile (121-129) and the
+/// scenario (301).
+pub const ALICCP_REQUEST_FIELDS: [&str; 10] = [
+    "101", "121", "122", "124", "125", "126", "127", "128", "129", "301",
+];
+
+/// The Ali-CCP input layout with each table capped at `max_vocab` rows.
+pub fn aliccp_layout(max_vocab: u32) -> InputLayout {
+    InputLayout {
+        fields: ALICCP_FIELDS
+            .iter()
+            .map(|&(name, vocab)| Field {
+                name: name.to_string(),
+                vocab: vocab.min(max_vocab),
+                bag: if name == "210" || name == "853" {
+                    Some(Pooling::Sum)
+                } else {
+                    None
+                },
+            })
+            .collect(),
+        dense: 0,
+        tasks: vec!["click".into(), "conversion".into()],
+    }
+}
+
+/// Latency figures for one request size.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreResult {
+    /// Candidates per request.
+    pub candidates: usize,
+    /// Median latency, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency, milliseconds.
+    pub p99_ms: f64,
+    /// Median latency with every field given per candidate (no request-level split).
+    pub p50_no_split_ms: f64,
+    /// Candidates scored per second at the median.
+    pub candidates_per_s: f64,
+}
+
+/// The whole benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreReport {
+    /// Kernel tier of the GEMMs.
+    pub kernel: &'static str,
+    /// Largest embedding table (rows).
+    pub max_vocab: u32,
+    /// One entry per request size.
+    pub requests: Vec<ScoreResult>,
+}
+
+/// A request's owned buffers, in the scorer's field groups.
+struct RequestData {
+    n: usize,
+    ids: Vec<u32>,
+    bags: Vec<(Vec<u64>, Vec<u32>)>,
+    request_ids: Vec<u32>,
+    request_bags: Vec<(Vec<u64>, Vec<u32>)>,
+}
+
+impl RequestData {
+    fn new(scorer: &Scorer, n: usize, rng: &mut SplitMix64) -> Self {
+        let layout = &scorer.model().layout;
+        let vocab = |name: &str| layout.fields[layout.field_index(name).unwrap()].vocab as u64;
+        let is_bag = |name: &str| {
+            layout.fields[layout.field_index(name).unwrap()]
+                .bag
+                .is_some()
+        };
+        let cand = scorer.candidate_fields();
+        let req = scorer.request_fields();
+        let bag = |name: &str, rows: usize, rng: &mut SplitMix64| {
+            let mut offsets = vec![0u64];
+            let mut ids = vec![];
+            for _ in 0..rows {
+                for _ in 0..1 + rng.below(3) {
+                    ids.push(rng.below(vocab(name)) as u32);
+                }
+                offsets.push(ids.len() as u64);
+            }
+            (offsets, ids)
+        };
+        let single_c: Vec<&str> = cand.iter().copied().filter(|f| !is_bag(f)).collect();
+        let ids = (0..n * single_c.len())
+            .map(|i| rng.below(vocab(single_c[i % single_c.len()])) as u32)
+            .collect();
+        let bags = cand
+            .iter()
+            .filter(|f| is_bag(f))
+            .map(|f| bag(f, n, rng))
+            .collect();
+        let request_ids = req
+            .iter()
+            .filter(|f| !is_bag(f))
+            .map(|f| rng.below(vocab(f)) as u32)
+            .collect();
+        let request_bags = req
+            .iter()
+            .filter(|f| is_bag(f))
+            .map(|f| bag(f, 1, rng))
+            .collect();
+        Self {
+            n,
+            ids,
+            bags,
+            request_ids,
+            request_bags,
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Times `calls` requests of `n` candidates; returns sorted latencies in seconds.
+fn latencies(scorer: &Scorer, n: usize, calls: usize, seed: u64) -> Result<Vec<f64>, ModelError> {
+    let mut rng = SplitMix64::new(seed);
+    // A handful of different requests, cycled, so caches see varied ids.
+    let data: Vec<RequestData> = (0..8)
+        .map(|_| RequestData::new(scorer, n, &mut rng))
+        .collect();
+    let tasks = scorer.tasks();
+    let (mut probs, mut fused) = (vec![0.0f32; n * tasks], vec![0.0f32; n]);
+    let mut ws = scorer.workspace(n);
+    let mut out = Vec::with_capacity(calls);
+    for i in 0..calls + 3 {
+        let d = &data[i % data.len()];
+        let bags: Vec<Bag> = d
+            .bags
+            .iter()
+            .map(|(o, ids)| Bag { offsets: o, ids })
+            .collect();
+        let rbags: Vec<Bag> = d
+            .request_bags
+            .iter()
+            .map(|(o, ids)| Bag { offsets: o, ids })
+            .collect();
+        let req = Request {
+            candidates: d.n,
+            ids: &d.ids,
+            bags: &bags,
+            dense: &[],
+            dense_stride: 0,
+            request_ids: &d.request_ids,
+            request_bags: &rbags,
+        };
+        let start = Instant::now();
+        scorer.score(&mut ws, &req, &mut probs, &mut fused)?;
+        let t = start.elapsed().as_secs_f64();
+        if i >= 3 {
+            out.push(t);
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {
+    let config = ModelConfig {
+        tasks: ["click", "conversion"]
+            .iter()
+            .map(|n| TaskConfig {
+                name: n.to_string(),
+                pos_weight: 1.0,
+                loss_weight: 1.0,
+            })
+            .collect(),
+        request_fields: if split {
+            ALICCP_REQUEST_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            vec![]
+        },
+        ..ModelConfig::default()
+    };
+    Scorer::new(ServingModel::random(config, aliccp_layout(max_vocab), 1)?)
+}
+
+/// Runs the benchmark for each request size.
+pub fn run(sizes: &[usize], max_vocab: u32, calls: usize) -> Result<ScoreReport, ModelError> {
+    let split = model(max_vocab, true)?;
+    let whole = model(max_vocab, false)?;
+    let mut requests = Vec::new();
+    for &n in sizes {
+        // Fewer calls for large requests keep the run short.
+        let calls = (calls * 100 / n.max(100)).max(50);
+        let with = latencies(&split, n, calls, n as u64)?;
+        let without = latencies(&whole, n, calls / 2 + 1, n as u64)?;
+        let p50 = percentile(&with, 0.5);
+        requests.push(ScoreResult {
+            candidates: n,
+            p50_ms: p50 * 1e3,
+            p99_ms: percentile(&with, 0.99) * 1e3,
+            p50_no_split_ms: percentile(&without, 0.5) * 1e3,
+            candidates_per_s: n as f64 / p50,
+        });
+    }
+    Ok(ScoreReport {
+        kernel: tensor::Tier::active().name(),
+        max_vocab,
+        requests,
+    })
+}
