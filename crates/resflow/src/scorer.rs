@@ -455,7 +455,19 @@ impl Scorer {
         let n = req.candidates;
         let dim = self.model.config.embedding_dim;
         let (s_c, s_r) = (self.cand_single.len(), self.req_single.len());
+        // Embedding rows are random reads: start the loads a few candidates ahead so the
+        // cache misses overlap instead of queueing one after another.
+        const AHEAD: usize = 4;
         for r in 0..n {
+            if r + AHEAD < n {
+                for (k, plan) in self.cand_single.iter().enumerate() {
+                    let id = req.ids[(r + AHEAD) * s_c + k] as usize;
+                    let table = &self.model.embeddings[plan.field];
+                    if id < table.rows() {
+                        tensor::arch::prefetch(table.row(id));
+                    }
+                }
+            }
             let row = ws.x_cand.row_mut(r);
             for (k, plan) in self.cand_single.iter().enumerate() {
                 self.lookup(
@@ -502,6 +514,13 @@ impl Scorer {
     ) -> Result<(), ModelError> {
         let field = &self.model.layout.fields[plan.field];
         let table = &self.model.embeddings[plan.field];
+        if let [id] = ids {
+            // A single-valued field: one row, copied.
+            if *id < field.vocab {
+                out.copy_from_slice(table.row(*id as usize));
+                return Ok(());
+            }
+        }
         out.fill(0.0);
         for &id in ids {
             if id >= field.vocab {
