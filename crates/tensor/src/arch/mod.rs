@@ -119,6 +119,24 @@ impl std::fmt::Display for Tier {
     }
 }
 
+/// Asks the CPU to start loading the cache line holding `data[0]` (a hint: no effect on
+/// results). Gathers of random embedding rows use it to overlap their cache misses.
+#[inline(always)]
+pub fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(first) = data.first() {
+        // SAFETY: prefetching never faults or changes memory; the pointer comes from a live
+        // reference, and SSE (which provides the instruction) is part of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (first as *const f32).cast::<i8>(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,22 +162,4 @@ mod tests {
             assert_eq!(t.require().is_ok(), t.is_supported());
         }
     }
-}
-
-/// Asks the CPU to start loading the cache line holding `data[0]` (a hint: no effect on
-/// results). Gathers of random embedding rows use it to overlap their cache misses.
-#[inline(always)]
-pub fn prefetch(data: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(first) = data.first() {
-        // SAFETY: prefetching never faults or changes memory; the pointer comes from a live
-        // reference, and SSE (which provides the instruction) is part of the x86-64 baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (first as *const f32).cast::<i8>(),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
 }
