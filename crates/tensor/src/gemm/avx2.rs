@@ -132,8 +132,8 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// `y[i] = dot(A[i, :], x)` for `m` rows of a row-major `A` (row stride `lda`), four rows
-/// at a time.
+/// `y[i] = dot(A[i, :], x)` for `m` rows of a row-major `A` (row stride `lda`): four rows
+/// at a time, so four independent FMA chains share each load of x.
 ///
 /// # Safety
 /// `a + i * lda + p` is readable for `i < m, p < k`; `x` has `k` and `y` `m` floats; the
@@ -150,26 +150,30 @@ pub(crate) unsafe fn dot_rows(
     let full = k / 8 * 8;
     let xp = x.as_ptr();
     let mut i = 0;
-    while i < m {
-        let nr = (m - i).min(4);
+    while i + 4 <= m {
         let mut acc = [_mm256_setzero_ps(); 4];
-        let mut rows = [a; 4];
-        for (r, row) in rows.iter_mut().enumerate().take(nr) {
-            // SAFETY: row i + r < m exists.
-            *row = unsafe { a.add((i + r) * lda) };
-        }
+        // SAFETY: rows i..i+4 exist (i + 4 <= m).
+        let rows = unsafe {
+            [
+                a.add(i * lda),
+                a.add((i + 1) * lda),
+                a.add((i + 2) * lda),
+                a.add((i + 3) * lda),
+            ]
+        };
         let mut p = 0;
         while p < full {
-            // SAFETY: p + 8 <= k; rows below nr are valid.
+            // SAFETY: p + 8 <= full <= k on valid rows and on x.
             unsafe {
                 let xv = _mm256_loadu_ps(xp.add(p));
-                for r in 0..nr {
-                    acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[r].add(p)), xv, acc[r]);
-                }
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[0].add(p)), xv, acc[0]);
+                acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[1].add(p)), xv, acc[1]);
+                acc[2] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[2].add(p)), xv, acc[2]);
+                acc[3] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[3].add(p)), xv, acc[3]);
             }
             p += 8;
         }
-        for r in 0..nr {
+        for r in 0..4 {
             let mut s = hsum(acc[r]);
             for (q, &xq) in x.iter().enumerate().take(k).skip(full) {
                 // SAFETY: q < k on a valid row.
@@ -177,7 +181,27 @@ pub(crate) unsafe fn dot_rows(
             }
             y[i + r] = s;
         }
-        i += nr;
+        i += 4;
+    }
+    while i < m {
+        let mut acc = _mm256_setzero_ps();
+        // SAFETY: row i < m exists.
+        let row = unsafe { a.add(i * lda) };
+        let mut p = 0;
+        while p < full {
+            // SAFETY: p + 8 <= k on a valid row and on x.
+            unsafe {
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(p)), _mm256_loadu_ps(xp.add(p)), acc)
+            };
+            p += 8;
+        }
+        let mut s = hsum(acc);
+        for (q, &xq) in x.iter().enumerate().take(k).skip(full) {
+            // SAFETY: q < k on a valid row.
+            s += unsafe { *row.add(q) } * xq;
+        }
+        y[i] = s;
+        i += 1;
     }
 }
 
