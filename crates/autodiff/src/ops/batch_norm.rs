@@ -1,0 +1,226 @@
+//! BatchNorm over the rows of `x: N x C`, one mean and variance per column.
+//!
+//! Forward: `xhat = (x - mu) / sqrt(var + eps)`, `y = gamma xhat + beta`, where in training
+//! mode `mu` and `var` (biased) are the batch's, and in inference mode they are given (the
+//! running averages; the authors' frozen form uses 0 and 1).
+//!
+//! Backward with `s = 1 / sqrt(var + eps)`:
+//! - `dbeta_c = sum_n dy_nc`, `dgamma_c = sum_n dy_nc xhat_nc`;
+//! - inference mode (statistics are constants): `dx = gamma s dy`;
+//! - training mode, the statistics depend on `x` too. With `g = gamma dy`:
+//!   `dvar = sum_n g_n (x_n - mu) (-1/2) s^3` and `dmu = -s sum_n g_n + dvar (-2/N) sum_n (x_n - mu)`,
+//!   where the last sum is 0. Substituting into `dx_n = g_n s + dvar 2 (x_n - mu) / N + dmu / N`
+//!   gives the usual closed form
+//!   `dx_n = (gamma s / N) (N dy_n - sum_m dy_m - xhat_n sum_m dy_m xhat_m)`.
+//!
+//! Column sums are accumulated in f64.
+
+use super::{Op, parts};
+use crate::error::{AutodiffError, Result, shape_err};
+use crate::tape::{Node, Tape, Var};
+
+/// Where the normalisation statistics come from.
+#[derive(Debug, Clone, Copy)]
+pub enum BatchNormMode<'a> {
+    /// The batch's own mean and (biased) variance; they are saved for
+    /// [`Tape::batch_stats`] so a trainer can update running averages.
+    Train {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// Given statistics, treated as constants.
+    Eval {
+        /// Per-column mean.
+        mean: &'a [f32],
+        /// Per-column variance.
+        var: &'a [f32],
+        /// Added to the variance.
+        eps: f32,
+    },
+}
+
+impl Tape {
+    /// BatchNorm of `x: N x C` with scale `gamma: 1 x C` and shift `beta: 1 x C`.
+    pub fn batch_norm(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        mode: BatchNormMode<'_>,
+    ) -> Result<Var> {
+        for v in [x, gamma, beta] {
+            self.check("batch_norm", v)?;
+        }
+        let (n, c) = self.shape(x);
+        for p in [gamma, beta] {
+            if self.shape(p) != (1, c) {
+                return Err(shape_err(
+                    "batch_norm",
+                    (n, c),
+                    self.shape(p),
+                    "gamma and beta must be 1 x C",
+                ));
+            }
+        }
+        let train = matches!(mode, BatchNormMode::Train { .. });
+        if train && n == 0 {
+            return Err(AutodiffError::Invalid {
+                op: "batch_norm",
+                detail: "batch statistics need at least one row".into(),
+            });
+        }
+        // aux: mean (C), inv_std (C), variance (C)
+        let aux = self.aux.len();
+        self.aux.resize(aux + 3 * c, 0.0);
+        let (xo, _) = self.slot(x);
+        let eps = match mode {
+            BatchNormMode::Train { eps } => {
+                let xs = &self.values[xo..xo + n * c];
+                let wide = &mut self.wide;
+                wide.clear();
+                wide.resize(2 * c, 0.0);
+                for row in xs.chunks_exact(c) {
+                    for (s, &v) in wide[..c].iter_mut().zip(row) {
+                        *s += v as f64;
+                    }
+                }
+                for m in &mut wide[..c] {
+                    *m /= n as f64;
+                }
+                for row in xs.chunks_exact(c) {
+                    for j in 0..c {
+                        let d = row[j] as f64 - wide[j];
+                        wide[c + j] += d * d;
+                    }
+                }
+                for j in 0..c {
+                    self.aux[aux + j] = wide[j] as f32;
+                    self.aux[aux + 2 * c + j] = (wide[c + j] / n as f64) as f32;
+                }
+                eps
+            }
+            BatchNormMode::Eval { mean, var, eps } => {
+                if mean.len() != c || var.len() != c {
+                    return Err(AutodiffError::Invalid {
+                        op: "batch_norm",
+                        detail: format!(
+                            "{} means and {} variances for {c} columns",
+                            mean.len(),
+                            var.len()
+                        ),
+                    });
+                }
+                self.aux[aux..aux + c].copy_from_slice(mean);
+                self.aux[aux + 2 * c..aux + 3 * c].copy_from_slice(var);
+                eps
+            }
+        };
+        for j in 0..c {
+            let var = self.aux[aux + 2 * c + j];
+            self.aux[aux + c + j] = 1.0 / (var + eps).sqrt();
+        }
+        let ((go, _), (bo, _)) = (self.slot(gamma), self.slot(beta));
+        let (v, off) = self.push(
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                aux,
+                train,
+            },
+            n,
+            c,
+        );
+        let Tape {
+            values, aux: saved, ..
+        } = self;
+        let (before, after) = values.split_at_mut(off);
+        let out = &mut after[..n * c];
+        let (mu, inv) = (&saved[aux..aux + c], &saved[aux + c..aux + 2 * c]);
+        for (orow, xrow) in out
+            .chunks_exact_mut(c.max(1))
+            .zip(before[xo..xo + n * c].chunks_exact(c.max(1)))
+        {
+            for j in 0..c {
+                orow[j] = before[go + j] * ((xrow[j] - mu[j]) * inv[j]) + before[bo + j];
+            }
+        }
+        Ok(v)
+    }
+
+    /// The statistics a BatchNorm node normalised with: `(mean, variance)` per column (the
+    /// batch's own in training mode). `None` if `v` is not a BatchNorm.
+    pub fn batch_stats(&self, v: Var) -> Option<(&[f32], &[f32])> {
+        match self.nodes.get(v.0 as usize)?.op {
+            Op::BatchNorm { aux, .. } => {
+                let c = self.shape(v).1;
+                Some((&self.aux[aux..aux + c], &self.aux[aux + 2 * c..aux + 3 * c]))
+            }
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn backward(
+    t: &mut Tape,
+    node: Node,
+    x: Var,
+    gamma: Var,
+    beta: Var,
+    aux: usize,
+    train: bool,
+) -> Result<()> {
+    let (n, c) = (node.rows, node.cols);
+    let (sx, sg, sb) = (t.slot(x), t.slot(gamma), t.slot(beta));
+    let (need_x, need_g, need_b) = (t.needs_grad(x), t.needs_grad(gamma), t.needs_grad(beta));
+    let mut wide = std::mem::take(&mut t.wide);
+    wide.clear();
+    wide.resize(2 * c, 0.0);
+    let aux_v = std::mem::take(&mut t.aux);
+    let (mu, inv) = (&aux_v[aux..aux + c], &aux_v[aux + c..aux + 2 * c]);
+    {
+        let (values, before, gy) = parts(t, &node);
+        let xv = &values[sx.0..sx.0 + sx.1];
+        let gamma_v = &values[sg.0..sg.0 + c];
+        // sum_n dy and sum_n dy xhat, per column
+        for (dr, xr) in gy.chunks_exact(c.max(1)).zip(xv.chunks_exact(c.max(1))) {
+            for j in 0..c {
+                let xhat = (xr[j] - mu[j]) * inv[j];
+                wide[j] += dr[j] as f64;
+                wide[c + j] += (dr[j] * xhat) as f64;
+            }
+        }
+        if need_b {
+            for j in 0..c {
+                before[sb.0 + j] += wide[j] as f32;
+            }
+        }
+        if need_g {
+            for j in 0..c {
+                before[sg.0 + j] += wide[c + j] as f32;
+            }
+        }
+        if need_x {
+            let gx = &mut before[sx.0..sx.0 + sx.1];
+            for ((gr, dr), xr) in gx
+                .chunks_exact_mut(c.max(1))
+                .zip(gy.chunks_exact(c.max(1)))
+                .zip(xv.chunks_exact(c.max(1)))
+            {
+                for j in 0..c {
+                    let k = gamma_v[j] * inv[j];
+                    if train {
+                        let xhat = (xr[j] - mu[j]) * inv[j];
+                        let nf = n as f32;
+                        gr[j] += k / nf * (nf * dr[j] - wide[j] as f32 - xhat * wide[c + j] as f32);
+                    } else {
+                        gr[j] += k * dr[j];
+                    }
+                }
+            }
+        }
+    }
+    t.aux = aux_v;
+    t.wide = wide;
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Optimisers: SGD, Adam for dense parameters, and Adam for embedding tables in its lazy
+//! (sparse) and dense forms.
+//!
+//! Adam, per parameter `p` with gradient `g` at step `t` (TensorFlow's formulation):
+//!
+//! ```text
+//! m = b1 m + (1 - b1) g
+//! v = b2 v + (1 - b2) g^2
+//! p = p - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+//! ```
+//!
+//! For an embedding table, a batch touches a few thousand of possibly millions of rows.
+//! Dense Adam (what TF1's optimiser did) decays `m` and `v` of *every* row at every step,
+//! and so keeps moving rows that received no gradient, at a cost proportional to the table.
+//! Lazy Adam updates only the rows present in the batch (their moments decay only when they
+//! are seen): the cost is proportional to the batch, which is what makes CPU training of
+//! large tables fast. Rows with repeated ids in a batch are summed first.
+
+use crate::params::{Grads, ParamStore};
+
+/// Adam's hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    /// Step size.
+    pub lr: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Denominator guard.
+    pub eps: f32,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+        }
+    }
+}
+
+impl AdamConfig {
+    /// The bias-corrected step size at step `t` (1-based).
+    fn step_size(&self, t: u64) -> f32 {
+        let t = t as i32;
+        self.lr * (1.0 - self.beta2.powi(t)).sqrt() / (1.0 - self.beta1.powi(t))
+    }
+}
+
+#[inline(always)]
+fn adam_update(c: &AdamConfig, lr_t: f32, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+        *p -= lr_t * *m / (v.sqrt() + c.eps);
+    }
+}
+
+/// Plain stochastic gradient descent: `p -= lr g` (embedding rows included).
+#[derive(Debug, Clone, Copy)]
+pub struct Sgd {
+    /// Step size.
+    pub lr: f32,
+}
+
+impl Sgd {
+    /// Applies one step to every parameter of `store`.
+    pub fn step(&self, store: &mut ParamStore, grads: &Grads) {
+        for (p, g) in store.dense.iter_mut().zip(&grads.dense) {
+            tensor::ops::axpy(-self.lr, g, p.value.as_mut_slice());
+        }
+        for (t, s) in store.tables.iter_mut().zip(&grads.sparse) {
+            for (k, &id) in s.ids.iter().enumerate() {
+                tensor::ops::axpy(
+                    -self.lr,
+                    &s.rows[k * s.dim..(k + 1) * s.dim],
+                    t.value.row_mut(id as usize),
+                );
+            }
+        }
+    }
+}
+
+/// Adam for the dense parameters of a store.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    /// Hyper-parameters.
+    pub config: AdamConfig,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    t: u64,
+}
+
+impl Adam {
+    /// Zero moments for every dense parameter of `store`.
+    pub fn new(config: AdamConfig, store: &ParamStore) -> Self {
+        let zeros = || {
+            store
+                .dense
+                .iter()
+                .map(|p| vec![0.0; p.value.as_slice().len()])
+                .collect()
+        };
+        Self {
+            config,
+            m: zeros(),
+            v: zeros(),
+            t: 0,
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
+    /// The moments `(m, v)`, for checkpoints.
+    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores moments and the step count from a checkpoint.
+    pub fn restore(&mut self, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>, t: u64) {
+        self.m = m;
+        self.v = v;
+        self.t = t;
+    }
+
+    /// One step on every dense parameter. The gradient buffers are laid out like the
+    /// parameters (padding included); `Grads::zeros_like` guarantees it.
+    pub fn step(&mut self, store: &mut ParamStore, grads: &Grads) {
+        self.t += 1;
+        let lr_t = self.config.step_size(self.t);
+        for (((p, m), v), g) in store
+            .dense
+            .iter_mut()
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+            .zip(&grads.dense)
+        {
+            let (rows, cols) = p.value.shape();
+            let ld = p.value.ld();
+            let data = p.value.as_mut_slice();
+            for r in 0..rows {
+                let (a, b) = (r * ld, r * cols);
+                adam_update(
+                    &self.config,
+                    lr_t,
+                    &mut data[a..a + cols],
+                    &mut m[a..a + cols],
+                    &mut v[a..a + cols],
+                    &g[b..b + cols],
+                );
+            }
+        }
+    }
+}
+
+/// Adam for embedding tables: lazy (only rows in the batch) or dense (every row, every step).
+#[derive(Debug, Clone)]
+pub struct LazyAdam {
+    /// Hyper-parameters.
+    pub config: AdamConfig,
+    /// Update only the rows seen in the batch (`true`) or every row (`false`).
+    pub lazy: bool,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    t: u64,
+    zeros: Vec<f32>,
+}
+
+impl LazyAdam {
+    /// Zero moments for every table of `store`.
+    pub fn new(config: AdamConfig, store: &ParamStore, lazy: bool) -> Self {
+        let zeros = || {
+            store
+                .tables
+                .iter()
+                .map(|t| vec![0.0; t.value.rows() * t.value.cols()])
+                .collect()
+        };
+        Self {
+            config,
+            lazy,
+            m: zeros(),
+            v: zeros(),
+            t: 0,
+            zeros: Vec::new(),
+        }
+    }
+
+    /// One step on every table. `grads.sparse` is coalesced in place (sorted, repeated
+    /// ids summed).
+    pub fn step(&mut self, store: &mut ParamStore, grads: &mut Grads) {
+        self.t += 1;
+        let lr_t = self.config.step_size(self.t);
+        for (((table, m), v), s) in store
+            .tables
+            .iter_mut()
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+            .zip(&mut grads.sparse)
+        {
+            s.coalesce();
+            let d = table.value.cols();
+            if self.lazy {
+                for (k, &id) in s.ids.iter().enumerate() {
+                    let r = id as usize;
+                    adam_update(
+                        &self.config,
+                        lr_t,
+                        table.value.row_mut(r),
+                        &mut m[r * d..(r + 1) * d],
+                        &mut v[r * d..(r + 1) * d],
+                        &s.rows[k * d..(k + 1) * d],
+                    );
+                }
+            } else {
+                self.zeros.resize(d, 0.0);
+                let mut next = 0;
+                for r in 0..table.value.rows() {
+                    let g = if next < s.ids.len() && s.ids[next] as usize == r {
+                        next += 1;
+                        &s.rows[(next - 1) * d..next * d]
+                    } else {
+                        &self.zeros[..]
+                    };
+                    adam_update(
+                        &self.config,
+                        lr_t,
+                        table.value.row_mut(r),
+                        &mut m[r * d..(r + 1) * d],
+                        &mut v[r * d..(r + 1) * d],
+                        g,
+                    );
+                }
+            }
+        }
+    }
+}

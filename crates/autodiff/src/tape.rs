@@ -1,0 +1,225 @@
+//! The tape: a list of recorded operations and one arena of floats for their values.
+//!
+//! ```text
+//! nodes:   [ Input | Param W | Param b | Linear | Prelu | ... | Bce ]   (recording order)
+//! values:  |x.....|W........|b..|h=xW+b.......|prelu(h).....|...|loss|  (one arena)
+//! grads:   |      same offsets as values, filled by backward           |
+//! ```
+//!
+//! Forward: each op method checks shapes (an error, never a panic), reserves its output
+//! in the arena, computes it right away, and records a [`Node`]. Backward: the loss's
+//! gradient is set to 1 and the nodes are visited in reverse; each op adds its inputs'
+//! gradients (`+=`, because a value can feed several ops). Parameter nodes then add their
+//! gradient into the caller's [`Grads`]; embedding nodes append sparse rows to it.
+//!
+//! `reset` empties every list but keeps its memory, so a training step that records the
+//! same graph again allocates nothing.
+
+use crate::error::{AutodiffError, Result};
+use crate::ops::Op;
+use crate::params::{Grads, ParamId, ParamStore};
+
+/// A value recorded on a tape: a small copyable handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var(pub(crate) u32);
+
+/// One recorded operation and where its value lives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node {
+    pub op: Op,
+    pub rows: usize,
+    pub cols: usize,
+    pub off: usize,
+    /// Whether any parameter or embedding lies upstream: gradients of nodes that only
+    /// depend on data are never computed.
+    pub needs_grad: bool,
+}
+
+/// Arena values are aligned to 16 floats (64 bytes) so every value starts on a cache line.
+const ALIGN: usize = 16;
+
+/// A tape for one step of forward and backward passes.
+#[derive(Debug, Default)]
+pub struct Tape {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) values: Vec<f32>,
+    pub(crate) grads: Vec<f32>,
+    /// Per-op saved data (BatchNorm statistics, labels, sample weights, bag offsets).
+    pub(crate) aux: Vec<f32>,
+    /// Embedding ids.
+    pub(crate) ids: Vec<u32>,
+    /// Bag offsets.
+    pub(crate) offsets: Vec<u64>,
+    /// Lists of inputs (concat).
+    pub(crate) lists: Vec<Var>,
+    /// f64 scratch for stable column sums.
+    pub(crate) wide: Vec<f64>,
+    /// Per node: does the loss being differentiated depend on it?
+    reaches_loss: Vec<bool>,
+}
+
+impl Tape {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets every recorded op, keeping the memory for the next step.
+    pub fn reset(&mut self) {
+        self.nodes.clear();
+        self.values.clear();
+        self.grads.clear();
+        self.aux.clear();
+        self.ids.clear();
+        self.offsets.clear();
+        self.lists.clear();
+    }
+
+    /// Number of recorded ops.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// `(rows, cols)` of a value.
+    pub fn shape(&self, v: Var) -> (usize, usize) {
+        let n = &self.nodes[v.0 as usize];
+        (n.rows, n.cols)
+    }
+
+    /// The value of `v`, row-major.
+    pub fn value(&self, v: Var) -> &[f32] {
+        let n = &self.nodes[v.0 as usize];
+        &self.values[n.off..n.off + n.rows * n.cols]
+    }
+
+    /// The gradient of the last [`Tape::backward`]'s loss with respect to `v`.
+    pub fn grad(&self, v: Var) -> &[f32] {
+        let n = &self.nodes[v.0 as usize];
+        if self.grads.len() < n.off + n.rows * n.cols {
+            return &[];
+        }
+        &self.grads[n.off..n.off + n.rows * n.cols]
+    }
+
+    /// Records a node and reserves its value; returns the handle and the value's offset.
+    pub(crate) fn push(&mut self, op: Op, rows: usize, cols: usize) -> (Var, usize) {
+        let off = self.values.len();
+        let len = (rows * cols).div_ceil(ALIGN) * ALIGN;
+        self.values.resize(off + len, 0.0);
+        let needs_grad = crate::ops::needs_grad(self, &op);
+        self.nodes.push(Node {
+            op,
+            rows,
+            cols,
+            off,
+            needs_grad,
+        });
+        (Var(self.nodes.len() as u32 - 1), off)
+    }
+
+    /// Whether gradients flow into `v` (it depends on a parameter or an embedding).
+    pub fn needs_grad(&self, v: Var) -> bool {
+        self.nodes[v.0 as usize].needs_grad
+    }
+
+    /// The values recorded before `off` (read-only) and the value starting at `off`.
+    pub(crate) fn split_values(&mut self, off: usize, len: usize) -> (&[f32], &mut [f32]) {
+        let (before, after) = self.values.split_at_mut(off);
+        (before, &mut after[..len])
+    }
+
+    /// Offset and length of a value.
+    pub(crate) fn slot(&self, v: Var) -> (usize, usize) {
+        let n = &self.nodes[v.0 as usize];
+        (n.off, n.rows * n.cols)
+    }
+
+    /// Checks that `v` was recorded on this tape.
+    pub(crate) fn check(&self, op: &'static str, v: Var) -> Result<()> {
+        if (v.0 as usize) < self.nodes.len() {
+            Ok(())
+        } else {
+            Err(AutodiffError::Invalid {
+                op,
+                detail: format!(
+                    "variable {} does not belong to this tape ({} ops recorded)",
+                    v.0,
+                    self.nodes.len()
+                ),
+            })
+        }
+    }
+
+    /// Records data from outside (a batch of features, labels as a matrix): no gradient
+    /// flows into it from the caller's point of view, though [`Tape::grad`] still reports
+    /// one.
+    pub fn input(&mut self, rows: usize, cols: usize, data: &[f32]) -> Result<Var> {
+        if data.len() != rows * cols {
+            return Err(AutodiffError::Invalid {
+                op: "input",
+                detail: format!(
+                    "{rows}x{cols} needs {} floats, got {}",
+                    rows * cols,
+                    data.len()
+                ),
+            });
+        }
+        let (v, off) = self.push(Op::Leaf, rows, cols);
+        self.values[off..off + data.len()].copy_from_slice(data);
+        Ok(v)
+    }
+
+    /// Binds a dense parameter for this step: its value is copied onto the tape (a few
+    /// hundred KiB at most, small next to the products that use it) and its gradient will
+    /// be added to `grads.dense[id]` by [`Tape::backward`].
+    pub fn param(&mut self, store: &ParamStore, id: ParamId) -> Var {
+        let m = store.get(id);
+        let (rows, cols) = m.shape();
+        let (v, off) = self.push(Op::Param(id), rows, cols);
+        for i in 0..rows {
+            self.values[off + i * cols..off + (i + 1) * cols].copy_from_slice(m.row(i));
+        }
+        v
+    }
+
+    /// Back-propagates from the scalar `loss` (a 1 x 1 value): every node's gradient is
+    /// computed, dense parameter gradients are added to `grads.dense`, and embedding
+    /// gradients are appended to `grads.sparse`.
+    pub fn backward(&mut self, loss: Var, grads: &mut Grads) -> Result<()> {
+        self.check("backward", loss)?;
+        if self.shape(loss) != (1, 1) {
+            let (r, c) = self.shape(loss);
+            return Err(AutodiffError::Invalid {
+                op: "backward",
+                detail: format!("the loss must be 1x1, got {r}x{c}"),
+            });
+        }
+        self.grads.clear();
+        self.grads.resize(self.values.len(), 0.0);
+        let (off, _) = self.slot(loss);
+        self.grads[off] = 1.0;
+        // Only nodes the loss depends on get a backward step (others would add zeros, and
+        // embeddings would report rows the loss never used).
+        let mut reach = std::mem::take(&mut self.reaches_loss);
+        reach.clear();
+        reach.resize(loss.0 as usize + 1, false);
+        reach[loss.0 as usize] = true;
+        for k in (0..=loss.0 as usize).rev() {
+            let node = self.nodes[k];
+            if !reach[k] {
+                continue;
+            }
+            crate::ops::for_each_input(&self.lists, &node.op, |v| reach[v.0 as usize] = true);
+            if node.needs_grad {
+                crate::ops::backward(self, node, grads)?;
+            }
+        }
+        self.reaches_loss = reach;
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! Behaviour beyond gradients: errors name the op and shapes, embedding bags, BatchNorm's
+//! statistics, optimisers, and a tiny network that learns XOR.
+
+use autodiff::{
+    Adam, AdamConfig, AutodiffError, BatchNormMode, BceTarget, Grads, LazyAdam, ParamStore,
+    Pooling, Sgd, Tape,
+};
+use tensor::Matrix;
+
+#[test]
+fn shape_mismatches_are_errors_naming_op_and_shapes() {
+    let mut t = Tape::new();
+    let a = t.input(2, 3, &[0.0; 6]).unwrap();
+    let b = t.input(4, 5, &[0.0; 20]).unwrap();
+    let msg = t.linear(a, b, None).unwrap_err().to_string();
+    assert!(
+        msg.contains("linear") && msg.contains("2x3") && msg.contains("4x5"),
+        "{msg}"
+    );
+    let msg = t.add(a, b).unwrap_err().to_string();
+    assert!(
+        msg.contains("add") && msg.contains("2x3") && msg.contains("4x5"),
+        "{msg}"
+    );
+    assert!(t.mul(a, b).unwrap_err().to_string().contains("mul"));
+    assert!(
+        t.concat(&[a, b])
+            .unwrap_err()
+            .to_string()
+            .contains("same rows")
+    );
+    assert!(t.split(a, 2, 2).unwrap_err().to_string().contains("split"));
+    assert!(t.prelu(a, a).unwrap_err().to_string().contains("1 x C"));
+    assert!(matches!(t.concat(&[]), Err(AutodiffError::Invalid { .. })));
+    assert!(t.input(2, 2, &[1.0]).is_err());
+    // A non-scalar loss cannot be differentiated.
+    let mut g = Grads::default();
+    assert!(
+        t.backward(a, &mut g)
+            .unwrap_err()
+            .to_string()
+            .contains("1x1")
+    );
+}
+
+#[test]
+fn labels_and_weights_are_validated() {
+    let mut t = Tape::new();
+    let z = t.input(2, 1, &[0.0, 1.0]).unwrap();
+    let target = |labels: &'static [f32]| BceTarget {
+        labels,
+        weights: None,
+        pos_weight: 1.0,
+        denom: None,
+    };
+    assert!(
+        t.bce_with_logits(z, target(&[f32::NAN, 0.0]))
+            .unwrap_err()
+            .to_string()
+            .contains("row 0")
+    );
+    assert!(
+        t.bce_with_logits(z, target(&[0.0, 2.0]))
+            .unwrap_err()
+            .to_string()
+            .contains("row 1")
+    );
+    assert!(t.bce_with_logits(z, target(&[0.0])).is_err());
+    let neg = BceTarget {
+        labels: &[0.0, 1.0],
+        weights: Some(&[1.0, -1.0]),
+        pos_weight: 1.0,
+        denom: None,
+    };
+    assert!(
+        t.bce_with_logits(z, neg)
+            .unwrap_err()
+            .to_string()
+            .contains("weight of row 1")
+    );
+    let pw = BceTarget {
+        labels: &[0.0, 1.0],
+        weights: None,
+        pos_weight: 0.0,
+        denom: None,
+    };
+    assert!(t.bce_with_logits(z, pw).is_err());
+}
+
+#[test]
+fn embedding_bags_pool_and_validate() {
+    let mut store = ParamStore::new();
+    let e = store.add_table("e", Matrix::from_fn(4, 2, |i, j| (10 * i + j) as f32));
+    let mut t = Tape::new();
+    // E[i] = (10 i, 10 i + 1); rows: [] -> 0, [1, 1] -> 2 E[1] = (20, 22),
+    // [3, 0, 2] -> (30 + 0 + 20, 31 + 1 + 21) = (50, 53); means (10, 11) and (50/3, 53/3).
+    let offsets = [0u64, 0, 2, 5];
+    let ids = [1u32, 1, 3, 0, 2];
+    let s = t
+        .embedding_bag(&store, e, &offsets, &ids, Pooling::Sum)
+        .unwrap();
+    assert_eq!(t.value(s), &[0.0, 0.0, 20.0, 22.0, 50.0, 53.0]);
+    let m = t
+        .embedding_bag(&store, e, &offsets, &ids, Pooling::Mean)
+        .unwrap();
+    // Mean pooling multiplies by the reciprocal of the bag size.
+    let third = 1.0f32 / 3.0;
+    assert_eq!(
+        t.value(m),
+        &[0.0, 0.0, 10.0, 11.0, 50.0 * third, 53.0 * third]
+    );
+    let err = t
+        .embedding_bag(&store, e, &offsets, &[1, 1, 3, 9, 2], Pooling::Sum)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AutodiffError::IdOutOfRange {
+            op: "embedding_bag",
+            row: 2,
+            id: 9,
+            rows: 4
+        }
+    );
+    assert!(
+        t.embedding_bag(&store, e, &[0, 3, 2], &[0, 0], Pooling::Sum)
+            .is_err()
+    );
+    assert!(
+        t.embedding_bag(&store, e, &[1, 2], &[0, 0], Pooling::Sum)
+            .is_err()
+    );
+    assert!(
+        t.embedding(&store, e, &[0, 4])
+            .unwrap_err()
+            .to_string()
+            .contains("id 4")
+    );
+    // Sparse gradients: row 1 twice (repeated id), rows 0, 2, 3 once, no dense table buffer.
+    let loss = t.sum(s).unwrap();
+    let mut g = Grads::zeros_like(&store);
+    t.backward(loss, &mut g).unwrap();
+    let mut rows = g.sparse[0].clone();
+    assert_eq!(rows.ids.len(), 5);
+    rows.coalesce();
+    assert_eq!(rows.ids, vec![0, 1, 2, 3]);
+    assert_eq!(rows.rows, vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]);
+}
+
+#[test]
+fn batch_norm_statistics_and_modes() {
+    let mut store = ParamStore::new();
+    let g = store.add("gamma", Matrix::from_fn(1, 2, |_, _| 2.0));
+    let b = store.add("beta", Matrix::from_fn(1, 2, |_, _| 1.0));
+    let mut t = Tape::new();
+    let x = t
+        .input(4, 2, &[1.0, 10.0, 2.0, 10.0, 3.0, 10.0, 4.0, 10.0])
+        .unwrap();
+    let (gv, bv) = (t.param(&store, g), t.param(&store, b));
+    let y = t
+        .batch_norm(x, gv, bv, BatchNormMode::Train { eps: 0.0 })
+        .unwrap();
+    let (mean, var) = t.batch_stats(y).unwrap();
+    assert_eq!(mean, &[2.5, 10.0]);
+    assert_eq!(var, &[1.25, 0.0].map(|v: f32| v)[..]);
+    // column 0 normalised: (x - 2.5) / sqrt(1.25) * 2 + 1
+    let want0 = (1.0f32 - 2.5) / 1.25f32.sqrt() * 2.0 + 1.0;
+    assert!((t.value(y)[0] - want0).abs() < 1e-6);
+    // Eval mode uses the given statistics; the frozen "affine" form is mean 0, var 1.
+    let z = t
+        .batch_norm(
+            x,
+            gv,
+            bv,
+            BatchNormMode::Eval {
+                mean: &[0.0, 0.0],
+                var: &[1.0, 1.0],
+                eps: 1e-3,
+            },
+        )
+        .unwrap();
+    assert!((t.value(z)[1] - (2.0 * 10.0 / 1.001f32.sqrt() + 1.0)).abs() < 1e-4);
+    assert!(t.batch_stats(x).is_none());
+    let bad = t.batch_norm(
+        x,
+        gv,
+        bv,
+        BatchNormMode::Eval {
+            mean: &[0.0],
+            var: &[1.0],
+            eps: 1e-3,
+        },
+    );
+    assert!(bad.is_err());
+}
+
+#[test]
+fn lazy_adam_touches_only_rows_in_the_batch_and_dense_adam_keeps_decaying() {
+    let mut store = ParamStore::new();
+    let e = store.add_table("e", Matrix::from_fn(5, 3, |_, _| 1.0));
+    let cfg = AdamConfig {
+        lr: 0.1,
+        ..AdamConfig::default()
+    };
+    for lazy in [true, false] {
+        let mut s = store.clone();
+        let mut opt = LazyAdam::new(cfg, &s, lazy);
+        let mut row1 = vec![];
+        for step in 0..2 {
+            let mut t = Tape::new();
+            // step 0 touches rows 1 (twice) and 3; step 1 touches row 2 only
+            let ids: &[u32] = if step == 0 { &[1, 1, 3] } else { &[2] };
+            let v = t.embedding(&s, e, ids).unwrap();
+            let l = t.sum(v).unwrap();
+            let mut g = Grads::zeros_like(&s);
+            t.backward(l, &mut g).unwrap();
+            opt.step(&mut s, &mut g);
+            row1.push(s.table(e).get(1, 0));
+        }
+        let moved: Vec<bool> = (0..5).map(|r| s.table(e).get(r, 0) != 1.0).collect();
+        assert_eq!(moved, vec![false, true, true, true, false], "lazy = {lazy}");
+        // Row 1 has no gradient at step 1: lazy Adam leaves it, dense Adam moves it on
+        // with its decaying first moment.
+        assert_eq!(row1[0] == row1[1], lazy, "lazy = {lazy}: {row1:?}");
+    }
+}
+
+#[test]
+fn a_two_layer_network_learns_xor() {
+    let mut store = ParamStore::new();
+    let mut seed = 3u64;
+    let mut rnd = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+    };
+    let w1 = store.add("w1", Matrix::from_fn(2, 8, |_, _| rnd()));
+    let b1 = store.add("b1", Matrix::zeros(1, 8));
+    let w2 = store.add("w2", Matrix::from_fn(8, 1, |_, _| rnd()));
+    let b2 = store.add("b2", Matrix::zeros(1, 1));
+    let x = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+    let y = [0.0, 1.0, 1.0, 0.0];
+    let mut adam = Adam::new(
+        AdamConfig {
+            lr: 0.05,
+            ..AdamConfig::default()
+        },
+        &store,
+    );
+    let mut tape = Tape::new();
+    let mut grads = Grads::zeros_like(&store);
+    let mut last = f32::INFINITY;
+    for _ in 0..600 {
+        tape.reset();
+        grads.zero();
+        let xv = tape.input(4, 2, &x).unwrap();
+        let (a, b, c, d) = (
+            tape.param(&store, w1),
+            tape.param(&store, b1),
+            tape.param(&store, w2),
+            tape.param(&store, b2),
+        );
+        let h = tape.linear(xv, a, Some(b)).unwrap();
+        let h = tape.tanh(h).unwrap();
+        let z = tape.linear(h, c, Some(d)).unwrap();
+        let loss = tape
+            .bce_with_logits(
+                z,
+                BceTarget {
+                    labels: &y,
+                    weights: None,
+                    pos_weight: 1.0,
+                    denom: None,
+                },
+            )
+            .unwrap();
+        last = tape.value(loss)[0];
+        tape.backward(loss, &mut grads).unwrap();
+        adam.step(&mut store, &grads);
+    }
+    assert!(last < 0.05, "XOR loss after training: {last}");
+    // SGD also decreases the loss from where Adam left it.
+    let sgd = Sgd { lr: 0.1 };
+    sgd.step(&mut store, &grads);
+}

@@ -1,0 +1,290 @@
+//! Every op's gradient against central finite differences.
+//!
+//! Each check builds a scalar loss `L = sum(R * op(params))` with a fixed random `R`, runs
+//! backward, then perturbs every parameter element by `+-h` and compares
+//! `(L(p + h) - L(p - h)) / 2h` with the analytic gradient. Shapes come from proptest and
+//! include one-row batches and widths that are not multiples of the SIMD width. Values are
+//! kept away from the kinks of ReLU and PReLU (|x| >= 0.1 > h), where the derivative jumps.
+
+use autodiff::{
+    BatchNormMode, BceTarget, Grads, ParamId, ParamStore, Pooling, Result, TableId, Tape, Var,
+};
+use proptest::prelude::*;
+use tensor::Matrix;
+
+/// Finite-difference step.
+const H: f32 = 1e-2;
+/// Allowed disagreement, relative to the larger magnitude, plus an absolute floor: the
+/// truncation error of a central difference is O(h^2) and f32 rounding in L adds
+/// about 1e-7 |L| / h.
+const REL: f64 = 2e-2;
+const ABS: f64 = 2e-3;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    /// Magnitude in [0.1, 1], random sign.
+    fn away_from_zero(&mut self) -> f32 {
+        let v = self.next();
+        v.signum() * (0.1 + 0.9 * v.abs())
+    }
+}
+
+fn matrix(rng: &mut Rng, rows: usize, cols: usize) -> Matrix {
+    Matrix::from_fn(rows, cols, |_, _| rng.away_from_zero())
+}
+
+type Build = dyn Fn(&mut Tape, &ParamStore) -> Result<Var>;
+
+/// `sum(R * y)` on top of `build`, with `R` fixed by `seed`.
+fn loss(tape: &mut Tape, store: &ParamStore, build: &Build, seed: u64) -> Result<Var> {
+    let y = build(tape, store)?;
+    let (n, c) = tape.shape(y);
+    if (n, c) == (1, 1) {
+        return Ok(y);
+    }
+    let mut rng = Rng(seed);
+    let r: Vec<f32> = (0..n * c).map(|_| rng.next()).collect();
+    let rv = tape.input(n, c, &r)?;
+    let p = tape.mul(y, rv)?;
+    tape.sum(p)
+}
+
+fn eval(store: &ParamStore, build: &Build, seed: u64) -> f64 {
+    let mut tape = Tape::new();
+    let l = loss(&mut tape, store, build, seed).unwrap();
+    tape.value(l)[0] as f64
+}
+
+fn close(analytic: f64, numeric: f64) -> bool {
+    (analytic - numeric).abs() <= REL * analytic.abs().max(numeric.abs()) + ABS
+}
+
+/// Checks every dense parameter and every row of every table against finite differences.
+fn check(name: &str, store: &mut ParamStore, build: &Build) {
+    let seed = 77;
+    let mut tape = Tape::new();
+    let l = loss(&mut tape, store, build, seed).unwrap();
+    let mut grads = Grads::zeros_like(store);
+    tape.backward(l, &mut grads).unwrap();
+    for p in 0..store.dense.len() {
+        let (rows, cols) = store.dense[p].value.shape();
+        for i in 0..rows {
+            for j in 0..cols {
+                let orig = store.dense[p].value.get(i, j);
+                store.dense[p].value.set(i, j, orig + H);
+                let up = eval(store, build, seed);
+                store.dense[p].value.set(i, j, orig - H);
+                let down = eval(store, build, seed);
+                store.dense[p].value.set(i, j, orig);
+                let numeric = (up - down) / (2.0 * H as f64);
+                let analytic = grads.dense[p][i * cols + j] as f64;
+                assert!(
+                    close(analytic, numeric),
+                    "{name}: d/d {}[{i},{j}]: analytic {analytic}, numeric {numeric}",
+                    store.dense[p].name
+                );
+            }
+        }
+    }
+    for t in 0..store.tables.len() {
+        let mut sparse = grads.sparse[t].clone();
+        sparse.coalesce();
+        let (rows, cols) = store.tables[t].value.shape();
+        for i in 0..rows {
+            let k = sparse.ids.iter().position(|&id| id as usize == i);
+            for j in 0..cols {
+                let orig = store.tables[t].value.get(i, j);
+                store.tables[t].value.set(i, j, orig + H);
+                let up = eval(store, build, seed);
+                store.tables[t].value.set(i, j, orig - H);
+                let down = eval(store, build, seed);
+                store.tables[t].value.set(i, j, orig);
+                let numeric = (up - down) / (2.0 * H as f64);
+                let analytic = k.map_or(0.0, |k| sparse.rows[k * cols + j] as f64);
+                assert!(
+                    close(analytic, numeric),
+                    "{name}: d/d table {t}[{i},{j}]: analytic {analytic}, numeric {numeric}"
+                );
+            }
+        }
+    }
+}
+
+fn store_with(rng: &mut Rng, shapes: &[(usize, usize)]) -> (ParamStore, Vec<ParamId>) {
+    let mut store = ParamStore::new();
+    let ids = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, &(r, c))| store.add(format!("p{k}"), matrix(rng, r, c)))
+        .collect();
+    (store, ids)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn linear(n in 1usize..5, i in 1usize..19, o in 1usize..19, bias: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, i), (i, o), (1, o)]);
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let (x, w, b) = (t.param(s, p[0]), t.param(s, p[1]), t.param(s, p[2]));
+            t.linear(x, w, if bias { Some(b) } else { None })
+        };
+        check("linear", &mut store, &build);
+    }
+
+    #[test]
+    fn add_scale_mul(n in 1usize..5, c in 1usize..19, broadcast: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, c), (n, c), (1, c), (n, 1)]);
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let (a, b, row, col) = (t.param(s, p[0]), t.param(s, p[1]), t.param(s, p[2]), t.param(s, p[3]));
+            let sum = t.add(a, if broadcast { row } else { b })?;
+            let scaled = t.scale(sum, -1.5)?;
+            let prod = t.mul(scaled, if broadcast { col } else { b })?;
+            // a value used twice: gradients must accumulate
+            t.mul(prod, a)
+        };
+        check("add/scale/mul", &mut store, &build);
+    }
+
+    #[test]
+    fn activations(n in 1usize..5, c in 1usize..19, seed: u64) {
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, c), (1, c)]);
+        for which in 0..5 {
+            let p = p.clone();
+            let build = move |t: &mut Tape, s: &ParamStore| {
+                let (x, a) = (t.param(s, p[0]), t.param(s, p[1]));
+                match which {
+                    0 => t.relu(x),
+                    1 => t.prelu(x, a),
+                    2 => t.sigmoid(x),
+                    3 => t.tanh(x),
+                    _ => t.softmax(x),
+                }
+            };
+            check(["relu", "prelu", "sigmoid", "tanh", "softmax"][which], &mut store, &build);
+        }
+    }
+
+    #[test]
+    fn concat_split_and_reductions(n in 1usize..5, c1 in 1usize..10, c2 in 1usize..10, seed: u64) {
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, c1), (n, c2)]);
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let (a, b) = (t.param(s, p[0]), t.param(s, p[1]));
+            let cat = t.concat(&[a, b, a])?;
+            let mid = t.split(cat, c1 / 2, c1 + c2 - c1 / 2)?;
+            let rows = t.sum_cols(mid)?;
+            let sq = t.mul(rows, rows)?;
+            let m = t.mean(sq)?;
+            let total = t.sum(cat)?;
+            let both = t.concat(&[m, total])?;
+            t.sum(both)
+        };
+        check("concat/split/sum", &mut store, &build);
+    }
+
+    #[test]
+    fn batch_norm(n in 2usize..7, c in 1usize..12, train: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, c), (1, c), (1, c)]);
+        let mean: Vec<f32> = (0..c).map(|_| rng.next() * 0.3).collect();
+        let var: Vec<f32> = (0..c).map(|_| 1.0 + rng.next() * 0.5).collect();
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let (x, g, b) = (t.param(s, p[0]), t.param(s, p[1]), t.param(s, p[2]));
+            let mode = if train { BatchNormMode::Train { eps: 1e-3 } } else { BatchNormMode::Eval { mean: &mean, var: &var, eps: 1e-3 } };
+            t.batch_norm(x, g, b, mode)
+        };
+        check("batch_norm", &mut store, &build);
+    }
+
+    #[test]
+    fn embeddings(n in 1usize..5, d in 1usize..10, seed: u64) {
+        let mut rng = Rng(seed);
+        let mut store = ParamStore::new();
+        let table: TableId = store.add_table("e", matrix(&mut rng, 6, d));
+        let ids: Vec<u32> = (0..n).map(|r| ((r * 5 + seed as usize) % 6) as u32).collect();
+        // bags: empty, repeated ids, several ids
+        let mut offsets = vec![0u64];
+        let mut bag_ids = vec![];
+        for r in 0..n {
+            for k in 0..(r % 3) {
+                bag_ids.push(((r + k * 2) % 6) as u32);
+            }
+            if r % 3 == 2 { bag_ids.push(bag_ids[bag_ids.len() - 1]); }
+            offsets.push(bag_ids.len() as u64);
+        }
+        for pooling in [Pooling::Sum, Pooling::Mean] {
+            let (ids, offsets, bag_ids) = (ids.clone(), offsets.clone(), bag_ids.clone());
+            let build = move |t: &mut Tape, s: &ParamStore| {
+                let a = t.embedding(s, table, &ids)?;
+                let b = t.embedding_bag(s, table, &offsets, &bag_ids, pooling)?;
+                let cat = t.concat(&[a, b])?;
+                t.tanh(cat)
+            };
+            check("embedding", &mut store, &build);
+        }
+    }
+
+    #[test]
+    fn weighted_bce(n in 1usize..8, pos_weight in 0.5f32..50.0, weighted: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, 1)]);
+        let labels: Vec<f32> = (0..n).map(|r| (r % 2) as f32).collect();
+        let weights: Vec<f32> = (0..n).map(|_| 0.5 + rng.next().abs()).collect();
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let z = t.param(s, p[0]);
+            let z3 = t.scale(z, 3.0)?;
+            let target = BceTarget { labels: &labels, weights: if weighted { Some(&weights) } else { None }, pos_weight, denom: None };
+            t.bce_with_logits(z3, target)
+        };
+        check("bce", &mut store, &build);
+    }
+}
+
+#[test]
+fn bce_matches_its_definition_at_known_points() {
+    // x = 0: softplus(0) = ln 2; y = 1, p = 3 -> 3 ln 2; y = 0 -> ln 2. Mean of both: 2 ln 2.
+    let mut t = Tape::new();
+    let z = t.input(2, 1, &[0.0, 0.0]).unwrap();
+    let l = t
+        .bce_with_logits(
+            z,
+            BceTarget {
+                labels: &[1.0, 0.0],
+                weights: None,
+                pos_weight: 3.0,
+                denom: None,
+            },
+        )
+        .unwrap();
+    assert!((t.value(l)[0] - 2.0 * std::f32::consts::LN_2).abs() < 1e-6);
+    // Huge logits stay finite: y = 0, x = 100 -> loss 100 (softplus(100)); y = 1, x = -100 -> 100 p.
+    let z = t.input(2, 1, &[100.0, -100.0]).unwrap();
+    let l = t
+        .bce_with_logits(
+            z,
+            BceTarget {
+                labels: &[0.0, 1.0],
+                weights: Some(&[1.0, 2.0]),
+                pos_weight: 2.0,
+                denom: Some(1.0),
+            },
+        )
+        .unwrap();
+    assert!(
+        (t.value(l)[0] - (100.0 + 2.0 * 2.0 * 100.0)).abs() < 1e-3,
+        "{}",
+        t.value(l)[0]
+    );
+}
