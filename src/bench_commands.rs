@@ -14,6 +14,22 @@ pub enum BenchCommand {
     Ops(OpsArgs),
     /// Scoring latency of one request (1, 100, 500, 2000 candidates), one thread, Ali-CCP layout.
     Score(ScoreArgs),
+    /// One tape training step of a 608-128-64-1 tower at batch 1024 against its GEMMs alone.
+    Tape(TapeArgs),
+}
+
+/// Options of `resflow bench tape`.
+#[derive(Args)]
+pub struct TapeArgs {
+    /// Print one JSON object on stdout and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Batch rows.
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+    /// Interleaved rounds; the best is reported.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
 }
 
 /// Options of `resflow bench score`.
@@ -105,7 +121,30 @@ pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
         BenchCommand::Gemm(args) => gemm(args),
         BenchCommand::Ops(args) => ops(args),
         BenchCommand::Score(args) => score(args),
+        BenchCommand::Tape(args) => tape(args),
     }
+}
+
+fn tape(args: TapeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let r = bench::tape::run(args.batch.max(1), &[608, 128, 64], args.rounds.max(1));
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "one tower training step (forward + backward), batch {}, widths {:?} -> 1, one thread, best of {} rounds",
+        r.batch, r.widths, args.rounds
+    );
+    println!(
+        "tape step:        {:.3} ms ({:.0} samples/s)",
+        r.step_ms, r.samples_per_s
+    );
+    println!("its GEMMs alone:  {:.3} ms", r.gemm_ms);
+    println!(
+        "tape overhead:    {:.1}% of the step",
+        100.0 * r.overhead_share
+    );
+    Ok(())
 }
 
 fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {

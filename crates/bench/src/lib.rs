@@ -8,6 +8,7 @@
 pub mod gemm;
 pub mod ops;
 pub mod score;
+pub mod tape;
 mod timing;
 
 pub use timing::{Timing, time_best_and_median};
