@@ -6,6 +6,7 @@
 //! between runs; the ratio is what to quote.
 
 pub mod gemm;
+pub mod metrics;
 pub mod ops;
 pub mod score;
 pub mod tape;
