@@ -1,6 +1,7 @@
 //! `resflow`: the command line. It parses arguments and calls the libraries; nothing else.
 
 mod bench_commands;
+mod data_commands;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,10 @@ struct Cli {
 enum Command {
     /// Print the CPU kernel tiers this machine supports and the one in use.
     Info,
+    /// Generate the built-in synthetic funnel dataset (Ali-CCP layout) as shards.
+    Gen(data_commands::GenArgs),
+    /// Convert a CSV file (Ali-CCP, AliExpress or any layout described by a spec) to shards.
+    Convert(data_commands::ConvertArgs),
     /// Side-by-side benchmarks (ours against a reference, in one run).
     #[command(subcommand)]
     Bench(bench_commands::BenchCommand),
@@ -25,6 +30,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Gen(args) => data_commands::gen_command(args),
+        Command::Convert(args) => data_commands::convert_command(args),
         Command::Bench(command) => bench_commands::run(command),
     };
     if let Err(e) = result {

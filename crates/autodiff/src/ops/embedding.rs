@@ -41,7 +41,9 @@ impl Tape {
         self.gather(store, table, start, usize::MAX, ids.len(), None)
     }
 
-    /// Pooled bags: row `n` pools the rows of `ids[offsets[n]..offsets[n + 1]]`.
+    /// Pooled bags: row `n` pools the rows of `ids[offsets[n] - base..offsets[n + 1] - base]`
+    /// with `base = offsets[0]`, so a slice of a larger offset array (one worker's rows of a
+    /// batch) can be passed as it is, with exactly the ids it covers.
     pub fn embedding_bag(
         &mut self,
         store: &ParamStore,
@@ -58,20 +60,22 @@ impl Tape {
             .len()
             .checked_sub(1)
             .ok_or_else(|| bad("offsets need at least one entry".into()))?;
-        if offsets[0] != 0 || offsets[n] != ids.len() as u64 {
-            return Err(bad(format!(
-                "offsets must start at 0 and end at the {} ids, got {}..{}",
-                ids.len(),
-                offsets[0],
-                offsets[n]
-            )));
-        }
         if let Some(r) = offsets.windows(2).position(|w| w[0] > w[1]) {
             return Err(bad(format!("offsets decrease at row {r}")));
         }
+        let base = offsets[0];
+        if offsets[n] - base != ids.len() as u64 {
+            return Err(bad(format!(
+                "offsets span {} ids ({}..{}), but {} ids were given",
+                offsets[n] - base,
+                base,
+                offsets[n],
+                ids.len()
+            )));
+        }
         let rows = store.table(table).rows();
         for r in 0..n {
-            for &id in &ids[offsets[r] as usize..offsets[r + 1] as usize] {
+            for &id in &ids[(offsets[r] - base) as usize..(offsets[r + 1] - base) as usize] {
                 if id as usize >= rows {
                     return Err(AutodiffError::IdOutOfRange {
                         op: "embedding_bag",
@@ -84,7 +88,7 @@ impl Tape {
         }
         let (start, offs) = (self.ids.len(), self.offsets.len());
         self.ids.extend_from_slice(ids);
-        self.offsets.extend_from_slice(offsets);
+        self.offsets.extend(offsets.iter().map(|&o| o - base));
         self.gather(store, table, start, offs, n, Some(pooling))
     }
 
