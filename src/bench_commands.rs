@@ -18,6 +18,19 @@ pub enum BenchCommand {
     Tape(TapeArgs),
     /// AUC over 10 million scores and GAUC over 10 million rows in 100,000 groups.
     Metrics(MetricsArgs),
+    /// Batch iteration (rows/s), CSV conversion (MB/s) and checksum cost on synthetic data.
+    Shards(ShardsArgs),
+}
+
+/// Options of `resflow bench shards`.
+#[derive(Args)]
+pub struct ShardsArgs {
+    /// Print one JSON object on stdout and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Synthetic rows to generate and iterate.
+    #[arg(long, default_value_t = 2_000_000)]
+    rows: usize,
 }
 
 /// Options of `resflow bench metrics`.
@@ -142,7 +155,43 @@ pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
         BenchCommand::Score(args) => score(args),
         BenchCommand::Tape(args) => tape(args),
         BenchCommand::Metrics(args) => metrics(args),
+        BenchCommand::Shards(args) => shards_bench(args),
     }
+}
+
+fn shards_bench(args: ShardsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let r = bench::shards::run(args.rows.max(1), &std::env::temp_dir())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} synthetic rows (Ali-CCP layout), {:.1} MB of shards, one thread, page cache warm",
+        r.rows,
+        r.dataset_bytes as f64 / 1e6
+    );
+    println!(
+        "iterate batches of 1024, storage order: {:.1} M rows/s",
+        r.iterate_sequential_rows_per_s / 1e6
+    );
+    println!(
+        "iterate batches of 1024, shuffled:      {:.1} M rows/s",
+        r.iterate_shuffled_rows_per_s / 1e6
+    );
+    println!("open with checksums:    {:.3} s", r.open_with_checksums_s);
+    println!(
+        "open without checksums: {:.3} s",
+        r.open_without_checksums_s
+    );
+    println!(
+        "convert Ali-CCP CSV:    {:.0} MB/s",
+        r.convert_aliccp_mb_per_s
+    );
+    println!(
+        "convert AliExpress CSV: {:.0} MB/s",
+        r.convert_aliexpress_mb_per_s
+    );
+    Ok(())
 }
 
 fn metrics(args: MetricsArgs) -> Result<(), Box<dyn std::error::Error>> {

@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod metrics;
 pub mod ops;
 pub mod score;
+pub mod shards;
 pub mod tape;
 mod timing;
 

@@ -135,29 +135,28 @@ impl Batch {
         self.weight.clear();
     }
 
-    /// Appends row `r` of `shard`.
-    fn push_row(&mut self, shard: &Shard, r: usize) {
+    /// Appends row `r` of the shard whose columns are `c`.
+    #[inline]
+    fn push_row(&mut self, c: &Columns<'_>, r: usize) {
         let (t, s, d) = (self.tasks, self.single, self.dense);
-        self.labels
-            .extend_from_slice(&shard.labels()[r * t..(r + 1) * t]);
+        self.labels.extend_from_slice(&c.labels[r * t..(r + 1) * t]);
         self.single_ids
-            .extend_from_slice(&shard.single()[r * s..(r + 1) * s]);
-        for (k, (o, i)) in self
+            .extend_from_slice(&c.single[r * s..(r + 1) * s]);
+        for ((o, i), &(off, ids)) in self
             .bag_offsets
             .iter_mut()
             .zip(&mut self.bag_ids)
-            .enumerate()
+            .zip(&c.bags)
         {
-            let off = shard.bag_offsets(k);
-            i.extend_from_slice(&shard.bag_ids(k)[off[r] as usize..off[r + 1] as usize]);
+            i.extend_from_slice(&ids[off[r] as usize..off[r + 1] as usize]);
             o.push(i.len() as u64);
         }
         self.dense_values
-            .extend_from_slice(&shard.dense()[r * d..(r + 1) * d]);
-        if let Some(&g) = shard.group().get(r) {
+            .extend_from_slice(&c.dense[r * d..(r + 1) * d]);
+        if let Some(&g) = c.group.get(r) {
             self.group.push(g);
         }
-        if let Some(&w) = shard.weight().get(r) {
+        if let Some(&w) = c.weight.get(r) {
             self.weight.push(w);
         }
         self.rows += 1;
@@ -262,6 +261,30 @@ impl<'a> BatchView<'a> {
     }
 }
 
+/// A shard's columns, looked up once per window rather than once per row.
+#[derive(Debug, Default)]
+struct Columns<'d> {
+    labels: &'d [f32],
+    single: &'d [u32],
+    bags: Vec<(&'d [u64], &'d [u32])>,
+    dense: &'d [f32],
+    group: &'d [u64],
+    weight: &'d [f32],
+}
+
+impl<'d> Columns<'d> {
+    fn load(&mut self, shard: &'d Shard, bags: usize) {
+        self.labels = shard.labels();
+        self.single = shard.single();
+        self.bags.clear();
+        self.bags
+            .extend((0..bags).map(|k| (shard.bag_offsets(k), shard.bag_ids(k))));
+        self.dense = shard.dense();
+        self.group = shard.group();
+        self.weight = shard.weight();
+    }
+}
+
 /// SplitMix64, for reproducible shuffles.
 #[derive(Debug, Clone)]
 struct Rng(u64);
@@ -301,6 +324,8 @@ pub struct Batches<'d> {
     /// Row order inside the current window, and the next position in it.
     rows: Vec<u32>,
     row_pos: usize,
+    /// Columns of the current shard.
+    columns: Columns<'d>,
 }
 
 impl<'d> Batches<'d> {
@@ -320,6 +345,7 @@ impl<'d> Batches<'d> {
             window_start: 0,
             rows: Vec::new(),
             row_pos: 0,
+            columns: Columns::default(),
         }
     }
 
@@ -349,6 +375,8 @@ impl<'d> Batches<'d> {
             }
             self.row_pos = 0;
             self.window_start = end;
+            self.columns
+                .load(&self.ds.shards[s], self.ds.schema.multi.len());
             return true;
         }
     }
@@ -367,10 +395,9 @@ impl<'d> Batches<'d> {
             if self.row_pos == self.rows.len() && !self.next_window() {
                 break;
             }
-            let shard = &self.ds.shards[self.shard_order[self.shard_pos]];
             let take = (self.batch_size - batch.rows).min(self.rows.len() - self.row_pos);
             for &r in &self.rows[self.row_pos..self.row_pos + take] {
-                batch.push_row(shard, r as usize);
+                batch.push_row(&self.columns, r as usize);
             }
             self.row_pos += take;
         }
