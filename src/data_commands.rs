@@ -10,9 +10,13 @@ pub struct GenArgs {
     /// Rows (impressions) to generate.
     #[arg(long, default_value_t = 200_000)]
     rows: usize,
-    /// Seed: the same seed writes the same bytes.
+    /// Sampling seed: the same seed writes the same bytes; another seed draws another
+    /// sample of the same world (use it for an evaluation set).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seed of the hidden teacher (the world); keep it equal for train and evaluation sets.
+    #[arg(long, default_value_t = 2024)]
+    teacher_seed: u64,
     /// Output directory (new or empty).
     #[arg(long)]
     out: PathBuf,
@@ -72,6 +76,7 @@ pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = shards::synth::SynthConfig {
         rows: args.rows,
         seed: args.seed,
+        teacher_seed: args.teacher_seed,
         tasks: args.tasks as usize,
         max_vocab: args.max_vocab,
         click_rate: args.click_rate,

@@ -192,6 +192,23 @@ impl LazyAdam {
         }
     }
 
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
+    /// The moments `(m, v)` of every table, for checkpoints.
+    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores moments and the step count from a checkpoint.
+    pub fn restore(&mut self, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>, t: u64) {
+        self.m = m;
+        self.v = v;
+        self.t = t;
+    }
+
     /// One step on every table. `grads.sparse` is coalesced in place (sorted, repeated
     /// ids summed).
     pub fn step(&mut self, store: &mut ParamStore, grads: &mut Grads) {

@@ -53,4 +53,13 @@ pub enum ModelError {
     /// A tensor kernel rejected its operands (a bug if it happens inside the model).
     #[error(transparent)]
     Tensor(#[from] tensor::TensorError),
+    /// The autodiff tape rejected an operation (bad ids or labels in the data, or a bug).
+    #[error("model forward: {0}")]
+    Tape(#[from] autodiff::AutodiffError),
+    /// Reading a dataset failed.
+    #[error(transparent)]
+    Data(#[from] shards::ShardError),
+    /// A metric could not be computed.
+    #[error("evaluation: {0}")]
+    Metrics(#[from] metrics::MetricsError),
 }

@@ -8,19 +8,26 @@
 //! ([`ServingModel`]), and the [`Scorer`] that ranks candidates with it.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 pub mod config;
 mod error;
 pub mod layout;
 mod model_file;
+pub mod network;
 mod params;
 pub mod rng;
+mod score_data;
 mod scorer;
 mod serving;
+mod trainer;
 
+pub use checkpoint::CHECKPOINT_FILE;
 pub use config::ModelConfig;
 pub use error::ModelError;
 pub use layout::{Field, InputLayout, Pooling};
 pub use model_file::{FORMAT, VERSION, write_atomically};
 pub use params::{BatchNormParams, LayerParams, ModelParams, TowerParams};
+pub use score_data::score_dataset;
 pub use scorer::{Bag, Request, Scorer, Workspace};
 pub use serving::{CandidateRef, HiddenLayer, ServingModel, Tower};
+pub use trainer::{StepStats, TrainSummary, Trainer};

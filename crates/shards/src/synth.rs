@@ -18,7 +18,9 @@
 //!
 //! Biases are calibrated on a sample so the rates hit their targets (click about 4%,
 //! conversion given click about 15%). Everything is a pure function of the seed: the same
-//! seed writes the same bytes.
+//! seed writes the same bytes. The teacher has a seed of its own: datasets drawn with
+//! different sampling seeds and the same teacher seed are a training and an evaluation set
+//! of the same world.
 
 use std::io::Write;
 use std::path::Path;
@@ -56,8 +58,12 @@ pub const ALICCP_MULTI: [(&str, u32); 2] = [("210", 99_000), ("853", 87_000)];
 pub struct SynthConfig {
     /// Rows (impressions).
     pub rows: usize,
-    /// Seed of everything.
+    /// Seed of the sampling (sessions, impressions, labels): datasets drawn with different
+    /// seeds are different samples of the same world.
     pub seed: u64,
+    /// Seed of the hidden teacher (the world: item attributes, weights, interactions).
+    /// Train and evaluation sets must share it.
+    pub teacher_seed: u64,
     /// 2 (click, conversion) or 3 (click, cart, order).
     pub tasks: usize,
     /// Cap on every field's vocabulary (the real hash sizes reach 3.2 million).
@@ -75,6 +81,7 @@ impl Default for SynthConfig {
         Self {
             rows: 200_000,
             seed: 1,
+            teacher_seed: 2024,
             tasks: 2,
             max_vocab: 2_000,
             click_rate: 0.04,
@@ -294,7 +301,7 @@ impl Generator {
             *v = f.vocab;
         }
         let teacher = Teacher {
-            seed: cfg.seed,
+            seed: cfg.teacher_seed,
             vocab,
             vocab_bag: [sch.multi[0].vocab, sch.multi[1].vocab],
         };
