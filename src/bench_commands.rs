@@ -20,6 +20,25 @@ pub enum BenchCommand {
     Metrics(MetricsArgs),
     /// Batch iteration (rows/s), CSV conversion (MB/s) and checksum cost on synthetic data.
     Shards(ShardsArgs),
+    /// Training samples/s on the Ali-CCP layout with 1 and 2 threads.
+    Train(TrainBenchArgs),
+}
+
+/// Options of `resflow bench train`.
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// Print one JSON object on stdout and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Synthetic rows (one epoch per run).
+    #[arg(long, default_value_t = 300_000)]
+    rows: usize,
+    /// Cap on embedding-table rows.
+    #[arg(long, default_value_t = 100_000)]
+    max_vocab: u32,
+    /// Runs per thread count; the best is reported.
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
 }
 
 /// Options of `resflow bench shards`.
@@ -156,7 +175,36 @@ pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
         BenchCommand::Tape(args) => tape(args),
         BenchCommand::Metrics(args) => metrics(args),
         BenchCommand::Shards(args) => shards_bench(args),
+        BenchCommand::Train(args) => train_bench(args),
     }
+}
+
+fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: Vec<usize> = if cores > 1 { vec![1, 2] } else { vec![1] };
+    let r = bench::train::run(
+        args.rows.max(1024),
+        args.max_vocab.max(4),
+        &threads,
+        args.runs,
+        &std::env::temp_dir(),
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "training, Ali-CCP layout (19 fields, dim 32, towers 128-64-1, batch 1024, lazy Adam), {} synthetic rows, tables capped at {} rows",
+        r.rows, r.max_vocab
+    );
+    for run in &r.runs {
+        println!(
+            "{} thread(s): {:.0} samples/s",
+            run.threads, run.samples_per_s
+        );
+    }
+    println!("speed-up: {:.2}x", r.speedup);
+    Ok(())
 }
 
 fn shards_bench(args: ShardsArgs) -> Result<(), Box<dyn std::error::Error>> {

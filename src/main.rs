@@ -2,6 +2,7 @@
 
 mod bench_commands;
 mod data_commands;
+mod train_commands;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,16 @@ enum Command {
     Gen(data_commands::GenArgs),
     /// Convert a CSV file (Ali-CCP, AliExpress or any layout described by a spec) to shards.
     Convert(data_commands::ConvertArgs),
+    /// Train a model on a dataset (data-parallel, with checkpoints and evaluation).
+    Train(train_commands::TrainArgs),
+    /// Evaluate an exported model or a checkpoint on a dataset.
+    Eval(train_commands::EvalArgs),
+    /// Export a checkpoint as a serving model file (BatchNorm folded, no optimiser state).
+    Export(train_commands::ExportArgs),
+    /// Score a dataset with an exported model into a CSV file.
+    Score(train_commands::ScoreArgs),
+    /// Generate a synthetic funnel, train ResFlow and its ablation, compare them (about a minute).
+    Demo(train_commands::DemoArgs),
     /// Side-by-side benchmarks (ours against a reference, in one run).
     #[command(subcommand)]
     Bench(bench_commands::BenchCommand),
@@ -32,6 +43,11 @@ fn main() {
         Command::Info => info(),
         Command::Gen(args) => data_commands::gen_command(args),
         Command::Convert(args) => data_commands::convert_command(args),
+        Command::Train(args) => train_commands::train(args),
+        Command::Eval(args) => train_commands::eval(args),
+        Command::Export(args) => train_commands::export(args),
+        Command::Score(args) => train_commands::score(args),
+        Command::Demo(args) => train_commands::demo(args),
         Command::Bench(command) => bench_commands::run(command),
     };
     if let Err(e) = result {

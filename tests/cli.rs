@@ -99,3 +99,192 @@ fn bad_bench_arguments_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kernel tier"));
 }
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("resflow-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = resflow().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn gen_train_eval_export_score_round_trip() {
+    let dir = temp("pipeline");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    run_ok(&["gen", "--rows", "6000", "--seed", "1", "--out", &p("train")]);
+    run_ok(&[
+        "gen",
+        "--rows",
+        "3000",
+        "--seed",
+        "2",
+        "--out",
+        &p("eval"),
+        "--csv",
+        &p("eval.csv"),
+    ]);
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"embedding_dim": 8, "hidden": [16, 8], "batch_size": 256}"#,
+    )
+    .unwrap();
+    let out = run_ok(&[
+        "train",
+        "--train",
+        &p("train"),
+        "--eval",
+        &p("eval"),
+        "--config",
+        &p("config.json"),
+        "--threads",
+        "2",
+        "--epochs",
+        "2",
+        "--checkpoint-dir",
+        &p("ckpt"),
+        "--report",
+        &p("report.json"),
+        "--out",
+        &p("model.safetensors"),
+    ]);
+    assert!(out.contains("samples/s"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["train"]["threads"], 2);
+    assert!(report["train"]["samples_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["eval"]["rows"], 3000);
+    assert_eq!(report["eval"]["tasks"][1]["name"], "conversion");
+    for key in ["auc", "gauc", "logloss"] {
+        assert!(report["eval"]["tasks"][0][key].is_number(), "{key}");
+    }
+    assert!(report["eval"]["wr_at_k"]["additive"]["10"].is_number());
+    assert!(report["eval"]["wr_at_k"]["multiplicative"]["100"].is_number());
+
+    // The model file and the checkpoint evaluate identically; export gives the same model.
+    run_ok(&[
+        "eval",
+        "--model",
+        &p("model.safetensors"),
+        "--data",
+        &p("eval"),
+        "--report",
+        &p("m.json"),
+    ]);
+    run_ok(&[
+        "eval",
+        "--model",
+        &p("ckpt"),
+        "--data",
+        &p("eval"),
+        "--report",
+        &p("c.json"),
+    ]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("c.json")).unwrap()).unwrap();
+    let auc = |v: &serde_json::Value| v["eval"]["tasks"][0]["auc"].as_f64().unwrap();
+    assert!((auc(&m) - auc(&c)).abs() < 1e-6);
+    run_ok(&[
+        "export",
+        "--checkpoint",
+        &p("ckpt"),
+        "--out",
+        &p("exported.safetensors"),
+    ]);
+    let (exported, trained) = (
+        resflow::ServingModel::load(&dir.join("exported.safetensors")).unwrap(),
+        resflow::ServingModel::load(&dir.join("model.safetensors")).unwrap(),
+    );
+    assert!(
+        exported == trained,
+        "export of the last checkpoint differs from the trained model"
+    );
+    run_ok(&[
+        "score",
+        "--model",
+        &p("exported.safetensors"),
+        "--data",
+        &p("eval"),
+        "--out",
+        &p("scores.csv"),
+    ]);
+    let scores = std::fs::read_to_string(dir.join("scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 3001);
+    assert!(scores.starts_with("row,group,p_click,p_conversion,fused"));
+
+    // Converting the CSV twin of the evaluation set gives the same dataset.
+    run_ok(&[
+        "convert",
+        "--layout",
+        "aliccp",
+        "--input",
+        &p("eval.csv"),
+        "--out",
+        &p("converted"),
+    ]);
+    run_ok(&[
+        "eval",
+        "--model",
+        &p("model.safetensors"),
+        "--data",
+        &p("converted"),
+        "--report",
+        &p("v.json"),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("v.json")).unwrap()).unwrap();
+    assert_eq!(auc(&v), auc(&m));
+
+    // User mistakes: a clear message and a non-zero exit, no panic.
+    for (args, needle) in [
+        (
+            vec!["train", "--train", "/nonexistent/data"],
+            "/nonexistent/data",
+        ),
+        (
+            vec![
+                "eval",
+                "--model",
+                "/nonexistent/model",
+                "--data",
+                &p("eval"),
+            ],
+            "/nonexistent/model",
+        ),
+        (
+            vec![
+                "score",
+                "--model",
+                &p("scores.csv"),
+                "--data",
+                &p("eval"),
+                "--out",
+                &p("x.csv"),
+            ],
+            "safetensors",
+        ),
+        (
+            vec!["train", "--train", &p("train"), "--resume"],
+            "--checkpoint-dir",
+        ),
+    ] {
+        let out = resflow().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -50,13 +50,10 @@ impl AdamConfig {
     }
 }
 
+/// The Adam update of a slice, on the SIMD kernel of `tensor::ops`.
 #[inline(always)]
 fn adam_update(c: &AdamConfig, lr_t: f32, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
-    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-        *p -= lr_t * *m / (v.sqrt() + c.eps);
-    }
+    tensor::ops::adam_update(lr_t, c.beta1, c.beta2, c.eps, p, m, v, g);
 }
 
 /// Plain stochastic gradient descent: `p -= lr g` (embedding rows included).
@@ -130,32 +127,40 @@ impl Adam {
     }
 
     /// One step on every dense parameter. The gradient buffers are laid out like the
-    /// parameters (padding included); `Grads::zeros_like` guarantees it.
+    /// parameters (`Grads::zeros_like` guarantees it).
     pub fn step(&mut self, store: &mut ParamStore, grads: &Grads) {
+        self.step_dense(&mut store.dense, &grads.dense);
+    }
+
+    /// [`Adam::step`] on the dense parameters alone (so that tables can be updated at the
+    /// same time by another thread). Parameters are updated in parallel on the current
+    /// rayon pool, each by one thread.
+    pub fn step_dense(&mut self, dense: &mut [crate::params::DenseParam], grads: &[Vec<f32>]) {
+        use rayon::prelude::*;
         self.t += 1;
         let lr_t = self.config.step_size(self.t);
-        for (((p, m), v), g) in store
-            .dense
-            .iter_mut()
-            .zip(&mut self.m)
-            .zip(&mut self.v)
-            .zip(&grads.dense)
-        {
-            let (rows, cols) = p.value.shape();
-            let ld = p.value.ld();
-            let data = p.value.as_mut_slice();
-            for r in 0..rows {
-                let (a, b) = (r * ld, r * cols);
-                adam_update(
-                    &self.config,
-                    lr_t,
-                    &mut data[a..a + cols],
-                    &mut m[a..a + cols],
-                    &mut v[a..a + cols],
-                    &g[b..b + cols],
-                );
-            }
-        }
+        let config = self.config;
+        dense
+            .par_iter_mut()
+            .zip(self.m.par_iter_mut())
+            .zip(self.v.par_iter_mut())
+            .zip(grads.par_iter())
+            .for_each(|(((p, m), v), g)| {
+                let (rows, cols) = p.value.shape();
+                let ld = p.value.ld();
+                let data = p.value.as_mut_slice();
+                for r in 0..rows {
+                    let (a, b) = (r * ld, r * cols);
+                    adam_update(
+                        &config,
+                        lr_t,
+                        &mut data[a..a + cols],
+                        &mut m[a..a + cols],
+                        &mut v[a..a + cols],
+                        &g[b..b + cols],
+                    );
+                }
+            });
     }
 }
 
@@ -169,7 +174,6 @@ pub struct LazyAdam {
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     t: u64,
-    zeros: Vec<f32>,
 }
 
 impl LazyAdam {
@@ -188,7 +192,6 @@ impl LazyAdam {
             m: zeros(),
             v: zeros(),
             t: 0,
-            zeros: Vec::new(),
         }
     }
 
@@ -210,50 +213,70 @@ impl LazyAdam {
     }
 
     /// One step on every table. `grads.sparse` is coalesced in place (sorted, repeated
-    /// ids summed).
+    /// ids summed). Tables are independent, so they are updated in parallel on the current
+    /// rayon pool, each by one thread: the result does not depend on the schedule.
     pub fn step(&mut self, store: &mut ParamStore, grads: &mut Grads) {
+        self.step_tables(&mut store.tables, &mut grads.sparse);
+    }
+
+    /// [`LazyAdam::step`] on the tables alone.
+    pub fn step_tables(
+        &mut self,
+        tables: &mut [crate::params::Table],
+        sparse: &mut [crate::params::SparseRows],
+    ) {
+        use rayon::prelude::*;
         self.t += 1;
         let lr_t = self.config.step_size(self.t);
-        for (((table, m), v), s) in store
-            .tables
-            .iter_mut()
-            .zip(&mut self.m)
-            .zip(&mut self.v)
-            .zip(&mut grads.sparse)
-        {
-            s.coalesce();
-            let d = table.value.cols();
-            if self.lazy {
-                for (k, &id) in s.ids.iter().enumerate() {
-                    let r = id as usize;
-                    adam_update(
-                        &self.config,
-                        lr_t,
-                        table.value.row_mut(r),
-                        &mut m[r * d..(r + 1) * d],
-                        &mut v[r * d..(r + 1) * d],
-                        &s.rows[k * d..(k + 1) * d],
-                    );
-                }
+        let (config, lazy) = (self.config, self.lazy);
+        tables
+            .par_iter_mut()
+            .zip(self.m.par_iter_mut())
+            .zip(self.v.par_iter_mut())
+            .zip(sparse.par_iter_mut())
+            .for_each(|(((table, m), v), s)| {
+                update_table(&config, lazy, lr_t, &mut table.value, m, v, s)
+            });
+    }
+}
+
+/// One table's step: the rows of `s` only (lazy), or every row with a zero gradient for the
+/// rows not in the batch (dense).
+fn update_table(
+    config: &AdamConfig,
+    lazy: bool,
+    lr_t: f32,
+    table: &mut tensor::Matrix,
+    m: &mut [f32],
+    v: &mut [f32],
+    s: &mut crate::params::SparseRows,
+) {
+    s.coalesce();
+    let d = table.cols();
+    let rows = table.rows();
+    let mut update = |r: usize, g: &[f32]| {
+        adam_update(
+            config,
+            lr_t,
+            table.row_mut(r),
+            &mut m[r * d..(r + 1) * d],
+            &mut v[r * d..(r + 1) * d],
+            g,
+        );
+    };
+    if lazy {
+        for (k, &id) in s.ids.iter().enumerate() {
+            update(id as usize, &s.rows[k * d..(k + 1) * d]);
+        }
+    } else {
+        let zeros = vec![0.0f32; d];
+        let mut next = 0;
+        for r in 0..rows {
+            if next < s.ids.len() && s.ids[next] as usize == r {
+                update(r, &s.rows[next * d..(next + 1) * d]);
+                next += 1;
             } else {
-                self.zeros.resize(d, 0.0);
-                let mut next = 0;
-                for r in 0..table.value.rows() {
-                    let g = if next < s.ids.len() && s.ids[next] as usize == r {
-                        next += 1;
-                        &s.rows[(next - 1) * d..next * d]
-                    } else {
-                        &self.zeros[..]
-                    };
-                    adam_update(
-                        &self.config,
-                        lr_t,
-                        table.value.row_mut(r),
-                        &mut m[r * d..(r + 1) * d],
-                        &mut v[r * d..(r + 1) * d],
-                        g,
-                    );
-                }
+                update(r, &zeros);
             }
         }
     }

@@ -12,5 +12,6 @@ pub mod score;
 pub mod shards;
 pub mod tape;
 mod timing;
+pub mod train;
 
 pub use timing::{Timing, time_best_and_median};

@@ -275,8 +275,20 @@ impl Trainer {
         for w in rest.iter().filter(|w| w.rows > 0) {
             first.grads.add(&w.grads);
         }
-        self.adam.step(&mut self.store, &first.grads);
-        self.lazy.step(&mut self.store, &mut first.grads);
+        // Dense parameters and embedding tables are disjoint: update both at once, on the
+        // workers' pool.
+        let (adam, lazy) = (&mut self.adam, &mut self.lazy);
+        let ParamStore { dense, tables } = &mut self.store;
+        let Grads {
+            dense: gd,
+            sparse: gs,
+        } = &mut first.grads;
+        self.pool.install(|| {
+            rayon::join(
+                || adam.step_dense(dense, gd),
+                || lazy.step_tables(tables, gs),
+            )
+        });
         let tasks = self.network.config.tasks.len();
         let mut losses = vec![0.0f64; tasks];
         for w in self.workers.iter().filter(|w| w.rows > 0) {
@@ -320,11 +332,12 @@ impl Trainer {
     }
 
     /// Trains one epoch (or what remains of it after a resume), calling `on_step` after
-    /// every step with the step's figures. Returns the time spent in steps and the rows.
+    /// every step with the trainer (to checkpoint or evaluate) and the step's figures.
+    /// Returns the time spent in steps and the rows.
     pub fn train_epoch(
         &mut self,
         data: &Dataset,
-        mut on_step: impl FnMut(&Trainer, &StepStats) -> Result<(), ModelError>,
+        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), ModelError>,
     ) -> Result<(f64, u64), ModelError> {
         self.network
             .check_layout(&InputLayout::from_schema(data.schema()))?;
@@ -427,7 +440,7 @@ impl Trainer {
         &mut self,
         data: &Dataset,
         epochs: usize,
-        mut on_step: impl FnMut(&Trainer, &StepStats) -> Result<(), ModelError>,
+        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), ModelError>,
     ) -> Result<TrainSummary, ModelError> {
         let (mut seconds, mut rows, start_step) = (0.0, 0u64, self.step);
         while self.epoch < epochs {

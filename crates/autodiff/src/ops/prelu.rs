@@ -29,31 +29,17 @@ impl Tape {
 
 pub(super) fn backward(t: &mut Tape, node: Node, x: Var, slope: Var) -> Result<()> {
     let (sx, ss) = (t.slot(x), t.slot(slope));
-    let (need_x, need_s) = (t.needs_grad(x), t.needs_grad(slope));
     let (values, before, gy) = parts(t, &node);
     let (xv, sv) = (&values[sx.0..sx.0 + sx.1], &values[ss.0..ss.0 + ss.1]);
-    let c = sv.len();
-    if need_x {
-        // dx += dy (x > 0) or a dy (x <= 0); accumulated, since x may feed other ops too.
-        let gx = &mut before[sx.0..sx.0 + sx.1];
-        for ((gr, dr), xr) in gx
-            .chunks_exact_mut(c)
-            .zip(gy.chunks_exact(c))
-            .zip(xv.chunks_exact(c))
-        {
-            for (((g, &d), &x), &a) in gr.iter_mut().zip(dr).zip(xr).zip(sv) {
-                *g += if x > 0.0 { d } else { a * d };
-            }
-        }
-    }
-    if need_s {
-        // da_c += sum over rows of dy x where x <= 0
-        let gs = &mut before[ss.0..ss.0 + ss.1];
-        for (dr, xr) in gy.chunks_exact(c).zip(xv.chunks_exact(c)) {
-            for ((g, &d), &x) in gs.iter_mut().zip(dr).zip(xr) {
-                *g += if x > 0.0 { 0.0 } else { d * x };
-            }
-        }
-    }
+    // x precedes the slope on the tape or the other way round: borrow both gradient slots.
+    let (gx, gs) = if sx.0 < ss.0 {
+        let (a, b) = before.split_at_mut(ss.0);
+        (&mut a[sx.0..sx.0 + sx.1], &mut b[..ss.1])
+    } else {
+        let (a, b) = before.split_at_mut(sx.0);
+        (&mut b[..sx.1], &mut a[ss.0..ss.0 + ss.1])
+    };
+    // dx += dy (x > 0) or a dy (x <= 0); da_c += sum over rows of dy x where x <= 0.
+    ops::prelu_backward_add(xv, sv, gy, gx, gs);
     Ok(())
 }

@@ -98,6 +98,71 @@ multiversion! {
 }
 
 multiversion! {
+    /// PReLU derivative, accumulated: `dx += dy * (x > 0 ? 1 : slope[c])` and
+    /// `dslopes[c] += sum over rows of dy * x` where `x <= 0` (for autodiff, where a value
+    /// may receive gradient from several consumers).
+    ///
+    /// # Panics
+    /// On the same length mismatches as [`prelu_backward`].
+    pub fn prelu_backward_add / prelu_backward_add_with(
+        x: &[f32],
+        slopes: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        dslopes: &mut [f32],
+    ) {
+        check("prelu_backward_add", x.len(), dy.len());
+        check("prelu_backward_add", x.len(), dx.len());
+        check("prelu_backward_add", slopes.len(), dslopes.len());
+        if x.is_empty() {
+            return;
+        }
+        assert!(!slopes.is_empty() && x.len().is_multiple_of(slopes.len()), "prelu_backward_add: {} values for {} slopes", x.len(), slopes.len());
+        let c = slopes.len();
+        for ((xr, dyr), dxr) in x.chunks_exact(c).zip(dy.chunks_exact(c)).zip(dx.chunks_exact_mut(c)) {
+            for (((dx, &dy), &x), &a) in dxr.iter_mut().zip(dyr).zip(xr).zip(slopes) {
+                *dx += if x > 0.0 { dy } else { a * dy };
+            }
+        }
+        sum_rows_blocked(x.len() / c, c, dslopes, |r, c0, part| {
+            let (off, w) = (r * c + c0, part.len());
+            let (xr, dyr) = (&x[off..off + w], &dy[off..off + w]);
+            for ((p, &x), &dy) in part.iter_mut().zip(xr).zip(dyr) {
+                *p += if x > 0.0 { 0.0 } else { dy * x };
+            }
+        });
+    }
+}
+
+multiversion! {
+    /// One Adam update of a slice, in place (TensorFlow's form, bias correction folded into
+    /// `lr_t`): `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+    /// `p -= lr_t m / (sqrt(v) + eps)`.
+    ///
+    /// # Panics
+    /// If the four slices differ in length.
+    pub fn adam_update / adam_update_with(
+        lr_t: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        p: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+    ) {
+        check("adam_update", p.len(), m.len());
+        check("adam_update", p.len(), v.len());
+        check("adam_update", p.len(), g.len());
+        for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            *p -= lr_t * *m / (v.sqrt() + eps);
+        }
+    }
+}
+
+multiversion! {
     /// Inference-time hidden layer epilogue, in place: `x = scale[c] * prelu(x) + shift[c]`
     /// per column `c` (PReLU, then a BatchNorm reduced to a per-unit scale and shift).
     ///

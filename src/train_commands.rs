@@ -1,0 +1,567 @@
+//! `resflow train`, `eval`, `export`, `score` and `demo`: the model's life cycle.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use metrics::{EvalConfig, EvalReport, StreamingEvaluator};
+use resflow::{
+    InputLayout, ModelConfig, Scorer, ServingModel, StepStats, TrainSummary, Trainer, score_dataset,
+};
+use serde::Serialize;
+use shards::Dataset;
+
+type Fallible<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// Options of `resflow train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training dataset (a directory of shards).
+    #[arg(long)]
+    train: PathBuf,
+    /// Evaluation dataset, evaluated after every epoch.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Model configuration (JSON; every key optional, see docs/resflow.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Epochs (overrides the configuration).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Save a checkpoint here after every epoch (and every --checkpoint-every steps).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Also checkpoint every this many steps.
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Continue from the checkpoint in --checkpoint-dir.
+    #[arg(long)]
+    resume: bool,
+    /// Also evaluate (on --eval) every this many steps; it is always evaluated after each epoch.
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Export the trained model (safetensors) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Options of `resflow eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// An exported model file, or a checkpoint directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset to evaluate on.
+    #[arg(long)]
+    data: PathBuf,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// Options of `resflow export`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Checkpoint directory.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Model file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Options of `resflow score`.
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Exported model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset to score.
+    #[arg(long)]
+    data: PathBuf,
+    /// CSV of scores to write: row, group, one probability per task, fused score.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Options of `resflow demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Training rows to generate.
+    #[arg(long, default_value_t = 200_000)]
+    rows: usize,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// The report of `train` and `eval`.
+#[derive(Serialize)]
+struct Report<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    train: Option<&'a TrainSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eval: Option<&'a EvalReport>,
+}
+
+fn threads(n: Option<usize>) -> usize {
+    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+fn open(dir: &Path) -> Fallible<Dataset> {
+    Dataset::open(dir).map_err(|e| format!("cannot open dataset {}: {e}", dir.display()).into())
+}
+
+fn write_report(path: &Option<PathBuf>, report: &Report<'_>) -> Fallible {
+    if let Some(p) = path {
+        let text = serde_json::to_string_pretty(report)?;
+        resflow::write_atomically(p, text.as_bytes())?;
+        eprintln!("report written to {}", p.display());
+    }
+    Ok(())
+}
+
+/// Prints an evaluation as a table.
+fn print_eval(title: &str, r: &EvalReport) {
+    println!("{title} ({} rows)", r.rows);
+    println!(
+        "{:>12} | {:>7} | {:>7} | {:>8} | {:>11}",
+        "task", "AUC", "GAUC", "log loss", "calibration"
+    );
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for t in &r.tasks {
+        println!(
+            "{:>12} | {:>7} | {:>7} | {:>8.4} | {:>11}",
+            t.name,
+            f(t.auc),
+            f(t.gauc),
+            t.logloss,
+            f(t.calibration)
+        );
+    }
+    if let Some(w) = &r.wr_at_k {
+        let mut ks: Vec<&String> = w.additive.keys().collect();
+        ks.sort_by_key(|k| k.parse::<usize>().unwrap_or(usize::MAX));
+        let row = |m: &std::collections::BTreeMap<String, f64>| {
+            ks.iter()
+                .map(|k| format!("@{k} {:.4}", m[*k]))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        println!(
+            "Weighted Recall, additive fusion:       {}",
+            row(&w.additive)
+        );
+        println!(
+            "Weighted Recall, multiplicative fusion: {}",
+            row(&w.multiplicative)
+        );
+    }
+}
+
+/// A progress display: a bar on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+    start: Instant,
+    rows: u64,
+}
+
+impl Progress {
+    fn new(total_rows: u64, label: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(total_rows);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta} {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(label.to_string());
+            b
+        });
+        Self {
+            bar,
+            last_line: Instant::now(),
+            start: Instant::now(),
+            rows: 0,
+        }
+    }
+
+    fn step(&mut self, trainer: &Trainer, s: &StepStats) {
+        self.rows += s.rows as u64;
+        let tasks = &trainer.network.config.tasks;
+        let losses = tasks
+            .iter()
+            .zip(&s.losses)
+            .map(|(t, l)| format!("{} {l:.4}", t.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &self.bar {
+            Some(b) => {
+                b.inc(s.rows as u64);
+                b.set_message(format!("loss: {losses}"));
+            }
+            None if self.last_line.elapsed().as_secs_f64() > 5.0 => {
+                let rate = self.rows as f64 / self.start.elapsed().as_secs_f64();
+                eprintln!(
+                    "epoch {} step {}: {:.0} samples/s, loss: {losses}",
+                    trainer.epoch + 1,
+                    trainer.step,
+                    rate
+                );
+                self.last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Trains `trainer` to `epochs` epochs with progress, checkpoints and periodic evaluation.
+fn run_training(
+    trainer: &mut Trainer,
+    train: &Dataset,
+    eval: Option<&Dataset>,
+    epochs: usize,
+    checkpoint: Option<(&Path, Option<u64>)>,
+    eval_every: Option<u64>,
+    label: &str,
+) -> Fallible<TrainSummary> {
+    let (mut seconds, mut rows, first_step) = (0.0, 0u64, trainer.step);
+    while trainer.epoch < epochs {
+        let mut progress = Progress::new(
+            train.rows() as u64,
+            &format!("{label} epoch {}/{epochs}", trainer.epoch + 1),
+        );
+        let eval_config = trainer.eval_config();
+        let (s, r) = trainer.train_epoch(train, |t, stats| {
+            progress.step(t, stats);
+            if let Some((dir, Some(every))) = checkpoint
+                && every > 0
+                && t.step.is_multiple_of(every)
+            {
+                t.save_checkpoint(dir)?;
+            }
+            if let (Some(ds), Some(every)) = (eval, eval_every)
+                && every > 0
+                && t.step.is_multiple_of(every)
+            {
+                let rep = t.evaluate(ds, &eval_config)?;
+                print_eval(&format!("evaluation at step {}", t.step), &rep);
+            }
+            Ok(())
+        })?;
+        progress.finish();
+        seconds += s;
+        rows += r;
+        if let Some((dir, _)) = checkpoint {
+            trainer.save_checkpoint(dir)?;
+        }
+        if let Some(ds) = eval
+            && trainer.epoch < epochs
+        {
+            let rep = trainer.evaluate(ds, &eval_config)?;
+            print_eval(&format!("evaluation after epoch {}", trainer.epoch), &rep);
+        }
+    }
+    Ok(TrainSummary {
+        samples_per_s: rows as f64 / f64::max(seconds, 1e-9),
+        threads: trainer.threads(),
+        steps: trainer.step - first_step,
+        seconds,
+    })
+}
+
+/// Runs `resflow train`.
+pub fn train(args: TrainArgs) -> Fallible {
+    let train = open(&args.train)?;
+    let eval = args.eval.as_deref().map(open).transpose()?;
+    let mut config = match &args.config {
+        Some(p) => ModelConfig::from_json(
+            &std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )
+        .map_err(|e| format!("{}: {e}", p.display()))?,
+        None => ModelConfig::default(),
+    };
+    if let Some(e) = args.epochs {
+        config.epochs = e;
+    }
+    // Task settings follow the data's task names; tasks the configuration does not list get
+    // pos_weight 1 and loss weight 1.
+    let tasks = &train.schema().tasks;
+    if config.tasks.iter().map(|t| &t.name).ne(tasks.iter()) {
+        if args.config.is_some() {
+            return Err(format!(
+                "the configuration's tasks {:?} differ from the data's {:?}",
+                config.tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                tasks
+            )
+            .into());
+        }
+        config.tasks = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let d = ModelConfig::default().tasks;
+                let base = d
+                    .get(i.min(d.len() - 1))
+                    .cloned()
+                    .expect("two default tasks");
+                resflow::config::TaskConfig {
+                    name: name.clone(),
+                    ..base
+                }
+            })
+            .collect();
+    }
+    let threads = threads(args.threads);
+    let mut trainer = match (&args.checkpoint_dir, args.resume) {
+        (Some(dir), true) if dir.join(resflow::CHECKPOINT_FILE).exists() => {
+            let t = Trainer::load_checkpoint(dir, threads)?;
+            eprintln!(
+                "resuming from {} at epoch {}, step {}",
+                dir.display(),
+                t.epoch + 1,
+                t.step
+            );
+            t
+        }
+        (None, true) => return Err("--resume needs --checkpoint-dir".into()),
+        _ => Trainer::new(
+            config.clone(),
+            InputLayout::from_schema(train.schema()),
+            threads,
+        )?,
+    };
+    let epochs = args.epochs.unwrap_or(trainer.network.config.epochs);
+    eprintln!(
+        "training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
+        train.rows(),
+        threads,
+        trainer.network.config.batch_size,
+        epochs,
+        trainer.params().parameter_count()
+    );
+    let checkpoint = args
+        .checkpoint_dir
+        .as_deref()
+        .map(|d| (d, args.checkpoint_every));
+    let summary = run_training(
+        &mut trainer,
+        &train,
+        eval.as_ref(),
+        epochs,
+        checkpoint,
+        args.eval_every,
+        "train",
+    )?;
+    println!(
+        "trained {} steps in {:.1} s: {:.0} samples/s with {} threads",
+        summary.steps, summary.seconds, summary.samples_per_s, summary.threads
+    );
+    let report = match &eval {
+        Some(ds) => Some(trainer.evaluate(ds, &trainer.eval_config())?),
+        None => None,
+    };
+    if let Some(r) = &report {
+        print_eval("final evaluation", r);
+    }
+    if let Some(out) = &args.out {
+        trainer.export()?.save(out)?;
+        println!("model written to {}", out.display());
+    }
+    write_report(
+        &args.report,
+        &Report {
+            train: Some(&summary),
+            eval: report.as_ref(),
+        },
+    )
+}
+
+/// Evaluates an exported model through the scorer.
+fn evaluate_model(model: &ServingModel, data: &Dataset) -> Fallible<EvalReport> {
+    let mut config = EvalConfig::new(model.layout.tasks.clone());
+    config.fusion_weights = model.config.fusion_weights();
+    let scorer = Scorer::new(model.clone())?;
+    let mut ev = StreamingEvaluator::new(config)?;
+    score_dataset(&scorer, data, |probs, _, batch| {
+        let groups = (!batch.group.is_empty()).then_some(batch.group.as_slice());
+        ev.push(probs, &batch.labels, groups)?;
+        Ok(())
+    })?;
+    Ok(ev.report()?)
+}
+
+/// Runs `resflow eval`.
+pub fn eval(args: EvalArgs) -> Fallible {
+    let data = open(&args.data)?;
+    let report = if args.model.is_dir() {
+        let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
+        t.evaluate(&data, &t.eval_config())?
+    } else {
+        evaluate_model(&ServingModel::load(&args.model)?, &data)?
+    };
+    print_eval(&format!("evaluation of {}", args.model.display()), &report);
+    write_report(
+        &args.report,
+        &Report {
+            train: None,
+            eval: Some(&report),
+        },
+    )
+}
+
+/// Runs `resflow export`.
+pub fn export(args: ExportArgs) -> Fallible {
+    let t = Trainer::load_checkpoint(&args.checkpoint, 1)?;
+    t.export()?.save(&args.out)?;
+    println!(
+        "model written to {} (epoch {}, step {})",
+        args.out.display(),
+        t.epoch,
+        t.step
+    );
+    Ok(())
+}
+
+/// Runs `resflow score`.
+pub fn score(args: ScoreArgs) -> Fallible {
+    let model = ServingModel::load(&args.model)?;
+    let data = open(&args.data)?;
+    let scorer = Scorer::new(model)?;
+    let tasks = scorer.model().layout.tasks.clone();
+    let file =
+        std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut header = vec!["row".to_string(), "group".to_string()];
+    header.extend(tasks.iter().map(|t| format!("p_{t}")));
+    header.push("fused".into());
+    writeln!(out, "{}", header.join(","))?;
+    let mut row = 0u64;
+    let mut line = String::new();
+    score_dataset(&scorer, &data, |probs, fused, batch| {
+        use std::fmt::Write as _;
+        for r in 0..batch.rows {
+            line.clear();
+            let _ = write!(line, "{row},{}", batch.group.get(r).copied().unwrap_or(0));
+            for p in &probs[r * tasks.len()..(r + 1) * tasks.len()] {
+                let _ = write!(line, ",{p}");
+            }
+            let _ = writeln!(line, ",{}", fused[r]);
+            out.write_all(line.as_bytes())
+                .map_err(|e| resflow::ModelError::Io {
+                    path: args.out.display().to_string(),
+                    source: e,
+                })?;
+            row += 1;
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    println!("scored {row} rows into {}", args.out.display());
+    Ok(())
+}
+
+/// Runs `resflow demo`: synthetic data, ResFlow against independent towers, one table.
+pub fn demo(args: DemoArgs) -> Fallible {
+    let dir = std::env::temp_dir().join(format!("resflow-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = (|| -> Fallible {
+        let threads = threads(args.threads);
+        let make = |rows, seed, name: &str| -> Fallible<Dataset> {
+            let config = shards::synth::SynthConfig {
+                rows,
+                seed,
+                ..Default::default()
+            };
+            shards::synth::generate(&config, &dir.join(name))?;
+            open(&dir.join(name))
+        };
+        eprintln!(
+            "generating a synthetic click -> conversion funnel: {} training rows, {} evaluation rows",
+            args.rows,
+            args.rows / 4
+        );
+        let (train, eval) = (
+            make(args.rows.max(1000), 1, "train")?,
+            make((args.rows / 4).max(1000), 2, "eval")?,
+        );
+        let mut results = vec![];
+        for (name, residual) in [("ResFlow", true), ("independent towers", false)] {
+            let mut config = ModelConfig::default();
+            config.residual.hidden = residual;
+            config.residual.logits = residual;
+            config.optimizer.learning_rate = 2e-3;
+            let mut t = Trainer::new(config, InputLayout::from_schema(train.schema()), threads)?;
+            let summary = run_training(&mut t, &train, None, 1, None, None, name)?;
+            let report = t.evaluate(&eval, &t.eval_config())?;
+            results.push((name, summary, report));
+        }
+        println!(
+            "\nResFlow vs independent towers (its ablation), 1 epoch on {} synthetic rows, {threads} threads",
+            train.rows()
+        );
+        let cols: Vec<String> = results[0]
+            .2
+            .tasks
+            .iter()
+            .flat_map(|t| [format!("{} AUC", t.name), format!("{} GAUC", t.name)])
+            .collect();
+        print!("{:>20}", "model");
+        for c in &cols {
+            print!(" | {c:>15}");
+        }
+        println!(
+            " | {:>10} | {:>10} | {:>10}",
+            "WR@10 add", "WR@10 mul", "samples/s"
+        );
+        for (name, summary, r) in &results {
+            print!("{name:>20}");
+            for t in &r.tasks {
+                print!(
+                    " | {:>15.4} | {:>15.4}",
+                    t.auc.unwrap_or(f64::NAN),
+                    t.gauc.unwrap_or(f64::NAN)
+                );
+            }
+            let wr = |add: bool| {
+                r.wr_at_k.as_ref().map_or(f64::NAN, |w| {
+                    if add {
+                        w.additive["10"]
+                    } else {
+                        w.multiplicative["10"]
+                    }
+                })
+            };
+            println!(
+                " | {:>10.4} | {:>10.4} | {:>10.0}",
+                wr(true),
+                wr(false),
+                summary.samples_per_s
+            );
+        }
+        println!(
+            "\nAUC and GAUC per task on held-out sessions; Weighted Recall@10: the share of each session's conversions ranked in its top 10 by the fused score (see docs/metrics.md)."
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
