@@ -16,29 +16,7 @@ use resflow::{
     Bag, Field, InputLayout, ModelConfig, ModelError, Pooling, Request, Scorer, ServingModel,
 };
 use serde::Serialize;
-
-/// Ali-CCP fields in the released code's column order, with their hash sizes.
-pub const ALICCP_FIELDS: [(&str, u32); 19] = [
-    ("205", 3_168_700),
-    ("206", 8_700),
-    ("207", 610_400),
-    ("216", 210_000),
-    ("301", 4),
-    ("508", 7_800),
-    ("509", 388_900),
-    ("702", 144_000),
-    ("101", 294_900),
-    ("121", 100),
-    ("122", 16),
-    ("124", 4),
-    ("125", 16),
-    ("126", 8),
-    ("127", 8),
-    ("128", 8),
-    ("129", 8),
-    ("210", 99_000),
-    ("853", 87_000),
-];
+use shards::synth::{ALICCP_MULTI, ALICCP_SINGLE};
 
 /// Fields constant within a request: the user (101), the user profile (121-129) and the
 /// scenario (301).
@@ -49,16 +27,18 @@ pub const ALICCP_REQUEST_FIELDS: [&str; 10] = [
 /// The Ali-CCP input layout with each table capped at `max_vocab` rows.
 pub fn aliccp_layout(max_vocab: u32) -> InputLayout {
     InputLayout {
-        fields: ALICCP_FIELDS
+        fields: ALICCP_SINGLE
             .iter()
-            .map(|&(name, vocab)| Field {
+            .map(|&(name, vocab)| (name, vocab, None))
+            .chain(
+                ALICCP_MULTI
+                    .iter()
+                    .map(|&(name, vocab)| (name, vocab, Some(Pooling::Sum))),
+            )
+            .map(|(name, vocab, bag)| Field {
                 name: name.to_string(),
                 vocab: vocab.min(max_vocab),
-                bag: if name == "210" || name == "853" {
-                    Some(Pooling::Sum)
-                } else {
-                    None
-                },
+                bag,
             })
             .collect(),
         dense: 0,

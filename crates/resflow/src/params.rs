@@ -19,9 +19,9 @@ use tensor::Matrix;
 
 use crate::config::{Activation, BatchNormMode, ModelConfig};
 use crate::error::ModelError;
-use crate::layout::{InputLayout, Pooling};
+use crate::layout::InputLayout;
 use crate::rng::SplitMix64;
-use crate::serving::{CandidateRef, HiddenLayer, ServingModel, Tower};
+use crate::serving::{CandidateRef, HiddenLayer, ServingModel, Tower, concat_inputs};
 
 /// One BatchNorm layer's parameters and running statistics, per channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,21 +280,7 @@ impl ModelParams {
     /// separate step: the reference that [`ModelParams::export`] must reproduce.
     pub fn forward_eval_naive(&self, c: CandidateRef<'_>) -> Vec<f32> {
         let (mode, eps) = (self.config.batch_norm, self.config.bn_epsilon);
-        let dim = self.config.embedding_dim;
-        let mut x = Vec::new();
-        for ((table, field), ids) in self.embeddings.iter().zip(&self.layout.fields).zip(c.ids) {
-            let mut v = vec![0.0f32; dim];
-            for &id in ids.iter() {
-                v.iter_mut()
-                    .zip(table.row(id as usize))
-                    .for_each(|(a, b)| *a += b);
-            }
-            if field.bag == Some(Pooling::Mean) && !ids.is_empty() {
-                v.iter_mut().for_each(|a| *a /= ids.len() as f32);
-            }
-            x.extend(v);
-        }
-        x.extend_from_slice(c.dense);
+        let mut x = concat_inputs(&self.embeddings, &self.layout, self.config.embedding_dim, c);
         let bn = |p: &BatchNormParams, v: &mut [f32]| {
             let (s, t) = p.scale_shift(mode, eps);
             v.iter_mut()

@@ -70,6 +70,31 @@ pub struct CandidateRef<'a> {
     pub dense: &'a [f32],
 }
 
+/// `[emb(field 0) | ... | emb(field F-1) | dense]` for one candidate: single-valued fields
+/// look up one row, bags sum their rows (or average them), an empty bag gives zeros.
+pub(crate) fn concat_inputs(
+    embeddings: &[Matrix],
+    layout: &InputLayout,
+    dim: usize,
+    c: CandidateRef<'_>,
+) -> Vec<f32> {
+    let mut x = Vec::with_capacity(layout.input_width(dim));
+    for ((table, field), ids) in embeddings.iter().zip(&layout.fields).zip(c.ids) {
+        let mut v = vec![0.0f32; dim];
+        for &id in ids.iter() {
+            v.iter_mut()
+                .zip(table.row(id as usize))
+                .for_each(|(a, b)| *a += b);
+        }
+        if field.bag == Some(Pooling::Mean) && !ids.is_empty() {
+            v.iter_mut().for_each(|a| *a /= ids.len() as f32);
+        }
+        x.extend(v);
+    }
+    x.extend_from_slice(c.dense);
+    x
+}
+
 fn sigmoid(z: f32) -> f32 {
     let mut y = [0.0];
     tensor::ops::sigmoid_with(tensor::Tier::Portable, &[z], &mut y);
@@ -189,23 +214,8 @@ impl ServingModel {
     /// Probabilities of every task for one candidate, computed the plain way (f32, in the
     /// order of the equations). Ids must be in range.
     pub fn forward_naive(&self, c: CandidateRef<'_>) -> Vec<f32> {
-        let dim = self.config.embedding_dim;
         // x = [emb(field 0) | ... | dense]
-        let mut x = Vec::with_capacity(self.layout.input_width(dim));
-        for ((table, field), ids) in self.embeddings.iter().zip(&self.layout.fields).zip(c.ids) {
-            let mut v = vec![0.0f32; dim];
-            for &id in ids.iter() {
-                for (a, b) in v.iter_mut().zip(table.row(id as usize)) {
-                    *a += b;
-                }
-            }
-            if field.bag == Some(Pooling::Mean) && !ids.is_empty() {
-                v.iter_mut().for_each(|a| *a /= ids.len() as f32);
-            }
-            x.extend(v);
-        }
-        x.extend_from_slice(c.dense);
-
+        let x = concat_inputs(&self.embeddings, &self.layout, self.config.embedding_dim, c);
         let residual = self.config.residual;
         let mut prev_hidden: Vec<Vec<f32>> = Vec::new();
         let mut prev_logit = 0.0f32;

@@ -56,7 +56,7 @@ fn steady_state_kernels_do_not_allocate() {
         ops::add_bias_rows(h.as_mut_slice(), &bias);
         ops::sigmoid(h.as_slice(), &mut y);
         ops::prelu(h.as_slice(), &bias, &mut y);
-        ops::prelu_backward(h.as_slice(), &bias, &y, &mut dh, &mut db);
+        ops::prelu_backward_add(h.as_slice(), &bias, &y, &mut dh, &mut db);
         ops::add_col_sums(&y, &mut db);
     };
     let start = ALLOCATIONS.load(Ordering::Relaxed);

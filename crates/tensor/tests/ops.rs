@@ -176,7 +176,7 @@ fn derivatives_match_finite_differences() {
         let dyv: Vec<f32> = (0..rows * 3).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
         let mut dxp = vec![0.0; rows * 3];
         let mut ds = [1.0f32; 3];
-        ops::prelu_backward_with(tier, x, &slopes, &dyv, &mut dxp, &mut ds);
+        ops::prelu_backward_add_with(tier, x, &slopes, &dyv, &mut dxp, &mut ds);
         for c in 0..3 {
             let want: f64 = (0..rows)
                 .filter(|r| x[r * 3 + c] <= 0.0)

@@ -61,49 +61,13 @@ multiversion! {
 }
 
 multiversion! {
-    /// PReLU derivative: `dx = dy * (x > 0 ? 1 : slope[c])`, and
-    /// `dslopes[c] += sum over rows of dy * x` where `x <= 0` (accumulated, not overwritten;
-    /// summed in blocks of rows so the error does not grow with the batch).
+    /// PReLU derivative, accumulated: `dx += dy * (x > 0 ? 1 : slope[c])` and
+    /// `dslopes[c] += sum over rows of dy * x` where `x <= 0` (summed in blocks of rows so
+    /// the error does not grow with the batch). Accumulating, because in a graph a value may
+    /// receive gradient from several consumers; zero `dx` first for the plain derivative.
     ///
     /// # Panics
     /// On the same length mismatches as [`prelu`], or if `dslopes.len() != slopes.len()`.
-    pub fn prelu_backward / prelu_backward_with(
-        x: &[f32],
-        slopes: &[f32],
-        dy: &[f32],
-        dx: &mut [f32],
-        dslopes: &mut [f32],
-    ) {
-        check("prelu_backward", x.len(), dy.len());
-        check("prelu_backward", x.len(), dx.len());
-        check("prelu_backward", slopes.len(), dslopes.len());
-        if x.is_empty() {
-            return;
-        }
-        assert!(!slopes.is_empty() && x.len().is_multiple_of(slopes.len()), "prelu_backward: {} values for {} slopes", x.len(), slopes.len());
-        let c = slopes.len();
-        for ((xr, dyr), dxr) in x.chunks_exact(c).zip(dy.chunks_exact(c)).zip(dx.chunks_exact_mut(c)) {
-            for (((dx, &dy), &x), &a) in dxr.iter_mut().zip(dyr).zip(xr).zip(slopes) {
-                *dx = if x > 0.0 { dy } else { a * dy };
-            }
-        }
-        sum_rows_blocked(x.len() / c, c, dslopes, |r, c0, part| {
-            let (off, w) = (r * c + c0, part.len());
-            let (xr, dyr) = (&x[off..off + w], &dy[off..off + w]);
-            for ((p, &x), &dy) in part.iter_mut().zip(xr).zip(dyr) {
-                *p += if x > 0.0 { 0.0 } else { dy * x };
-            }
-        });
-    }
-}
-
-multiversion! {
-    /// PReLU derivative, accumulated: `dx += dy * (x > 0 ? 1 : slope[c])` and
-    /// `dslopes[c] += sum over rows of dy * x` where `x <= 0` (for autodiff, where a value
-    /// may receive gradient from several consumers).
-    ///
-    /// # Panics
-    /// On the same length mismatches as [`prelu_backward`].
     pub fn prelu_backward_add / prelu_backward_add_with(
         x: &[f32],
         slopes: &[f32],
