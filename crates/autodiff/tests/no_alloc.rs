@@ -2,41 +2,13 @@
 //! model (embeddings, a bag, BatchNorm, linear + PReLU towers with a residual link,
 //! weighted BCE, Adam and lazy Adam) are counted by a global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use autodiff::{
     Adam, AdamConfig, BatchNormMode, BceTarget, Grads, LazyAdam, ParamStore, Pooling, Tape,
 };
 use tensor::Matrix;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
-// side effect that does not touch the memory.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's arguments.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
 
 #[test]
 fn steady_state_training_steps_do_not_allocate() {
@@ -139,13 +111,13 @@ fn steady_state_training_steps_do_not_allocate() {
         tape.value(loss)[0]
     };
     let first = step(&mut store);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = testkit::allocations();
     let mut last = first;
     for _ in 2..=10 {
         last = step(&mut store);
     }
     assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed) - before,
+        testkit::allocations() - before,
         0,
         "allocations in steps 2..10"
     );

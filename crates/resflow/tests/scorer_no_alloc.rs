@@ -1,38 +1,10 @@
 //! After warm-up, scoring a request allocates nothing (counting global allocator).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use resflow::config::TaskConfig;
 use resflow::{Bag, Field, InputLayout, ModelConfig, Pooling, Request, Scorer, ServingModel};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
-// side effect that does not touch the memory.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's arguments.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
 
 #[test]
 fn scoring_allocates_nothing_after_warm_up() {
@@ -85,9 +57,9 @@ fn scoring_allocates_nothing_after_warm_up() {
     };
     let (mut probs, mut fused) = (vec![0.0; 2 * n], vec![0.0; n]);
     let mut ws = scorer.workspace(n);
-    let start = ALLOCATIONS.load(Ordering::Relaxed);
+    let start = testkit::allocations();
     scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
-    let warm = ALLOCATIONS.load(Ordering::Relaxed);
+    let warm = testkit::allocations();
     assert!(
         warm > start,
         "the first call grows the GEMM scratch, so the counter must see it"
@@ -95,11 +67,7 @@ fn scoring_allocates_nothing_after_warm_up() {
     for _ in 0..10 {
         scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
     }
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed),
-        warm,
-        "allocations after warm-up"
-    );
+    assert_eq!(testkit::allocations(), warm, "allocations after warm-up");
     // Smaller requests reuse the same buffers.
     let small = Request {
         candidates: 10,
@@ -113,5 +81,5 @@ fn scoring_allocates_nothing_after_warm_up() {
     scorer
         .score(&mut ws, &small, &mut probs, &mut fused)
         .unwrap();
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), warm);
+    assert_eq!(testkit::allocations(), warm);
 }

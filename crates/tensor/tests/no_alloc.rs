@@ -1,38 +1,10 @@
 //! After a warm-up call, GEMM (any path) and the element-wise kernels allocate nothing:
 //! the scratch memory is reused. Checked with a counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use tensor::{Matrix, gemm, ops};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
-// side effect that does not touch the memory.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's arguments.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
 
 #[test]
 fn steady_state_kernels_do_not_allocate() {
@@ -59,9 +31,9 @@ fn steady_state_kernels_do_not_allocate() {
         ops::prelu_backward_add(h.as_slice(), &bias, &y, &mut dh, &mut db);
         ops::add_col_sums(&y, &mut db);
     };
-    let start = ALLOCATIONS.load(Ordering::Relaxed);
+    let start = testkit::allocations();
     step();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = testkit::allocations();
     assert!(
         before > start,
         "the warm-up grows the scratch, so the counter must see it"
@@ -70,7 +42,7 @@ fn steady_state_kernels_do_not_allocate() {
         step();
     }
     assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed) - before,
+        testkit::allocations() - before,
         0,
         "allocations after warm-up"
     );
