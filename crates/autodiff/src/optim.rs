@@ -174,6 +174,8 @@ pub struct LazyAdam {
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     t: u64,
+    /// Per table: scratch for summing repeated ids (all `u32::MAX` between steps).
+    marks: Vec<Vec<u32>>,
 }
 
 impl LazyAdam {
@@ -192,6 +194,7 @@ impl LazyAdam {
             m: zeros(),
             v: zeros(),
             t: 0,
+            marks: vec![Vec::new(); store.tables.len()],
         }
     }
 
@@ -234,8 +237,9 @@ impl LazyAdam {
             .zip(self.m.par_iter_mut())
             .zip(self.v.par_iter_mut())
             .zip(sparse.par_iter_mut())
-            .for_each(|(((table, m), v), s)| {
-                update_table(&config, lazy, lr_t, &mut table.value, m, v, s)
+            .zip(self.marks.par_iter_mut())
+            .for_each(|((((table, m), v), s), marks)| {
+                update_table(&config, lazy, lr_t, &mut table.value, m, v, s, marks)
             });
     }
 }
@@ -250,11 +254,17 @@ fn update_table(
     m: &mut [f32],
     v: &mut [f32],
     s: &mut crate::params::SparseRows,
+    marks: &mut Vec<u32>,
 ) {
-    s.coalesce();
     let d = table.cols();
     let rows = table.rows();
-    let mut update = |r: usize, g: &[f32]| {
+    if lazy {
+        s.coalesce_in_place(marks, rows);
+    } else {
+        // The dense walk below needs the ids in increasing order.
+        s.coalesce();
+    }
+    let update = |table: &mut tensor::Matrix, m: &mut [f32], v: &mut [f32], r: usize, g: &[f32]| {
         adam_update(
             config,
             lr_t,
@@ -265,18 +275,29 @@ fn update_table(
         );
     };
     if lazy {
+        // Rows are random reads and writes of three arrays: start loading a few rows ahead.
+        const AHEAD: usize = 4;
         for (k, &id) in s.ids.iter().enumerate() {
-            update(id as usize, &s.rows[k * d..(k + 1) * d]);
+            if let Some(&next) = s.ids.get(k + AHEAD) {
+                let r = next as usize;
+                // Every 64-byte line of the row in the three arrays.
+                for c in (0..d).step_by(16) {
+                    tensor::arch::prefetch(&m[r * d + c..]);
+                    tensor::arch::prefetch(&v[r * d + c..]);
+                    tensor::arch::prefetch(&table.row(r)[c..]);
+                }
+            }
+            update(table, m, v, id as usize, &s.rows[k * d..(k + 1) * d]);
         }
     } else {
         let zeros = vec![0.0f32; d];
         let mut next = 0;
         for r in 0..rows {
             if next < s.ids.len() && s.ids[next] as usize == r {
-                update(r, &s.rows[next * d..(next + 1) * d]);
+                update(table, m, v, r, &s.rows[next * d..(next + 1) * d]);
                 next += 1;
             } else {
-                update(r, &zeros);
+                update(table, m, v, r, &zeros);
             }
         }
     }

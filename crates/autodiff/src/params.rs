@@ -193,6 +193,44 @@ impl SparseRows {
     }
 }
 
+impl SparseRows {
+    /// Sums the rows of repeated ids in O(n), keeping the ids in order of first occurrence
+    /// (deterministic, unsorted). `marks` is scratch of at least `table_rows` entries, all
+    /// `u32::MAX`, and is left that way.
+    pub fn coalesce_in_place(&mut self, marks: &mut Vec<u32>, table_rows: usize) {
+        if marks.len() < table_rows {
+            marks.resize(table_rows, u32::MAX);
+        }
+        let d = self.dim;
+        let mut out = 0usize;
+        for k in 0..self.ids.len() {
+            let id = self.ids[k] as usize;
+            match marks[id] {
+                u32::MAX => {
+                    marks[id] = out as u32;
+                    self.ids[out] = id as u32;
+                    if out != k {
+                        self.rows.copy_within(k * d..(k + 1) * d, out * d);
+                    }
+                    out += 1;
+                }
+                at => {
+                    let (first, rest) = self.rows.split_at_mut(k * d);
+                    let dst = &mut first[at as usize * d..at as usize * d + d];
+                    for (a, b) in dst.iter_mut().zip(&rest[..d]) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+        self.ids.truncate(out);
+        self.rows.truncate(out * d);
+        for &id in &self.ids {
+            marks[id as usize] = u32::MAX;
+        }
+    }
+}
+
 /// Gradients for every parameter of a [`ParamStore`].
 #[derive(Debug, Clone, Default)]
 pub struct Grads {
@@ -243,6 +281,31 @@ impl Grads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coalesce_in_place_sums_repeated_ids_in_first_occurrence_order() {
+        let mut s = SparseRows {
+            dim: 2,
+            ..Default::default()
+        };
+        for (id, row) in [
+            (5, [1.0, 2.0]),
+            (3, [10.0, 20.0]),
+            (5, [0.5, 0.25]),
+            (9, [7.0, 7.0]),
+            (3, [1.0, 1.0]),
+        ] {
+            s.push(id, &row);
+        }
+        let mut marks = Vec::new();
+        s.coalesce_in_place(&mut marks, 10);
+        assert_eq!(s.ids, vec![5, 3, 9]);
+        assert_eq!(s.rows, vec![1.5, 2.25, 11.0, 21.0, 7.0, 7.0]);
+        assert!(
+            marks.iter().all(|&m| m == u32::MAX),
+            "scratch is left clean"
+        );
+    }
 
     #[test]
     fn coalesce_sums_repeated_ids_in_order() {
