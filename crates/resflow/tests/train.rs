@@ -225,3 +225,44 @@ fn mismatched_data_and_bad_checkpoints_are_clear_errors() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+#[test]
+fn batch_norm_running_statistics_combine_exactly_across_workers() {
+    // In batch mode each worker normalises with its own slice's statistics, but the running
+    // averages come from the exact statistics of the whole batch: one step with 2 workers
+    // must move them as one step with 1 worker does (up to rounding).
+    let dir = temp("bnstats");
+    generate(
+        &SynthConfig {
+            rows: 512,
+            max_vocab: 200,
+            ..SynthConfig::default()
+        },
+        &dir,
+    )
+    .unwrap();
+    let ds = Dataset::open(&dir).unwrap();
+    let mut c = config();
+    c.batch_norm = resflow::config::BatchNormMode::Batch;
+    c.batch_size = 512;
+    let mut batch = ds.new_batch();
+    assert!(ds.batches(512, Some(1)).next_into(&mut batch));
+    let stats = |threads| {
+        let mut t = trainer(&ds, c.clone(), threads);
+        t.train_step(&batch).unwrap();
+        let p = t.params();
+        let mut v = p.input_bn.running_mean.clone();
+        v.extend(&p.input_bn.running_var);
+        v
+    };
+    let (one, two) = (stats(1), stats(2));
+    let worst = one
+        .iter()
+        .zip(&two)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "running statistics differ by {worst}");
+    // And they moved: momentum 0.99 from mean 0 / variance 1 towards the batch's.
+    assert!(one.iter().take(one.len() / 2).any(|m| m.abs() > 1e-5));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
