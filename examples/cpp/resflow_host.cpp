@@ -15,6 +15,7 @@
 #include "request.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <numeric>
@@ -29,34 +30,42 @@ double percentile(std::vector<double> v, double q) {
     return v[size_t(double(v.size() - 1) * q + 0.5)];
 }
 
-// Times `calls` requests of `n` candidates on the calling thread; returns seconds each.
-std::vector<double> time_requests(const ResflowModel* model, const rf::Shape& shape, size_t n,
-                                  size_t calls, uint64_t seed) {
+// Everything one thread needs to score requests of `n` candidates: its own workspace (made
+// on that thread), a few different requests cycled so caches see varied ids, and outputs.
+struct Runner {
+    const ResflowModel* model;
     rf::Workspace ws;
-    {
+    std::vector<rf::RequestData> data;
+    std::vector<float> probs, fused;
+
+    Runner(const ResflowModel* m, const rf::Shape& shape, size_t n, uint64_t seed) : model(m) {
         ResflowWorkspace* raw = nullptr;
-        if (auto st = resflow_workspace_new(model, n, &raw); st != RESFLOW_STATUS_OK)
+        if (auto st = resflow_workspace_new(m, n, &raw); st != RESFLOW_STATUS_OK)
             rf::die("workspace", st);
         ws.reset(raw);
+        for (uint64_t i = 0; i < 8; ++i)
+            data.push_back(rf::RequestData::generate(shape, n, seed + i));
+        for (auto& d : data) d.link();
+        probs.resize(n * shape.info.tasks);
+        fused.resize(n);
     }
-    // A few different requests, cycled, so caches see varied ids.
-    std::vector<rf::RequestData> data;
-    for (uint64_t i = 0; i < 8; ++i) data.push_back(rf::RequestData::generate(shape, n, seed + i));
-    for (auto& d : data) d.link();
-    std::vector<float> probs(n * shape.info.tasks), fused(n);
-    std::vector<double> out;
-    out.reserve(calls);
-    for (size_t i = 0; i < calls + 3; ++i) {
-        ResflowRequest req = data[i % data.size()].view();
-        auto start = Clock::now();
-        auto st = resflow_score(model, ws.get(), &req, probs.data(), probs.size(), fused.data(),
-                                fused.size());
-        double t = std::chrono::duration<double>(Clock::now() - start).count();
-        if (st != RESFLOW_STATUS_OK) rf::die("score", st);
-        if (i >= 3) out.push_back(t);  // the first calls warm the caches
+
+    // Scores `calls` requests (after 3 untimed ones); returns seconds per request.
+    std::vector<double> run(size_t calls) {
+        std::vector<double> out;
+        out.reserve(calls);
+        for (size_t i = 0; i < calls + 3; ++i) {
+            ResflowRequest req = data[i % data.size()].view();
+            auto start = Clock::now();
+            auto st = resflow_score(model, ws.get(), &req, probs.data(), probs.size(),
+                                    fused.data(), fused.size());
+            double t = std::chrono::duration<double>(Clock::now() - start).count();
+            if (st != RESFLOW_STATUS_OK) rf::die("score", st);
+            if (i >= 3) out.push_back(t);
+        }
+        return out;
     }
-    return out;
-}
+};
 
 void bench(const ResflowModel* model, const rf::Shape& shape, const std::vector<size_t>& sizes,
            size_t calls, size_t threads) {
@@ -64,28 +73,38 @@ void bench(const ResflowModel* model, const rf::Shape& shape, const std::vector<
     std::printf("%10s %10s %10s %16s\n", "candidates", "p50 ms", "p99 ms", "candidates/s");
     for (size_t n : sizes) {
         size_t c = std::max<size_t>(50, calls * 100 / std::max<size_t>(n, 100));
-        auto t = time_requests(model, shape, n, c, 1000 + n);
+        auto t = Runner(model, shape, n, 1000 + n).run(c);
         double p50 = percentile(t, 0.5);
         std::printf("%10zu %10.4f %10.4f %16.0f\n", n, p50 * 1e3, percentile(t, 0.99) * 1e3,
                     double(n) / p50);
     }
-    // Throughput: `threads` threads share the model, each with its own workspace.
+    // Throughput: `k` threads share the model, each with its own workspace; they prepare,
+    // wait for a common start, then score `c` requests each.
     size_t n = 500;
-    size_t c = std::max<size_t>(50, calls / 5);
+    size_t c = std::max<size_t>(50, calls);
     for (size_t k = 1; k <= threads; k = (k == threads ? k + 1 : std::min(threads, k * 2))) {
         std::vector<std::vector<double>> lat(k);
-        auto start = Clock::now();
+        std::atomic<size_t> ready{0};
+        std::atomic<bool> go{false};
         std::vector<std::thread> pool;
         for (size_t i = 0; i < k; ++i)
-            pool.emplace_back([&, i] { lat[i] = time_requests(model, shape, n, c, 7 + i); });
+            pool.emplace_back([&, i] {
+                Runner runner(model, shape, n, 7 + 100 * i);
+                ready.fetch_add(1);
+                while (!go.load()) std::this_thread::yield();
+                lat[i] = runner.run(c);
+            });
+        while (ready.load() < k) std::this_thread::yield();
+        auto start = Clock::now();
+        go.store(true);
         for (auto& th : pool) th.join();
         double wall = std::chrono::duration<double>(Clock::now() - start).count();
         std::vector<double> all;
         for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
-        std::printf("%zu thread(s) sharing one model, %zu candidates: %.0f requests/s, "
-                    "p50 %.4f ms, p99 %.4f ms\n",
-                    k, n, double(all.size()) / wall, percentile(all, 0.5) * 1e3,
-                    percentile(all, 0.99) * 1e3);
+        std::printf("%zu thread(s) sharing one model, %zu candidates: %.0f requests/s "
+                    "(%.0f candidates/s), p50 %.4f ms, p99 %.4f ms\n",
+                    k, n, double(all.size()) / wall, double(all.size() * n) / wall,
+                    percentile(all, 0.5) * 1e3, percentile(all, 0.99) * 1e3);
     }
 }
 

@@ -182,3 +182,42 @@ pub extern "C" fn resflow_last_error() -> *const c_char {
         LAST_ERROR.with(|slot| slot.borrow().as_ref().map_or(c"".as_ptr(), |s| s.as_ptr()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+
+    fn last() -> String {
+        // SAFETY: a NUL-terminated string valid until the next failure on this thread.
+        unsafe { CStr::from_ptr(resflow_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_with_its_message() {
+        let status = guard(|| panic!("the invariant broke"));
+        assert_eq!(status, ResflowStatus::Internal);
+        assert!(
+            last().contains("(caught panic): the invariant broke"),
+            "{}",
+            last()
+        );
+    }
+
+    #[test]
+    fn success_keeps_the_last_message_and_nul_bytes_are_dropped() {
+        assert_eq!(last(), "");
+        let status = guard(|| Err(Failure::invalid("a\0b")));
+        assert_eq!(status, ResflowStatus::InvalidArgument);
+        assert_eq!(guard(|| Ok(())), ResflowStatus::Ok);
+        assert_eq!(last(), "ab");
+    }
+
+    #[test]
+    fn pointer_entry_points_return_null_on_panic() {
+        assert!(guard_ptr(|| panic!("no")).is_null());
+    }
+}
