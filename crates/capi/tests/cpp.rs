@@ -94,6 +94,24 @@ fn cpp_host_matches_rust_scorer() {
 }
 
 #[test]
+fn plain_c_example() {
+    if !have_gxx() {
+        return;
+    }
+    let dir = scratch("c_minimal");
+    let (model_path, _) = exported_model(&dir);
+    let exe = dir.join("minimal");
+    build_cpp("minimal.c", &exe, Link::Static, &["-O2"]);
+    let out = run(Command::new(&exe).arg(&model_path));
+    assert!(out.contains("3 tasks, first task click"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("fused")).count(),
+        4,
+        "{out}"
+    );
+}
+
+#[test]
 fn cpp_error_paths() {
     if !have_gxx() {
         return;

@@ -208,19 +208,25 @@ pub enum Link {
     Shared,
 }
 
-/// Compiles `examples/cpp/<source>` into `out`, with extra flags; panics with g++'s
+/// Compiles `examples/cpp/<source>` (C99 with gcc for `.c`, C++17 with g++ otherwise) into `out`, with extra flags; panics with g++'s
 /// output on failure.
 pub fn build_cpp(source: &str, out: &Path, link: Link, flags: &[&str]) {
     let root = repo_root();
     let lib = lib_dir();
-    let mut cmd = Command::new("g++");
-    cmd.args(["-std=c++17", "-Wall", "-Wextra", "-Werror"])
-        .args(flags)
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(root.join("examples/cpp").join(source))
-        .arg("-o")
-        .arg(out);
+    let c = source.ends_with(".c");
+    let mut cmd = Command::new(if c { "gcc" } else { "g++" });
+    cmd.args(if c {
+        ["-std=c99", "-pedantic"]
+    } else {
+        ["-std=c++17", "-pedantic"]
+    })
+    .args(["-Wall", "-Wextra", "-Werror"])
+    .args(flags)
+    .arg("-I")
+    .arg(root.join("include"))
+    .arg(root.join("examples/cpp").join(source))
+    .arg("-o")
+    .arg(out);
     match link {
         Link::Static => {
             cmd.arg(lib.join("libresflow_capi.a"));
