@@ -170,16 +170,22 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The directory holding `libresflow_capi.a` and `.so` (next to the test's `deps/`).
+/// The directory holding `libresflow_capi.a` and `.so`: `cargo test` builds them into the
+/// test binary's own `deps/` directory (`cargo build` copies them one level up).
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libresflow_capi.a").exists(),
-        "no libresflow_capi.a in {}: build it with `cargo build -p capi` in this profile",
-        dir.display()
-    );
-    dir
+    let deps = exe.parent().unwrap().to_path_buf();
+    let candidates = [deps.clone(), deps.parent().unwrap().to_path_buf()];
+    candidates
+        .iter()
+        .find(|d| d.join("libresflow_capi.a").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no libresflow_capi.a in {} or its parent: build it with `cargo build -p capi`",
+                deps.display()
+            )
+        })
+        .clone()
 }
 
 /// A fresh scratch directory for one test.
