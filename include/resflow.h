@@ -41,7 +41,7 @@ typedef enum ResflowStatus {
   RESFLOW_STATUS_NULL_ARGUMENT = 1,
   // An argument is out of its domain: lengths that do not add up, offsets that are not
   // monotone, an id outside its field's vocabulary, a NaN dense feature, a wrong
-  // `struct_size`, a workspace made for another model.
+  // `struct_size`, a workspace made for another model, an unknown `RESFLOW_KERNEL`.
   RESFLOW_STATUS_INVALID_ARGUMENT = 2,
   // An output buffer, or the workspace, is smaller than the request needs.
   RESFLOW_STATUS_BUFFER_TOO_SMALL = 3,

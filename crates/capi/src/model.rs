@@ -41,7 +41,13 @@ pub struct ResflowModel {
 impl ResflowModel {
     /// Wraps a model, checking what the C API needs of it.
     pub(crate) fn new(model: ServingModel) -> Result<Self, Failure> {
-        tensor::Tier::from_env().map_err(|e| Failure::from(resflow::ModelError::from(e)))?;
+        // The kernel tier is chosen once per process, from `RESFLOW_KERNEL` if set: report
+        // a bad value here rather than as a panic at the first score call.
+        tensor::Tier::from_env().map_err(|e| {
+            let mut failure = Failure::from(resflow::ModelError::from(e));
+            failure.message = format!("RESFLOW_KERNEL: {}", failure.message);
+            failure
+        })?;
         let scorer = Scorer::new(model)?;
         let cstring = |s: &str| {
             CString::new(s).map_err(|_| {

@@ -21,7 +21,7 @@ pub enum ResflowStatus {
     NullArgument = 1,
     /// An argument is out of its domain: lengths that do not add up, offsets that are not
     /// monotone, an id outside its field's vocabulary, a NaN dense feature, a wrong
-    /// `struct_size`, a workspace made for another model.
+    /// `struct_size`, a workspace made for another model, an unknown `RESFLOW_KERNEL`.
     InvalidArgument = 2,
     /// An output buffer, or the workspace, is smaller than the request needs.
     BufferTooSmall = 3,
@@ -107,6 +107,9 @@ impl From<ModelError> for Failure {
             ModelError::BufferTooSmall { .. } => ResflowStatus::BufferTooSmall,
             ModelError::Tensor(tensor::TensorError::UnsupportedTier { .. }) => {
                 ResflowStatus::UnsupportedCpu
+            }
+            ModelError::Tensor(tensor::TensorError::UnknownTier(_)) => {
+                ResflowStatus::InvalidArgument
             }
             ModelError::Tensor(_) => ResflowStatus::Internal,
         };
