@@ -373,7 +373,7 @@ impl Scorer {
     fn check_request(&self, req: &Request<'_>) -> Result<(), ModelError> {
         let n = req.candidates;
         let bad = |m: String| Err(ModelError::Request(m));
-        if req.ids.len() != n * self.cand_single.len() {
+        if n.checked_mul(self.cand_single.len()) != Some(req.ids.len()) {
             return bad(format!(
                 "{} candidate ids for {n} candidates x {} single-valued fields",
                 req.ids.len(),
@@ -436,7 +436,15 @@ impl Scorer {
                     req.dense_stride
                 ));
             }
-            let needed = (n - 1) * req.dense_stride + d;
+            let needed = (n - 1)
+                .checked_mul(req.dense_stride)
+                .and_then(|x| x.checked_add(d))
+                .ok_or_else(|| {
+                    ModelError::Request(format!(
+                        "{n} candidates with dense stride {} overflow",
+                        req.dense_stride
+                    ))
+                })?;
             if req.dense.len() < needed {
                 return bad(format!(
                     "{} dense floats, {n} candidates need {needed}",
