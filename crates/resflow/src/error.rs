@@ -39,12 +39,12 @@ pub enum ModelError {
         got: usize,
     },
     /// A categorical id is not below its field's vocabulary size.
-    #[error("field {field:?}, candidate {row}: id {id} is out of range (vocabulary {vocab})")]
+    #[error("field {field:?}, {}: id {id} is out of range (vocabulary {vocab})", place(*.row))]
     IdOutOfRange {
         /// The field's name.
         field: String,
-        /// The candidate (row) index.
-        row: usize,
+        /// The candidate (row) index, or `None` for a field given once per request.
+        row: Option<usize>,
         /// The offending id.
         id: u64,
         /// The field's vocabulary size.
@@ -62,4 +62,9 @@ pub enum ModelError {
     /// A metric could not be computed.
     #[error("evaluation: {0}")]
     Metrics(#[from] metrics::MetricsError),
+}
+
+/// Where an id was found: a candidate, or the request-level fields.
+fn place(row: Option<usize>) -> String {
+    row.map_or_else(|| "request-level".to_string(), |r| format!("candidate {r}"))
 }

@@ -480,14 +480,14 @@ impl Scorer {
             for (k, plan) in self.cand_single.iter().enumerate() {
                 self.lookup(
                     plan,
-                    r,
+                    Some(r),
                     &req.ids[r * s_c + k..r * s_c + k + 1],
                     &mut row[plan.column..plan.column + dim],
                 )?;
             }
             for (bag, plan) in req.bags.iter().zip(&self.cand_bags) {
                 let ids = &bag.ids[bag.offsets[r] as usize..bag.offsets[r + 1] as usize];
-                self.lookup(plan, r, ids, &mut row[plan.column..plan.column + dim])?;
+                self.lookup(plan, Some(r), ids, &mut row[plan.column..plan.column + dim])?;
             }
             let d = self.model.layout.dense;
             if d > 0 {
@@ -500,14 +500,14 @@ impl Scorer {
         for (k, plan) in self.req_single.iter().enumerate().take(s_r) {
             self.lookup(
                 plan,
-                0,
+                None,
                 &req.request_ids[k..k + 1],
                 &mut row[plan.column..plan.column + dim],
             )?;
         }
         for (bag, plan) in req.request_bags.iter().zip(&self.req_bags) {
             let ids = &bag.ids[bag.offsets[0] as usize..bag.offsets[1] as usize];
-            self.lookup(plan, 0, ids, &mut row[plan.column..plan.column + dim])?;
+            self.lookup(plan, None, ids, &mut row[plan.column..plan.column + dim])?;
         }
         Ok(())
     }
@@ -516,7 +516,7 @@ impl Scorer {
     fn lookup(
         &self,
         plan: &FieldPlan,
-        row: usize,
+        row: Option<usize>,
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), ModelError> {
