@@ -17,7 +17,7 @@
 //! for every candidate of a request (user, context: `request_fields` in the configuration)
 //! and the rest; the request part is computed once per request instead of N times.
 
-use tensor::{MatMut, MatRef, Matrix, gemm, ops};
+use tensor::{GemmScratch, MatMut, MatRef, Matrix, gemm_with, ops};
 
 use crate::config::FusionKind;
 use crate::error::ModelError;
@@ -96,6 +96,14 @@ pub struct Workspace {
     req_part: Vec<Matrix>,
     hidden: Vec<Vec<Matrix>>,
     logits: Vec<Matrix>,
+    gemm: GemmScratch,
+}
+
+impl Workspace {
+    /// The largest request (in candidates) the buffers hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
 }
 
 impl Scorer {
@@ -215,7 +223,9 @@ impl Scorer {
     }
 
     /// A workspace ready for requests of up to `candidates` candidates (it grows if a
-    /// larger request comes).
+    /// larger request comes). It holds every buffer a request needs, the GEMMs' packing
+    /// scratch included, so it can move between threads; its GEMM scratch reaches its full
+    /// size during the first request.
     pub fn workspace(&self, candidates: usize) -> Workspace {
         let mut ws = Workspace::default();
         self.reserve(&mut ws, candidates);
@@ -280,6 +290,9 @@ impl Scorer {
 
         let config = &self.model.config;
         let residual = config.residual;
+        // The GEMMs use the workspace's own scratch, so a workspace carries all the memory a
+        // request needs to whichever thread uses it.
+        let tier = tensor::Tier::active();
         for t in 0..tasks {
             let tower = &self.model.towers[t];
             // Layer 1: candidate part by GEMM, request part once, as a bias.
@@ -288,7 +301,15 @@ impl Scorer {
             bias.copy_from_slice(&l0.bias);
             if self.req_width > 0 {
                 let (x_req, first) = (ws.x_req.view(), &self.first[t]);
-                gemm(1.0, x_req, first.req.view(), 1.0, ws.req_part[t].view_mut())?;
+                gemm_with(
+                    tier,
+                    1.0,
+                    x_req,
+                    first.req.view(),
+                    1.0,
+                    ws.req_part[t].view_mut(),
+                    &mut ws.gemm,
+                )?;
             }
             for l in 0..tower.layers.len() {
                 let layer = &tower.layers[l];
@@ -300,21 +321,25 @@ impl Scorer {
                 {
                     let c = rows_of(out, n);
                     if l == 0 {
-                        gemm(
+                        gemm_with(
+                            tier,
                             1.0,
                             rows_ref(&ws.x_cand, n),
                             self.first[t].cand.view(),
                             0.0,
                             c,
+                            &mut ws.gemm,
                         )?;
                         ops::add_bias_rows(&mut out.as_mut_slice()[..rows], ws.req_part[t].row(0));
                     } else {
-                        gemm(
+                        gemm_with(
+                            tier,
                             1.0,
                             rows_ref(&before[l - 1], n),
                             layer.weight.view(),
                             0.0,
                             c,
+                            &mut ws.gemm,
                         )?;
                         ops::add_bias_rows(&mut out.as_mut_slice()[..rows], &layer.bias);
                     }
@@ -327,12 +352,14 @@ impl Scorer {
             }
             let last = &ws.hidden[t][tower.layers.len() - 1];
             let w = MatRef::from_slice(&tower.logit_weight, tower.logit_weight.len(), 1, 1)?;
-            gemm(
+            gemm_with(
+                tier,
                 1.0,
                 rows_ref(last, n),
                 w,
                 0.0,
                 rows_of(&mut ws.logits[t], n),
+                &mut ws.gemm,
             )?;
             let (done, rest) = ws.logits.split_at_mut(t);
             let z = &mut rest[0].as_mut_slice()[..n];

@@ -68,6 +68,24 @@ fn scoring_allocates_nothing_after_warm_up() {
         scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
     }
     assert_eq!(testkit::allocations(), warm, "allocations after warm-up");
+    // The workspace carries all its memory: scoring on another thread allocates nothing
+    // either (the thread itself is started before counting).
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let before = testkit::allocations();
+                scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
+                assert_eq!(
+                    testkit::allocations(),
+                    before,
+                    "allocations on a new thread"
+                );
+            })
+            .join()
+            .unwrap();
+    });
+    let warm = testkit::allocations();
+    assert!(ws.capacity() >= n);
     // Smaller requests reuse the same buffers.
     let small = Request {
         candidates: 10,
