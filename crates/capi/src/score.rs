@@ -31,12 +31,13 @@ pub struct ResflowWorkspace {
 
 /// Makes a workspace for requests of up to `max_candidates` candidates of `model` (1 to
 /// 1048576). It is the only place the library allocates memory for scoring: it sizes every
-/// buffer and runs one warm-up request on the calling thread, so the score calls that
-/// follow on that thread never allocate. A request larger than `max_candidates` fails with
-/// `RESFLOW_STATUS_BUFFER_TOO_SMALL` (it does not grow the workspace).
+/// buffer (the kernels' scratch included) and runs one warm-up request, so the score calls
+/// that follow never allocate, on whichever thread makes them. A request larger than
+/// `max_candidates` fails with `RESFLOW_STATUS_BUFFER_TOO_SMALL` (it does not grow the
+/// workspace).
 ///
-/// Thread safety: any thread; create it on the thread that will score with it (the
-/// warm-up also prepares that thread's kernel scratch). Ownership: the caller owns
+/// Thread safety: any thread; a workspace may move between threads but must be used by
+/// one thread at a time. Ownership: the caller owns
 /// `*out` and frees it with `resflow_workspace_free` before freeing the model.
 ///
 /// # Safety
