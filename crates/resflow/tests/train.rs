@@ -47,6 +47,28 @@ fn trainer(ds: &Dataset, config: ModelConfig, threads: usize) -> Trainer {
     Trainer::new(config, InputLayout::from_schema(ds.schema()), threads).unwrap()
 }
 
+/// The largest difference between the trainer's evaluation pass and the scorer over `data`.
+fn serving_gap(t: &mut Trainer, scorer: &Scorer, data: &Dataset) -> f32 {
+    let mut predicted = vec![];
+    t.predict(data, |p, _| {
+        predicted.extend_from_slice(p);
+        Ok(())
+    })
+    .unwrap();
+    let mut served = vec![];
+    score_dataset(scorer, data, |p, _, _| {
+        served.extend_from_slice(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(predicted.len(), served.len());
+    predicted
+        .iter()
+        .zip(&served)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max)
+}
+
 fn params_bits(t: &Trainer) -> Vec<u32> {
     let p = &t.store;
     p.dense
@@ -117,24 +139,7 @@ fn learns_reproducibly_resumes_and_serves() {
     let model_path = ckpt.join("model.safetensors");
     t.export().unwrap().save(&model_path).unwrap();
     let scorer = Scorer::new(resflow::ServingModel::load(&model_path).unwrap()).unwrap();
-    let mut predicted = vec![];
-    t.predict(&eval, |p, _| {
-        predicted.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    let mut served = vec![];
-    score_dataset(&scorer, &eval, |p, _, _| {
-        served.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(predicted.len(), served.len());
-    let worst = predicted
-        .iter()
-        .zip(&served)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = serving_gap(&mut t, &scorer, &eval);
     assert!(worst <= SERVE_TOLERANCE, "scorer vs trainer: {worst}");
 
     for d in [train_dir, eval_dir, ckpt] {
@@ -169,23 +174,7 @@ fn batch_norm_mode_three_tasks_and_request_fields() {
     let p = t.params();
     assert!(p.input_bn.running_mean.iter().any(|m| m.abs() > 1e-4));
     let scorer = Scorer::new(t.export().unwrap()).unwrap();
-    let mut predicted = vec![];
-    t.predict(&ds, |p, _| {
-        predicted.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    let mut served = vec![];
-    score_dataset(&scorer, &ds, |p, _, _| {
-        served.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    let worst = predicted
-        .iter()
-        .zip(&served)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = serving_gap(&mut t, &scorer, &ds);
     assert!(worst <= SERVE_TOLERANCE, "scorer vs trainer: {worst}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
