@@ -32,6 +32,22 @@ fn shape_mismatches_are_errors_naming_op_and_shapes() {
     assert!(t.split(a, 2, 2).unwrap_err().to_string().contains("split"));
     assert!(t.prelu(a, a).unwrap_err().to_string().contains("1 x C"));
     assert!(matches!(t.concat(&[]), Err(AutodiffError::Invalid { .. })));
+    // mix: inputs of one shape, a gate of N x K
+    assert!(
+        t.mix(&[a, b], a)
+            .unwrap_err()
+            .to_string()
+            .contains("same shape")
+    );
+    let msg = t.mix(&[a, a], a).unwrap_err().to_string();
+    assert!(msg.contains("mix") && msg.contains("2x2"), "{msg}");
+    assert!(matches!(t.mix(&[], a), Err(AutodiffError::Invalid { .. })));
+    assert!(
+        t.product_logit(a, b)
+            .unwrap_err()
+            .to_string()
+            .contains("product_logit")
+    );
     assert!(t.input(2, 2, &[1.0]).is_err());
     // A non-scalar loss cannot be differentiated.
     let mut g = Grads::default();

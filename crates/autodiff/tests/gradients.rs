@@ -195,6 +195,63 @@ proptest! {
     }
 
     #[test]
+    fn gated_mixture(n in 1usize..5, c in 1usize..12, k in 1usize..5, seed: u64) {
+        let mut rng = Rng(seed);
+        let mut shapes = vec![(n, c); k];
+        shapes.push((n, k));
+        let (mut store, p) = store_with(&mut rng, &shapes);
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let xs: Vec<Var> = p[..k].iter().map(|&id| t.param(s, id)).collect();
+            let logits = t.param(s, p[k]);
+            let gate = t.softmax(logits)?;
+            // the first expert twice: its gradient must accumulate from both slots
+            let mut inputs = xs.clone();
+            inputs[k - 1] = xs[0];
+            let y = t.mix(&inputs, gate)?;
+            t.mul(y, xs[0])
+        };
+        check("mix", &mut store, &build);
+    }
+
+    #[test]
+    fn attention_over_two_vectors(n in 1usize..5, d in 1usize..9, seed: u64) {
+        // AITM's transfer: scores <q u, k u> / sqrt(d) for u in {p, q}, softmax over the
+        // two, mix of the values.
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, d), (n, d), (d, d), (d, d), (d, d)]);
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let (a, b) = (t.param(s, p[0]), t.param(s, p[1]));
+            let (wq, wk, wv) = (t.param(s, p[2]), t.param(s, p[3]), t.param(s, p[4]));
+            let mut scores = Vec::new();
+            let mut values = Vec::new();
+            for u in [a, b] {
+                let (q, k) = (t.linear(u, wq, None)?, t.linear(u, wk, None)?);
+                let qk = t.mul(q, k)?;
+                let dot = t.sum_cols(qk)?;
+                scores.push(t.scale(dot, 1.0 / (d as f32).sqrt())?);
+                values.push(t.linear(u, wv, None)?);
+            }
+            let sc = t.concat(&scores)?;
+            let w = t.softmax(sc)?;
+            t.mix(&values, w)
+        };
+        check("attention", &mut store, &build);
+    }
+
+    #[test]
+    fn product_logit(n in 1usize..5, c in 1usize..9, seed: u64) {
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, c), (n, c)]);
+        let build = move |t: &mut Tape, s: &ParamStore| {
+            let (a, b) = (t.param(s, p[0]), t.param(s, p[1]));
+            // logits over a useful range, not only [-1, 1]
+            let (a3, b2) = (t.scale(a, 3.0)?, t.scale(b, -2.0)?);
+            t.product_logit(a3, b2)
+        };
+        check("product_logit", &mut store, &build);
+    }
+
+    #[test]
     fn batch_norm(n in 2usize..7, c in 1usize..12, train: bool, seed: u64) {
         let mut rng = Rng(seed);
         let (mut store, p) = store_with(&mut rng, &[(n, c), (1, c), (1, c)]);

@@ -13,8 +13,10 @@ mod bce;
 mod concat;
 mod embedding;
 mod linear;
+mod mix;
 mod mul;
 mod prelu;
+mod product_logit;
 mod relu;
 mod scale;
 mod sigmoid;
@@ -46,6 +48,10 @@ pub(crate) enum Op {
     Scale { x: Var, alpha: f32 },
     /// `y = a * b` element-wise, or `a * col` broadcast when `b` is `N x 1`.
     Mul { a: Var, b: Var },
+    /// `y = sum_k g[:, k] * x_k`; the inputs are `lists[start..start + len]`.
+    Mix { start: usize, len: usize, gate: Var },
+    /// `y = logit(sigmoid(a) sigmoid(b))` element-wise.
+    ProductLogit { a: Var, b: Var },
     /// `y = max(x, 0)`.
     Relu { x: Var },
     /// `y = x` or `slope x`.
@@ -97,7 +103,8 @@ pub(crate) fn needs_grad(t: &Tape, op: &Op) -> bool {
         Op::Leaf => false,
         Op::Param(_) | Op::Embedding { .. } => true,
         Op::Linear { x, w, b } => g(x) || g(w) || b.as_ref().is_some_and(g),
-        Op::Add { a, b } | Op::Mul { a, b } => g(a) || g(b),
+        Op::Add { a, b } | Op::Mul { a, b } | Op::ProductLogit { a, b } => g(a) || g(b),
+        Op::Mix { start, len, gate } => g(gate) || t.lists[*start..start + len].iter().any(g),
         Op::Scale { x, .. }
         | Op::Relu { x }
         | Op::Sigmoid { x }
@@ -124,9 +131,13 @@ pub(crate) fn for_each_input(lists: &[Var], op: &Op, mut f: impl FnMut(Var)) {
                 f(b);
             }
         }
-        Op::Add { a, b } | Op::Mul { a, b } => {
+        Op::Add { a, b } | Op::Mul { a, b } | Op::ProductLogit { a, b } => {
             f(a);
             f(b);
+        }
+        Op::Mix { start, len, gate } => {
+            lists[start..start + len].iter().for_each(|&v| f(v));
+            f(gate);
         }
         Op::Scale { x, .. }
         | Op::Relu { x }
@@ -167,6 +178,8 @@ pub(crate) fn backward(t: &mut Tape, node: Node, grads: &mut Grads) -> Result<()
         Op::Add { a, b } => add::backward(t, node, a, b),
         Op::Scale { x, alpha } => scale::backward(t, node, x, alpha),
         Op::Mul { a, b } => mul::backward(t, node, a, b),
+        Op::Mix { start, len, gate } => mix::backward(t, node, start, len, gate),
+        Op::ProductLogit { a, b } => product_logit::backward(t, node, a, b),
         Op::Relu { x } => relu::backward(t, node, x),
         Op::Prelu { x, slope } => prelu::backward(t, node, x, slope),
         Op::Sigmoid { x } => sigmoid::backward(t, node, x),
