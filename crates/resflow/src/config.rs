@@ -13,9 +13,13 @@ use crate::error::ModelError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Which multi-task model: ResFlow (default) or one of the baselines it is compared
+    /// against (see [`ModelKind`] and `docs/models.md`).
+    pub model: ModelKind,
     /// Width of every embedding vector (the authors' code: 32).
     pub embedding_dim: usize,
     /// Hidden widths of each task tower (the authors' code: 128, 64), then a 1-unit logit.
+    /// ESMM and AITM use these towers too.
     pub hidden: Vec<usize>,
     /// Activation after each hidden layer.
     pub activation: Activation,
@@ -47,6 +51,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            model: ModelKind::Resflow,
             embedding_dim: 32,
             hidden: vec![128, 64],
             activation: Activation::Prelu,
@@ -72,6 +77,169 @@ impl Default for ModelConfig {
             seed: 42,
             fusion: Fusion::default(),
             request_fields: Vec::new(),
+        }
+    }
+}
+
+/// The multi-task model: ResFlow or a baseline. Every kind shares the embeddings, the input
+/// BatchNorm, the hidden-layer form (`activation`, `batch_norm`), the losses, the trainer,
+/// the model file and the scorer; only the part between the input vector and the task
+/// logits differs. Default sizes give dense parameter counts close to ResFlow's two
+/// 128-64 towers (about 174k in the Ali-CCP layout, see `docs/models.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelKind {
+    /// ResFlow: one tower per task (`hidden`), linked by the residual connections chosen in
+    /// `residual`.
+    Resflow,
+    /// Independent towers: ResFlow with every residual link off (the paper's ablation).
+    Independent,
+    /// Shared-Bottom: one MLP shared by all tasks, then a small tower per task.
+    SharedBottom(SharedBottomConfig),
+    /// ESMM: a click tower and a conversion-given-click tower (both `hidden`); the second
+    /// head is `p(click) p(conversion | click)`. Defined for exactly two tasks.
+    Esmm,
+    /// MMoE: expert MLPs over the input, one softmax gate per task, then a tower per task.
+    Mmoe(MmoeConfig),
+    /// PLE: task-specific and shared experts with per-task gates, stacked in levels.
+    Ple(PleConfig),
+    /// AITM: one tower per task (`hidden`) and an attention-based transfer of information
+    /// from each task to the next, with an optional calibrator loss.
+    Aitm(AitmConfig),
+}
+
+impl ModelKind {
+    /// The kind's name as written in a configuration (`"resflow"`, `"mmoe"`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Resflow => "resflow",
+            ModelKind::Independent => "independent",
+            ModelKind::SharedBottom(_) => "shared_bottom",
+            ModelKind::Esmm => "esmm",
+            ModelKind::Mmoe(_) => "mmoe",
+            ModelKind::Ple(_) => "ple",
+            ModelKind::Aitm(_) => "aitm",
+        }
+    }
+
+    /// The kind called `name`, with its default hyper-parameters.
+    pub fn from_name(name: &str) -> Result<Self, ModelError> {
+        Ok(match name {
+            "resflow" => ModelKind::Resflow,
+            "independent" => ModelKind::Independent,
+            "shared_bottom" => ModelKind::SharedBottom(SharedBottomConfig::default()),
+            "esmm" => ModelKind::Esmm,
+            "mmoe" => ModelKind::Mmoe(MmoeConfig::default()),
+            "ple" => ModelKind::Ple(PleConfig::default()),
+            "aitm" => ModelKind::Aitm(AitmConfig::default()),
+            other => {
+                return Err(ModelError::Config(format!(
+                    "unknown model {other:?}; the models are {}",
+                    Self::NAMES.join(", ")
+                )));
+            }
+        })
+    }
+
+    /// Every kind's name.
+    pub const NAMES: [&'static str; 7] = [
+        "resflow",
+        "independent",
+        "shared_bottom",
+        "esmm",
+        "mmoe",
+        "ple",
+        "aitm",
+    ];
+
+    /// Whether this kind is ResFlow's tower chain (ResFlow itself or its ablation).
+    pub fn is_tower_chain(&self) -> bool {
+        matches!(self, ModelKind::Resflow | ModelKind::Independent)
+    }
+}
+
+/// Shared-Bottom sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharedBottomConfig {
+    /// Hidden widths of the shared MLP.
+    pub bottom: Vec<usize>,
+    /// Hidden widths of each task's tower on top of it (may be empty).
+    pub tower: Vec<usize>,
+}
+
+impl Default for SharedBottomConfig {
+    fn default() -> Self {
+        Self {
+            bottom: vec![256],
+            tower: vec![64],
+        }
+    }
+}
+
+/// MMoE sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MmoeConfig {
+    /// Number of experts.
+    pub experts: usize,
+    /// Hidden widths of each expert MLP (the gates mix their last layer).
+    pub expert_hidden: Vec<usize>,
+    /// Hidden widths of each task's tower on the mixture (may be empty).
+    pub tower: Vec<usize>,
+}
+
+impl Default for MmoeConfig {
+    fn default() -> Self {
+        Self {
+            experts: 4,
+            expert_hidden: vec![64],
+            tower: vec![32],
+        }
+    }
+}
+
+/// PLE sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PleConfig {
+    /// Extraction levels stacked (the PLE paper's default: 2).
+    pub levels: usize,
+    /// Experts of each task at each level.
+    pub task_experts: usize,
+    /// Shared experts at each level.
+    pub shared_experts: usize,
+    /// Hidden widths of each expert MLP.
+    pub expert_hidden: Vec<usize>,
+    /// Hidden widths of each task's tower on the last level (may be empty).
+    pub tower: Vec<usize>,
+}
+
+impl Default for PleConfig {
+    fn default() -> Self {
+        Self {
+            levels: 2,
+            task_experts: 1,
+            shared_experts: 2,
+            expert_hidden: vec![64],
+            tower: vec![32],
+        }
+    }
+}
+
+/// AITM options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AitmConfig {
+    /// Weight of the behavioural expectation calibrator,
+    /// `sum_t mean(max(p_t - p_(t-1), 0))`; 0 turns it off (the AITM paper: 0.6).
+    pub calibrator_weight: f32,
+}
+
+impl Default for AitmConfig {
+    fn default() -> Self {
+        Self {
+            calibrator_weight: 0.6,
         }
     }
 }
@@ -222,6 +390,7 @@ impl ModelConfig {
                 self.hidden
             ));
         }
+        self.validate_model()?;
         if self.tasks.is_empty() {
             return bad("at least one task is needed".into());
         }
@@ -282,6 +451,82 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Checks the model kind's own hyper-parameters.
+    fn validate_model(&self) -> Result<(), ModelError> {
+        let bad = |msg: String| {
+            Err(ModelError::Config(format!(
+                "model {}: {msg}",
+                self.model.name()
+            )))
+        };
+        let widths = |what: &str, w: &[usize], may_be_empty: bool| {
+            if w.contains(&0) || (w.is_empty() && !may_be_empty) {
+                bad(format!("{what} needs widths of at least 1, got {w:?}"))
+            } else {
+                Ok(())
+            }
+        };
+        match &self.model {
+            ModelKind::Resflow | ModelKind::Independent => Ok(()),
+            ModelKind::SharedBottom(c) => {
+                widths("bottom", &c.bottom, false)?;
+                widths("tower", &c.tower, true)
+            }
+            ModelKind::Esmm if self.tasks.len() != 2 => bad(format!(
+                "ESMM is defined for the click -> conversion pair: 2 tasks, got {}",
+                self.tasks.len()
+            )),
+            ModelKind::Esmm => Ok(()),
+            ModelKind::Mmoe(c) => {
+                if c.experts == 0 {
+                    return bad("experts must be at least 1".into());
+                }
+                widths("expert_hidden", &c.expert_hidden, false)?;
+                widths("tower", &c.tower, true)
+            }
+            ModelKind::Ple(c) => {
+                if c.levels == 0 {
+                    return bad("levels must be at least 1".into());
+                }
+                if c.task_experts + c.shared_experts == 0 {
+                    return bad("each gate needs at least one expert".into());
+                }
+                widths("expert_hidden", &c.expert_hidden, false)?;
+                widths("tower", &c.tower, true)
+            }
+            ModelKind::Aitm(c)
+                if !(c.calibrator_weight.is_finite() && c.calibrator_weight >= 0.0) =>
+            {
+                bad(format!(
+                    "calibrator_weight must be >= 0, got {}",
+                    c.calibrator_weight
+                ))
+            }
+            ModelKind::Aitm(_) => Ok(()),
+        }
+    }
+
+    /// The residual links in effect: `residual` for ResFlow, none for every other kind.
+    pub fn links(&self) -> Residual {
+        match self.model {
+            ModelKind::Resflow => self.residual,
+            _ => Residual {
+                hidden: false,
+                logits: false,
+                monotone: false,
+            },
+        }
+    }
+
+    /// A configuration for `name` (see [`ModelKind::from_name`]) with everything else
+    /// taken from `self`.
+    pub fn with_model(&self, name: &str) -> Result<Self, ModelError> {
+        let mut c = self.clone();
+        c.model = ModelKind::from_name(name)?;
+        c.validate()?;
+        Ok(c)
+    }
+
     /// The fusion weight of each task (1 where none were given).
     pub fn fusion_weights(&self) -> Vec<f32> {
         if self.fusion.weights.is_empty() {
@@ -321,6 +566,34 @@ mod tests {
     }
 
     #[test]
+    fn model_kinds_parse_with_defaults_and_round_trip() {
+        let c = ModelConfig::from_json(r#"{"model": {"kind": "mmoe", "experts": 6}}"#).unwrap();
+        assert_eq!(
+            c.model,
+            ModelKind::Mmoe(MmoeConfig {
+                experts: 6,
+                ..MmoeConfig::default()
+            })
+        );
+        for name in ModelKind::NAMES {
+            let c = ModelConfig::default().with_model(name).unwrap();
+            assert_eq!(c.model.name(), name);
+            let back = ModelConfig::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
+            assert_eq!(back, c);
+        }
+        assert!(
+            !ModelConfig::default()
+                .with_model("independent")
+                .unwrap()
+                .links()
+                .logits
+        );
+        assert!(ModelConfig::default().links().logits);
+        let err = ModelKind::from_name("moe").unwrap_err().to_string();
+        assert!(err.contains("shared_bottom"), "{err}");
+    }
+
+    #[test]
     fn mistakes_are_clear_errors() {
         for (json, needle) in [
             (r#"{"hidden": [128, 0]}"#, "hidden widths"),
@@ -334,6 +607,25 @@ mod tests {
             (r#"{"batch_norm": "sometimes"}"#, "unknown variant"),
             (r#"{"fusion": {"weights": [1, 2, 3]}}"#, "fusion.weights"),
             (r#"{"optimizer": {"learning_rate": 0}}"#, "learning_rate"),
+            (r#"{"model": {"kind": "moe"}}"#, "unknown variant"),
+            (r#"{"model": {"kind": "mmoe", "experts": 0}}"#, "experts"),
+            (
+                r#"{"model": {"kind": "mmoe", "expert": 3}}"#,
+                "unknown field",
+            ),
+            (r#"{"model": {"kind": "ple", "levels": 0}}"#, "levels"),
+            (
+                r#"{"model": {"kind": "shared_bottom", "bottom": []}}"#,
+                "bottom",
+            ),
+            (
+                r#"{"model": {"kind": "esmm"}, "tasks": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}"#,
+                "click -> conversion pair",
+            ),
+            (
+                r#"{"model": {"kind": "aitm", "calibrator_weight": -1}}"#,
+                "calibrator_weight",
+            ),
         ] {
             let err = ModelConfig::from_json(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");

@@ -13,6 +13,7 @@ pub mod config;
 mod error;
 pub mod layout;
 mod model_file;
+mod models;
 pub mod network;
 mod params;
 pub mod rng;

@@ -11,6 +11,9 @@
 //!            task/<t>/layer/<l>/shift     [out]          ... and shift
 //!            task/<t>/logit/weight        [last]
 //!            task/<t>/logit/bias          [1]
+//! baselines (Shared-Bottom, ESMM, MMoE, PLE, AITM), instead of the task/ tensors:
+//!            input_bn/{gamma,beta,running_mean,running_var}   [1, width]
+//!            head/<model>/...             [rows, cols]   the head in training form
 //! ```
 //!
 //! safetensors is a small, widely read format (a JSON header, then raw little-endian
@@ -101,6 +104,9 @@ impl ServingModel {
                 &tower.logit_weight,
             );
             push(format!("task/{t}/logit/bias"), vec![1], &[tower.logit_bias]);
+        }
+        for (name, m) in &self.head {
+            push(name.clone(), vec![m.rows(), m.cols()], &m.to_vec());
         }
         let views = arrays
             .iter()
@@ -213,7 +219,32 @@ impl ServingModel {
             .map(|f| matrix(&format!("embedding/{}", f.name), f.vocab as usize, dim))
             .collect::<Result<Vec<_>, _>>()?;
         let mut towers = Vec::with_capacity(config.tasks.len());
+        let mut head = Vec::new();
+        if !config.model.is_tower_chain() {
+            let mut names: Vec<&str> = st
+                .names()
+                .into_iter()
+                .filter(|n| !n.starts_with("embedding/"))
+                .collect();
+            names.sort_unstable();
+            for name in names {
+                let shape = st
+                    .tensor(name)
+                    .map_err(|e| bad(format!("tensor {name:?}: {e}")))?
+                    .shape()
+                    .to_vec();
+                let [rows, cols] = shape[..] else {
+                    return Err(bad(format!(
+                        "tensor {name:?} has shape {shape:?}, expected two dimensions"
+                    )));
+                };
+                head.push((name.to_string(), matrix(name, rows, cols)?));
+            }
+        }
         for t in 0..config.tasks.len() {
+            if !config.model.is_tower_chain() {
+                break;
+            }
             let mut width = layout.input_width(dim);
             let mut layers = Vec::with_capacity(config.hidden.len());
             for (l, &out) in config.hidden.iter().enumerate() {
@@ -238,6 +269,7 @@ impl ServingModel {
             layout,
             embeddings,
             towers,
+            head,
         };
         model.validate().map_err(|e| bad(e.to_string()))?;
         Ok(model)

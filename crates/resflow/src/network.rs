@@ -11,16 +11,20 @@
 //! slices add up to the gradient of the batch mean.
 
 use autodiff::{
-    BatchNormMode as BnMode, BceTarget, ParamId, ParamStore, Pooling as AdPooling, TableId, Tape,
+    BceTarget, ParamId, ParamStore, Pooling as AdPooling, TableId, Tape,
     Var,
 };
 use shards::BatchView;
 use tensor::Matrix;
 
-use crate::config::{Activation, BatchNormMode, ModelConfig};
+use std::collections::HashMap;
+
+use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::layout::{Field, InputLayout, Pooling};
+use crate::models::{Builder, Ctx, Head};
 use crate::params::{BatchNormParams, LayerParams, ModelParams, TowerParams};
+use crate::rng::SplitMix64;
 
 /// A BatchNorm layer's trainable parameters and running statistics.
 #[derive(Debug, Clone)]
@@ -70,8 +74,10 @@ pub struct Network {
     pub tables: Vec<TableId>,
     /// The input BatchNorm.
     pub input_bn: BnIds,
-    /// One tower per task.
+    /// One tower per task (ResFlow and independent towers; empty for the baselines).
     pub towers: Vec<TowerIds>,
+    /// A baseline's head (`None` for ResFlow's tower chain).
+    pub(crate) head: Option<Head>,
 }
 
 /// Training or inference behaviour of the BatchNorm layers.
@@ -94,6 +100,8 @@ pub struct Forward {
     pub loss: Option<Var>,
     /// The BatchNorm outputs, input BatchNorm first then tower by tower, layer by layer.
     pub bn_outputs: Vec<Var>,
+    /// The head's own extra loss (AITM's calibrator), already part of `loss`.
+    pub aux_loss: Option<Var>,
 }
 
 /// Per-worker scratch of the forward pass (reused; no allocation after warm-up).
@@ -139,15 +147,22 @@ fn row(v: &[f32]) -> Matrix {
 
 impl Network {
     /// Puts `params` into a new store and records where each parameter went.
-    pub fn from_params(params: &ModelParams) -> (Self, ParamStore) {
+    pub fn from_params(params: &ModelParams) -> Result<(Self, ParamStore), ModelError> {
         let mut store = ParamStore::new();
-        let tables = params
+        let tables: Vec<TableId> = params
             .layout
             .fields
             .iter()
             .zip(&params.embeddings)
             .map(|(f, t)| store.add_table(format!("embedding/{}", f.name), t.clone()))
             .collect();
+        if !params.config.model.is_tower_chain() {
+            let mut tensors: HashMap<String, Matrix> = params.head.iter().cloned().collect();
+            tensors.extend(input_bn_tensors(&params.input_bn));
+            let mut net = Self::from_tensors(&params.config, &params.layout, &mut store, &tensors)?;
+            net.tables = tables;
+            return Ok((net, store));
+        }
         let bn = |s: &mut ParamStore, name: String, p: &BatchNormParams| BnIds {
             gamma: s.add(format!("{name}/gamma"), row(&p.gamma)),
             beta: s.add(format!("{name}/beta"), row(&p.beta)),
@@ -182,16 +197,52 @@ impl Network {
                 logit_b: store.add(format!("task/{t}/logit/bias"), row(&[tower.logit_bias])),
             })
             .collect();
-        (
+        Ok((
             Network {
                 config: params.config.clone(),
                 layout: params.layout.clone(),
                 tables,
                 input_bn,
                 towers,
+                head: None,
             },
             store,
-        )
+        ))
+    }
+
+    /// A baseline network (no embedding tables) whose input BatchNorm and head are read
+    /// from named tensors into `store`: every tensor must be used and have its shape.
+    pub(crate) fn from_tensors(
+        config: &ModelConfig,
+        layout: &InputLayout,
+        store: &mut ParamStore,
+        tensors: &HashMap<String, Matrix>,
+    ) -> Result<Self, ModelError> {
+        let input = layout.input_width(config.embedding_dim);
+        let mut b = Builder::load(store, tensors);
+        let input_bn = b.bn("input_bn", input)?;
+        let head = Head::build(config, input, &mut b)?;
+        b.finish()?;
+        Ok(Network {
+            config: config.clone(),
+            layout: layout.clone(),
+            tables: Vec::new(),
+            input_bn,
+            towers: Vec::new(),
+            head,
+        })
+    }
+
+    /// A freshly initialised baseline head's named tensors (empty for ResFlow's towers).
+    pub(crate) fn init_head(
+        config: &ModelConfig,
+        input: usize,
+        rng: SplitMix64,
+    ) -> Result<Vec<(String, Matrix)>, ModelError> {
+        let mut store = ParamStore::new();
+        let mut b = Builder::init(&mut store, rng);
+        let head = Head::build(config, input, &mut b)?;
+        Ok(head.map(|h| h.tensors(&store)).unwrap_or_default())
     }
 
     /// Reads the parameters back out of the store.
@@ -204,6 +255,11 @@ impl Network {
             running_var: b.var.clone(),
         };
         ModelParams {
+            head: self
+                .head
+                .as_ref()
+                .map(|h| h.tensors(store))
+                .unwrap_or_default(),
             config: self.config.clone(),
             layout: self.layout.clone(),
             embeddings: self
@@ -241,6 +297,9 @@ impl Network {
                 v.push(&mut l.bn);
             }
         }
+        if let Some(h) = &mut self.head {
+            v.extend(h.bn_layers_mut());
+        }
         v
     }
 
@@ -272,39 +331,6 @@ impl Network {
         Ok(())
     }
 
-    fn bn(
-        &self,
-        tape: &mut Tape,
-        store: &ParamStore,
-        x: Var,
-        bn: &BnIds,
-        mode: Mode,
-        scratch: &mut Scratch,
-    ) -> Result<Var, ModelError> {
-        let eps = self.config.bn_epsilon;
-        let (g, b) = (tape.param(store, bn.gamma), tape.param(store, bn.beta));
-        let mode = match (self.config.batch_norm, mode) {
-            (BatchNormMode::Batch, Mode::Train) => BnMode::Train { eps },
-            (BatchNormMode::Batch, Mode::Eval) => BnMode::Eval {
-                mean: &bn.mean,
-                var: &bn.var,
-                eps,
-            },
-            // The authors' frozen form: statistics fixed at 0 and 1.
-            _ => {
-                let c = bn.mean.len();
-                scratch.zeros.resize(c, 0.0);
-                scratch.ones.resize(c, 1.0);
-                BnMode::Eval {
-                    mean: &scratch.zeros[..c],
-                    var: &scratch.ones[..c],
-                    eps,
-                }
-            }
-        };
-        Ok(tape.batch_norm(x, g, b, mode)?)
-    }
-
     /// Records the forward pass (and the loss, when `with_loss`) of `view` on `tape`, into
     /// `out` (cleared first; its lists keep their memory).
     #[allow(clippy::too_many_arguments)]
@@ -319,10 +345,6 @@ impl Network {
         scratch: &mut Scratch,
         out: &mut Forward,
     ) -> Result<(), ModelError> {
-        out.logits.clear();
-        out.task_losses.clear();
-        out.loss = None;
-        out.bn_outputs.clear();
         let n = view.rows();
         let (ns, nb) = (
             self.layout
@@ -360,71 +382,15 @@ impl Network {
         let parts = std::mem::take(&mut scratch.parts);
         let x = tape.concat(&parts);
         scratch.parts = parts;
-        let x = match self.config.batch_norm {
-            BatchNormMode::None => x?,
-            _ => {
-                let y = self.bn(tape, store, x?, &self.input_bn, mode, scratch)?;
-                out.bn_outputs.push(y);
-                y
-            }
-        };
-        let residual = self.config.residual;
-        let prelu = self.config.activation == Activation::Prelu;
-        let mut prev_hidden = std::mem::take(&mut scratch.prev_hidden);
-        let mut hidden = std::mem::take(&mut scratch.hidden);
-        prev_hidden.clear();
-        let mut prev_logit: Option<Var> = None;
-        for (t, tower) in self.towers.iter().enumerate() {
-            hidden.clear();
-            let mut h = x;
-            for (l, layer) in tower.layers.iter().enumerate() {
-                let (w, b) = (tape.param(store, layer.w), tape.param(store, layer.b));
-                let a = tape.linear(h, w, Some(b))?;
-                let a = if prelu {
-                    let s = tape.param(store, layer.slope);
-                    tape.prelu(a, s)
-                } else {
-                    tape.relu(a)
-                }?;
-                let mut o = match self.config.batch_norm {
-                    BatchNormMode::None => a,
-                    _ => {
-                        let y = self.bn(tape, store, a, &layer.bn, mode, scratch)?;
-                        out.bn_outputs.push(y);
-                        y
-                    }
-                };
-                if residual.hidden && t > 0 {
-                    o = tape.add(o, prev_hidden[l])?;
-                }
-                hidden.push(o);
-                h = o;
-            }
-            let (w, b) = (
-                tape.param(store, tower.logit_w),
-                tape.param(store, tower.logit_b),
-            );
-            let own = tape.linear(h, w, Some(b))?;
-            let z = match prev_logit {
-                Some(p) if residual.logits => {
-                    let own = if residual.monotone {
-                        // min(own, 0) = -relu(-own)
-                        let neg = tape.scale(own, -1.0)?;
-                        let r = tape.relu(neg)?;
-                        tape.scale(r, -1.0)?
-                    } else {
-                        own
-                    };
-                    tape.add(p, own)?
-                }
-                _ => own,
-            };
-            out.logits.push(z);
-            prev_logit = Some(z);
-            std::mem::swap(&mut prev_hidden, &mut hidden);
-        }
-        scratch.prev_hidden = prev_hidden;
-        scratch.hidden = hidden;
+        self.forward_input(
+            tape,
+            store,
+            x?,
+            mode,
+            with_loss.then_some(denom),
+            scratch,
+            out,
+        )?;
         if with_loss {
             let mut total: Option<Var> = None;
             for (t, task) in self.config.tasks.iter().enumerate() {
@@ -447,8 +413,102 @@ impl Network {
                     Some(s) => tape.add(s, weighted)?,
                 });
             }
+            if let (Some(t), Some(aux)) = (total, out.aux_loss) {
+                total = Some(tape.add(t, aux)?);
+            }
             out.loss = total;
         }
         Ok(())
     }
+
+    /// Records everything after the embeddings: the input BatchNorm, then ResFlow's towers
+    /// or the baseline's head, into `out` (cleared first). `denom` is the batch size when a
+    /// loss will be recorded (for a head's own extra loss).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_input(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        x: Var,
+        mode: Mode,
+        denom: Option<f32>,
+        scratch: &mut Scratch,
+        out: &mut Forward,
+    ) -> Result<(), ModelError> {
+        out.logits.clear();
+        out.task_losses.clear();
+        out.loss = None;
+        out.aux_loss = None;
+        out.bn_outputs.clear();
+        let mut ctx = Ctx {
+            tape,
+            store,
+            config: &self.config,
+            mode,
+            zeros: &mut scratch.zeros,
+            ones: &mut scratch.ones,
+            bn_outputs: &mut out.bn_outputs,
+        };
+        let x = ctx.bn(x, &self.input_bn)?;
+        if let Some(head) = &self.head {
+            out.aux_loss = head.forward(&mut ctx, x, &mut out.logits, denom)?;
+            return Ok(());
+        }
+        let residual = self.config.links();
+        let mut prev_hidden = std::mem::take(&mut scratch.prev_hidden);
+        let mut hidden = std::mem::take(&mut scratch.hidden);
+        prev_hidden.clear();
+        let mut prev_logit: Option<Var> = None;
+        for (t, tower) in self.towers.iter().enumerate() {
+            hidden.clear();
+            let mut h = x;
+            for (l, layer) in tower.layers.iter().enumerate() {
+                // o_t^l = BN(act(h W + b)) (+ o_(t-1)^l)
+                let mut o = ctx.layer(h, layer)?;
+                if residual.hidden && t > 0 {
+                    o = ctx.tape.add(o, prev_hidden[l])?;
+                }
+                hidden.push(o);
+                h = o;
+            }
+            let (w, b) = (
+                ctx.tape.param(store, tower.logit_w),
+                ctx.tape.param(store, tower.logit_b),
+            );
+            let own = ctx.tape.linear(h, w, Some(b))?;
+            let z = match prev_logit {
+                Some(p) if residual.logits => {
+                    let own = if residual.monotone {
+                        // min(own, 0) = -relu(-own)
+                        let neg = ctx.tape.scale(own, -1.0)?;
+                        let r = ctx.tape.relu(neg)?;
+                        ctx.tape.scale(r, -1.0)?
+                    } else {
+                        own
+                    };
+                    ctx.tape.add(p, own)?
+                }
+                _ => own,
+            };
+            out.logits.push(z);
+            prev_logit = Some(z);
+            std::mem::swap(&mut prev_hidden, &mut hidden);
+        }
+        scratch.prev_hidden = prev_hidden;
+        scratch.hidden = hidden;
+        Ok(())
+    }
+}
+
+/// The input BatchNorm as named tensors (`input_bn/gamma`, ..., `input_bn/running_var`).
+pub(crate) fn input_bn_tensors(p: &BatchNormParams) -> Vec<(String, Matrix)> {
+    [
+        ("gamma", &p.gamma),
+        ("beta", &p.beta),
+        ("running_mean", &p.running_mean),
+        ("running_var", &p.running_var),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("input_bn/{k}"), row(v)))
+    .collect()
 }

@@ -20,6 +20,7 @@ use tensor::Matrix;
 use crate::config::{Activation, BatchNormMode, ModelConfig};
 use crate::error::ModelError;
 use crate::layout::InputLayout;
+use crate::network::{Network, input_bn_tensors};
 use crate::rng::SplitMix64;
 use crate::serving::{CandidateRef, HiddenLayer, ServingModel, Tower, concat_inputs};
 
@@ -116,8 +117,11 @@ pub struct ModelParams {
     pub embeddings: Vec<Matrix>,
     /// The BatchNorm on the concatenated input, shared by all towers.
     pub input_bn: BatchNormParams,
-    /// One tower per task.
+    /// One tower per task (ResFlow and independent towers; empty for the baselines).
     pub towers: Vec<TowerParams>,
+    /// A baseline's head as named tensors, running statistics included (empty for
+    /// ResFlow; see `models`).
+    pub head: Vec<(String, Matrix)>,
 }
 
 fn glorot(rng: &mut SplitMix64, rows: usize, cols: usize) -> Matrix {
@@ -147,6 +151,16 @@ impl ModelParams {
             .map(|f| Matrix::from_fn(f.vocab as usize, dim, |_, _| rng.uniform(0.05)))
             .collect();
         let input = layout.input_width(dim);
+        if !config.model.is_tower_chain() {
+            return Ok(Self {
+                head: Network::init_head(&config, input, rng)?,
+                input_bn: BatchNormParams::identity(input),
+                config,
+                layout,
+                embeddings,
+                towers: Vec::new(),
+            });
+        }
         let towers = (0..config.tasks.len())
             .map(|_| {
                 let mut width = input;
@@ -177,6 +191,7 @@ impl ModelParams {
             layout,
             embeddings,
             towers,
+            head: Vec::new(),
         })
     }
 
@@ -210,11 +225,53 @@ impl ModelParams {
                         + 1
                 })
                 .sum::<usize>()
+            + crate::models::trainable(&self.config, &self.head)
+    }
+
+    /// Trainable floats outside the embedding tables.
+    pub fn dense_parameter_count(&self) -> usize {
+        self.parameter_count()
+            - self
+                .embeddings
+                .iter()
+                .map(|t| t.rows() * t.cols())
+                .sum::<usize>()
+    }
+
+    /// Multiply-adds of the dense layers for one candidate (the embedding lookups and the
+    /// element-wise work are not counted; a FLOP count is twice this).
+    pub fn multiply_adds(&self) -> usize {
+        let towers: usize = self
+            .towers
+            .iter()
+            .map(|t| {
+                t.layers
+                    .iter()
+                    .map(|l| l.weight.rows() * l.weight.cols())
+                    .sum::<usize>()
+                    + t.logit_weight.len()
+            })
+            .sum();
+        towers + crate::models::multiply_adds(&self.head)
     }
 
     /// The serving form: the input BatchNorm folded into every tower's first layer, each
     /// hidden BatchNorm reduced to a scale and shift (see [`ServingModel`]).
     pub fn export(&self) -> Result<ServingModel, ModelError> {
+        if !self.config.model.is_tower_chain() {
+            // A baseline serves in its training form: the scorer runs its head on a tape.
+            let mut head = input_bn_tensors(&self.input_bn);
+            head.extend(self.head.iter().cloned());
+            let model = ServingModel {
+                config: self.config.clone(),
+                layout: self.layout.clone(),
+                embeddings: self.embeddings.clone(),
+                towers: Vec::new(),
+                head,
+            };
+            model.validate()?;
+            return Ok(model);
+        }
         let (mode, eps) = (self.config.batch_norm, self.config.bn_epsilon);
         let (s_in, t_in) = self.input_bn.scale_shift(mode, eps);
         let towers = self
@@ -271,13 +328,16 @@ impl ModelParams {
             layout: self.layout.clone(),
             embeddings: self.embeddings.clone(),
             towers,
+            head: Vec::new(),
         };
         model.validate()?;
         Ok(model)
     }
 
     /// Inference-mode probabilities for one candidate, with every BatchNorm applied as a
-    /// separate step: the reference that [`ModelParams::export`] must reproduce.
+    /// separate step: the reference that [`ModelParams::export`] must reproduce. ResFlow's
+    /// tower chain only (a baseline's export keeps its training form, so there is nothing
+    /// to check); empty for a baseline.
     pub fn forward_eval_naive(&self, c: CandidateRef<'_>) -> Vec<f32> {
         let (mode, eps) = (self.config.batch_norm, self.config.bn_epsilon);
         let mut x = concat_inputs(&self.embeddings, &self.layout, self.config.embedding_dim, c);
@@ -288,7 +348,7 @@ impl ModelParams {
                 .for_each(|(a, (s, t))| *a = s * *a + t);
         };
         bn(&self.input_bn, &mut x);
-        let residual = self.config.residual;
+        let residual = self.config.links();
         let (mut prev, mut prev_z, mut probs) = (Vec::<Vec<f32>>::new(), 0.0f32, Vec::new());
         for (t, tower) in self.towers.iter().enumerate() {
             let mut h = x.clone();

@@ -16,12 +16,19 @@
 //! embedding. Its product splits by rows of W1 into the part from fields that are the same
 //! for every candidate of a request (user, context: `request_fields` in the configuration)
 //! and the rest; the request part is computed once per request instead of N times.
+//!
+//! The baselines (Shared-Bottom, ESMM, MMoE, PLE, AITM) take a generic path: the same
+//! gather, then their head's forward pass recorded on a tape in inference mode (the tape
+//! and its arena live in the workspace, so this path does not allocate once warm either).
 
 use tensor::{GemmScratch, MatMut, MatRef, Matrix, gemm_with, ops};
+
+use autodiff::{ParamStore, Tape};
 
 use crate::config::FusionKind;
 use crate::error::ModelError;
 use crate::layout::Pooling;
+use crate::network::{Forward, Mode, Network, Scratch};
 use crate::serving::ServingModel;
 
 /// A multi-valued field's ids for a list of rows: row `r` owns `ids[offsets[r]..offsets[r + 1]]`.
@@ -85,6 +92,8 @@ pub struct Scorer {
     req_width: usize,
     first: Vec<FirstLayer>,
     fusion: Vec<f32>,
+    /// A baseline's input BatchNorm and head (`None` for ResFlow's towers).
+    head: Option<(Network, ParamStore)>,
 }
 
 /// Per-thread buffers of a [`Scorer`]; they grow to the largest request and are reused.
@@ -97,6 +106,11 @@ pub struct Workspace {
     hidden: Vec<Vec<Matrix>>,
     logits: Vec<Matrix>,
     gemm: GemmScratch,
+    /// The generic path: the whole input in layout order, and the tape it runs on.
+    x_full: Vec<f32>,
+    tape: Tape,
+    scratch: Scratch,
+    forward: Forward,
 }
 
 impl Workspace {
@@ -180,7 +194,13 @@ impl Scorer {
             })
             .collect();
         let fusion = model.config.fusion_weights();
+        let head = if model.config.model.is_tower_chain() {
+            None
+        } else {
+            Some(model.head_network()?)
+        };
         Ok(Self {
+            head,
             model,
             cand_single,
             cand_bags,
@@ -200,7 +220,7 @@ impl Scorer {
 
     /// Number of tasks (probabilities per candidate).
     pub fn tasks(&self) -> usize {
-        self.model.towers.len()
+        self.model.config.tasks.len()
     }
 
     /// Names of the request-level fields: single-valued ones first, then bags, as a
@@ -255,6 +275,10 @@ impl Scorer {
             })
             .collect();
         ws.logits = (0..tasks).map(|_| Matrix::zeros(n, 1)).collect();
+        if self.head.is_some() {
+            let width = self.model.layout.input_width(self.model.config.embedding_dim);
+            ws.x_full.resize(n * width, 0.0);
+        }
     }
 
     /// Scores one request into `probs` (`N x T`, row-major) and `fused` (`N`).
@@ -287,9 +311,84 @@ impl Scorer {
         }
         self.reserve(ws, n);
         self.gather(ws, req)?;
+        if let Some((net, store)) = &self.head {
+            self.score_head(net, store, ws, n, probs)?;
+        } else {
+            self.score_towers(ws, n, probs)?;
+        }
+        let weights = &self.fusion;
+        for (r, f) in fused.iter_mut().enumerate().take(n) {
+            let p = &probs[r * tasks..(r + 1) * tasks];
+            *f = match self.model.config.fusion.kind {
+                FusionKind::Additive => p.iter().zip(weights).map(|(p, w)| w * p).sum(),
+                FusionKind::Multiplicative => {
+                    p.iter().zip(weights).map(|(p, w)| p.powf(*w)).product()
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// The generic path: `x` in layout order from the gathered groups, then the head on the
+    /// workspace's tape.
+    fn score_head(
+        &self,
+        net: &Network,
+        store: &ParamStore,
+        ws: &mut Workspace,
+        n: usize,
+        probs: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let dim = self.model.config.embedding_dim;
+        let width = self.model.layout.input_width(dim);
+        let d = self.model.layout.dense;
+        let x = &mut ws.x_full[..n * width];
+        for (r, out) in x.chunks_exact_mut(width).enumerate() {
+            let cand = ws.x_cand.row(r);
+            for p in self.cand_single.iter().chain(&self.cand_bags) {
+                out[p.field * dim..(p.field + 1) * dim]
+                    .copy_from_slice(&cand[p.column..p.column + dim]);
+            }
+            let req = ws.x_req.row(0);
+            for p in self.req_single.iter().chain(&self.req_bags) {
+                out[p.field * dim..(p.field + 1) * dim]
+                    .copy_from_slice(&req[p.column..p.column + dim]);
+            }
+            out[width - d..].copy_from_slice(&cand[self.cand_width - d..self.cand_width]);
+        }
+        ws.tape.reset();
+        let xv = ws.tape.input(n, width, x)?;
+        net.forward_input(
+            &mut ws.tape,
+            store,
+            xv,
+            Mode::Eval,
+            None,
+            &mut ws.scratch,
+            &mut ws.forward,
+        )?;
+        let tasks = self.tasks();
+        for (t, &z) in ws.forward.logits.iter().enumerate() {
+            let p = &mut ws.hidden[t][0].as_mut_slice()[..n];
+            ops::sigmoid(ws.tape.value(z), p);
+            for (r, &v) in p.iter().enumerate() {
+                probs[r * tasks + t] = v;
+            }
+        }
+        Ok(())
+    }
+
+    /// ResFlow's towers, fused by hand (see the module documentation).
+    fn score_towers(
+        &self,
+        ws: &mut Workspace,
+        n: usize,
+        probs: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let tasks = self.tasks();
 
         let config = &self.model.config;
-        let residual = config.residual;
+        let residual = config.links();
         // The GEMMs use the workspace's own scratch, so a workspace carries all the memory a
         // request needs to whichever thread uses it.
         let tier = tensor::Tier::active();
@@ -382,16 +481,6 @@ impl Scorer {
             for (r, &v) in p.iter().enumerate() {
                 probs[r * tasks + t] = v;
             }
-        }
-        let weights = &self.fusion;
-        for (r, f) in fused.iter_mut().enumerate().take(n) {
-            let p = &probs[r * tasks..(r + 1) * tasks];
-            *f = match self.model.config.fusion.kind {
-                FusionKind::Additive => p.iter().zip(weights).map(|(p, w)| w * p).sum(),
-                FusionKind::Multiplicative => {
-                    p.iter().zip(weights).map(|(p, w)| p.powf(*w)).product()
-                }
-            };
         }
         Ok(())
     }

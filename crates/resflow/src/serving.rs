@@ -17,8 +17,14 @@
 
 use tensor::Matrix;
 
+use std::collections::HashMap;
+
+use autodiff::ParamStore;
+
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::network::Network;
+use crate::params::ModelParams;
 use crate::layout::{InputLayout, Pooling};
 use crate::rng::SplitMix64;
 
@@ -57,8 +63,12 @@ pub struct ServingModel {
     pub layout: InputLayout,
     /// One `vocab x dim` table per categorical field, in layout order.
     pub embeddings: Vec<Matrix>,
-    /// One tower per task, in chain order.
+    /// One tower per task, in chain order (ResFlow and independent towers; empty for the
+    /// baselines).
     pub towers: Vec<Tower>,
+    /// A baseline's input BatchNorm and head as named tensors, in training form (empty for
+    /// ResFlow). The scorer runs the head on a tape in inference mode.
+    pub head: Vec<(String, Matrix)>,
 }
 
 /// The inputs of one candidate, for the naive forward pass.
@@ -107,6 +117,9 @@ impl ServingModel {
     pub fn random(config: ModelConfig, layout: InputLayout, seed: u64) -> Result<Self, ModelError> {
         config.validate()?;
         layout.validate()?;
+        if !config.model.is_tower_chain() {
+            return ModelParams::init(ModelConfig { seed, ..config }, layout)?.export();
+        }
         let mut rng = SplitMix64::new(seed);
         let dim = config.embedding_dim;
         let embeddings = layout
@@ -141,6 +154,7 @@ impl ServingModel {
             layout,
             embeddings,
             towers,
+            head: Vec::new(),
         };
         model.validate()?;
         Ok(model)
@@ -168,6 +182,26 @@ impl ServingModel {
                     field.vocab
                 ));
             }
+        }
+        if !self.config.model.is_tower_chain() {
+            if self.layout.tasks.len() != self.config.tasks.len() || !self.towers.is_empty() {
+                return bad(format!(
+                    "{} layout tasks and {} towers for a {} model of {} tasks",
+                    self.layout.tasks.len(),
+                    self.towers.len(),
+                    self.config.model.name(),
+                    self.config.tasks.len()
+                ));
+            }
+            self.head_network()?;
+            return Ok(());
+        }
+        if !self.head.is_empty() {
+            return bad(format!(
+                "{} head tensors in a {} model",
+                self.head.len(),
+                self.config.model.name()
+            ));
         }
         if self.layout.tasks.len() != self.config.tasks.len()
             || self.towers.len() != self.config.tasks.len()
@@ -211,12 +245,46 @@ impl ServingModel {
         Ok(())
     }
 
+    /// A baseline's input BatchNorm and head, built from [`ServingModel::head`] (shapes
+    /// checked, every tensor used).
+    pub(crate) fn head_network(&self) -> Result<(Network, ParamStore), ModelError> {
+        let tensors: HashMap<String, Matrix> = self.head.iter().cloned().collect();
+        if tensors.len() != self.head.len() {
+            return Err(ModelError::Layout("a head tensor name appears twice".into()));
+        }
+        let mut store = ParamStore::new();
+        let net = Network::from_tensors(&self.config, &self.layout, &mut store, &tensors)?;
+        Ok((net, store))
+    }
+
     /// Probabilities of every task for one candidate, computed the plain way (f32, in the
-    /// order of the equations). Ids must be in range.
+    /// order of the equations). Ids must be in range. A baseline's head runs on a tape of
+    /// its own, one candidate at a time.
     pub fn forward_naive(&self, c: CandidateRef<'_>) -> Vec<f32> {
         // x = [emb(field 0) | ... | dense]
         let x = concat_inputs(&self.embeddings, &self.layout, self.config.embedding_dim, c);
-        let residual = self.config.residual;
+        if !self.config.model.is_tower_chain() {
+            let (net, store) = self.head_network().expect("a validated model");
+            let mut tape = autodiff::Tape::new();
+            let xv = tape.input(1, x.len(), &x).expect("one row");
+            let mut out = crate::network::Forward::default();
+            net.forward_input(
+                &mut tape,
+                &store,
+                xv,
+                crate::network::Mode::Eval,
+                None,
+                &mut Default::default(),
+                &mut out,
+            )
+            .expect("a validated model");
+            return out
+                .logits
+                .iter()
+                .map(|&z| sigmoid(tape.value(z)[0]))
+                .collect();
+        }
+        let residual = self.config.links();
         let mut prev_hidden: Vec<Vec<f32>> = Vec::new();
         let mut prev_logit = 0.0f32;
         let mut probs = Vec::with_capacity(self.towers.len());

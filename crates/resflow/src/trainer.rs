@@ -203,7 +203,7 @@ impl Trainer {
 
     /// A trainer starting from `params` (optimiser state fresh).
     pub fn from_params(params: &ModelParams, threads: usize) -> Result<Self, ModelError> {
-        let (network, store) = Network::from_params(params);
+        let (network, store) = Network::from_params(params)?;
         let o = network.config.optimizer;
         let adam_config = AdamConfig {
             lr: o.learning_rate,

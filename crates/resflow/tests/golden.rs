@@ -92,6 +92,7 @@ fn tiny_model_matches_an_independent_computation() {
             logit_bias: bz,
         };
     let params = ModelParams {
+        head: Vec::new(),
         config,
         layout,
         embeddings: vec![
@@ -172,7 +173,7 @@ fn tiny_model_matches_an_independent_computation() {
     let mut batch = ds.new_batch();
     assert!(ds.batches(8, None).next_into(&mut batch));
 
-    let (net, store) = Network::from_params(&params);
+    let (net, store) = Network::from_params(&params).unwrap();
     let (mut tape, mut scratch, mut fwd) = (Tape::new(), Scratch::default(), Forward::default());
     net.forward(
         &mut tape,
