@@ -10,10 +10,7 @@
 //! `denom` is the number of rows of the *whole* batch, so the gradients of the workers'
 //! slices add up to the gradient of the batch mean.
 
-use autodiff::{
-    BceTarget, ParamId, ParamStore, Pooling as AdPooling, TableId, Tape,
-    Var,
-};
+use autodiff::{BceTarget, ParamId, ParamStore, Pooling as AdPooling, TableId, Tape, Var};
 use shards::BatchView;
 use tensor::Matrix;
 
@@ -102,6 +99,9 @@ pub struct Forward {
     pub bn_outputs: Vec<Var>,
     /// The head's own extra loss (AITM's calibrator), already part of `loss`.
     pub aux_loss: Option<Var>,
+    /// The scale parameter of each BatchNorm in `bn_outputs`: which layer each output
+    /// belongs to (the order must be that of [`Network::bn_layers_mut`]).
+    pub bn_params: Vec<ParamId>,
 }
 
 /// Per-worker scratch of the forward pass (reused; no allocation after warm-up).
@@ -440,6 +440,7 @@ impl Network {
         out.loss = None;
         out.aux_loss = None;
         out.bn_outputs.clear();
+        out.bn_params.clear();
         let mut ctx = Ctx {
             tape,
             store,
@@ -448,6 +449,7 @@ impl Network {
             zeros: &mut scratch.zeros,
             ones: &mut scratch.ones,
             bn_outputs: &mut out.bn_outputs,
+            bn_params: &mut out.bn_params,
         };
         let x = ctx.bn(x, &self.input_bn)?;
         if let Some(head) = &self.head {

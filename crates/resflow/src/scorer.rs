@@ -276,7 +276,10 @@ impl Scorer {
             .collect();
         ws.logits = (0..tasks).map(|_| Matrix::zeros(n, 1)).collect();
         if self.head.is_some() {
-            let width = self.model.layout.input_width(self.model.config.embedding_dim);
+            let width = self
+                .model
+                .layout
+                .input_width(self.model.config.embedding_dim);
             ws.x_full.resize(n * width, 0.0);
         }
     }

@@ -23,9 +23,9 @@ use autodiff::ParamStore;
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::layout::{InputLayout, Pooling};
 use crate::network::Network;
 use crate::params::ModelParams;
-use crate::layout::{InputLayout, Pooling};
 use crate::rng::SplitMix64;
 
 /// One hidden layer of a tower: `a = scale * prelu(x W + b) + shift`.
@@ -250,7 +250,9 @@ impl ServingModel {
     pub(crate) fn head_network(&self) -> Result<(Network, ParamStore), ModelError> {
         let tensors: HashMap<String, Matrix> = self.head.iter().cloned().collect();
         if tensors.len() != self.head.len() {
-            return Err(ModelError::Layout("a head tensor name appears twice".into()));
+            return Err(ModelError::Layout(
+                "a head tensor name appears twice".into(),
+            ));
         }
         let mut store = ParamStore::new();
         let net = Network::from_tensors(&self.config, &self.layout, &mut store, &tensors)?;

@@ -27,7 +27,11 @@ pub(crate) struct Esmm {
 }
 
 impl Esmm {
-    pub(crate) fn build(hidden: &[usize], input: usize, b: &mut Builder<'_>) -> Result<Self, ModelError> {
+    pub(crate) fn build(
+        hidden: &[usize],
+        input: usize,
+        b: &mut Builder<'_>,
+    ) -> Result<Self, ModelError> {
         Ok(Self {
             ctr: TaskTower::build(b, &format!("{PREFIX}esmm/ctr"), input, hidden)?,
             cvr: TaskTower::build(b, &format!("{PREFIX}esmm/cvr"), input, hidden)?,

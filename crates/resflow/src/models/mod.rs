@@ -27,6 +27,8 @@ mod esmm;
 mod mmoe;
 mod ple;
 mod shared_bottom;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 
@@ -114,9 +116,9 @@ impl<'a> Builder<'a> {
         match &mut self.source {
             Source::Init(rng) => Ok(init(rng)),
             Source::Load { tensors, taken } => {
-                let (key, m) = tensors.get_key_value(name).ok_or_else(|| {
-                    ModelError::Layout(format!("tensor {name:?} is missing"))
-                })?;
+                let (key, m) = tensors
+                    .get_key_value(name)
+                    .ok_or_else(|| ModelError::Layout(format!("tensor {name:?} is missing")))?;
                 if m.shape() != (rows, cols) {
                     return Err(ModelError::Layout(format!(
                         "tensor {name:?} has shape {:?}, expected ({rows}, {cols})",
@@ -141,7 +143,12 @@ impl<'a> Builder<'a> {
     }
 
     /// A `rows x cols` weight, Glorot-uniform at initialisation.
-    pub(crate) fn weight(&mut self, name: String, rows: usize, cols: usize) -> Result<ParamId, ModelError> {
+    pub(crate) fn weight(
+        &mut self,
+        name: String,
+        rows: usize,
+        cols: usize,
+    ) -> Result<ParamId, ModelError> {
         self.param(name, rows, cols, |rng| {
             let limit = (6.0 / (rows + cols) as f32).sqrt();
             Matrix::from_fn(rows, cols, |_, _| rng.uniform(limit))
@@ -171,7 +178,12 @@ impl<'a> Builder<'a> {
     }
 
     /// A hidden layer `BN(act(x W + b))` from `input` to `out` units.
-    pub(crate) fn layer(&mut self, name: &str, input: usize, out: usize) -> Result<LayerIds, ModelError> {
+    pub(crate) fn layer(
+        &mut self,
+        name: &str,
+        input: usize,
+        out: usize,
+    ) -> Result<LayerIds, ModelError> {
         Ok(LayerIds {
             w: self.weight(format!("{name}/weight"), input, out)?,
             b: self.row(format!("{name}/bias"), out, 0.0)?,
@@ -205,7 +217,12 @@ impl<'a> Builder<'a> {
     }
 
     /// A gate `softmax(x W)` over `choices` from `input` units (no bias, as in MMoE).
-    pub(crate) fn gate(&mut self, name: &str, input: usize, choices: usize) -> Result<Linear, ModelError> {
+    pub(crate) fn gate(
+        &mut self,
+        name: &str,
+        input: usize,
+        choices: usize,
+    ) -> Result<Linear, ModelError> {
         Ok(Linear {
             w: self.weight(format!("{name}/weight"), input, choices)?,
             b: None,
@@ -274,6 +291,8 @@ pub(crate) struct Ctx<'a> {
     pub ones: &'a mut Vec<f32>,
     /// Every BatchNorm output, in the order of the layers' `bn_layers_mut`.
     pub bn_outputs: &'a mut Vec<Var>,
+    /// The scale parameter of each of those BatchNorms.
+    pub bn_params: &'a mut Vec<ParamId>,
 }
 
 impl Ctx<'_> {
@@ -310,6 +329,7 @@ impl Ctx<'_> {
         };
         let y = self.tape.batch_norm(x, g, b, mode)?;
         self.bn_outputs.push(y);
+        self.bn_params.push(bn.gamma);
         Ok(y)
     }
 
@@ -370,7 +390,9 @@ impl Head {
         let tasks = config.tasks.len();
         Ok(Some(match &config.model {
             ModelKind::Resflow | ModelKind::Independent => return Ok(None),
-            ModelKind::SharedBottom(c) => Head::SharedBottom(SharedBottom::build(c, tasks, input, b)?),
+            ModelKind::SharedBottom(c) => {
+                Head::SharedBottom(SharedBottom::build(c, tasks, input, b)?)
+            }
             ModelKind::Esmm => Head::Esmm(Esmm::build(&config.hidden, input, b)?),
             ModelKind::Mmoe(c) => Head::Mmoe(Mmoe::build(c, tasks, input, b)?),
             ModelKind::Ple(c) => Head::Ple(Ple::build(c, tasks, input, b)?),
@@ -397,7 +419,12 @@ impl Head {
                     ModelKind::Aitm(c) => c.calibrator_weight,
                     _ => 0.0,
                 };
-                h.forward(ctx, x, logits, denom.filter(|_| weight > 0.0).map(|d| weight / d))
+                h.forward(
+                    ctx,
+                    x,
+                    logits,
+                    denom.filter(|_| weight > 0.0).map(|d| weight / d),
+                )
             }
         }
     }
@@ -430,7 +457,8 @@ impl Head {
                 .name
                 .trim_end_matches("/gamma")
                 .to_string();
-            let row = |v: &[f32]| Matrix::from_slice(1, v.len(), v).expect("a row of its own length");
+            let row =
+                |v: &[f32]| Matrix::from_slice(1, v.len(), v).expect("a row of its own length");
             out.push((format!("{name}/running_mean"), row(&bn.mean)));
             out.push((format!("{name}/running_var"), row(&bn.var)));
         }

@@ -52,9 +52,8 @@ impl Ple {
         let mut width = input;
         for j in 0..c.levels {
             let p = format!("{name}/level/{j}");
-            let expert = |b: &mut Builder<'_>, n: String| {
-                b.mlp(&n, width, &c.expert_hidden).map(|(e, _)| e)
-            };
+            let expert =
+                |b: &mut Builder<'_>, n: String| b.mlp(&n, width, &c.expert_hidden).map(|(e, _)| e);
             let mut task_experts = Vec::with_capacity(tasks);
             for t in 0..tasks {
                 task_experts.push(
@@ -67,7 +66,13 @@ impl Ple {
                 .map(|k| expert(b, format!("{p}/shared/expert/{k}")))
                 .collect::<Result<Vec<_>, _>>()?;
             let task_gates = (0..tasks)
-                .map(|t| b.gate(&format!("{p}/task/{t}/gate"), width, c.task_experts + c.shared_experts))
+                .map(|t| {
+                    b.gate(
+                        &format!("{p}/task/{t}/gate"),
+                        width,
+                        c.task_experts + c.shared_experts,
+                    )
+                })
                 .collect::<Result<_, _>>()?;
             let shared_gate = if j + 1 < c.levels {
                 Some(b.gate(
