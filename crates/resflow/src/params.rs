@@ -262,6 +262,7 @@ impl ModelParams {
             // A baseline serves in its training form: the scorer runs its head on a tape.
             let mut head = input_bn_tensors(&self.input_bn);
             head.extend(self.head.iter().cloned());
+            head.sort_by(|a, b| a.0.cmp(&b.0));
             let model = ServingModel {
                 config: self.config.clone(),
                 layout: self.layout.clone(),

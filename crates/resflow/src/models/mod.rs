@@ -442,7 +442,7 @@ impl Head {
         v
     }
 
-    /// The head's named tensors: its parameters (taken from `store`, where every name
+    /// The head's named tensors, sorted by name: its parameters (taken from `store`, where every name
     /// starting with [`PREFIX`] is the head's) and its BatchNorm running statistics.
     pub(crate) fn tensors(&self, store: &ParamStore) -> Vec<(String, Matrix)> {
         let mut out: Vec<(String, Matrix)> = store
@@ -462,6 +462,8 @@ impl Head {
             out.push((format!("{name}/running_mean"), row(&bn.mean)));
             out.push((format!("{name}/running_var"), row(&bn.var)));
         }
+        // One canonical order (the model file's), so that equal models compare equal.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }
