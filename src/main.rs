@@ -1,6 +1,7 @@
 //! `resflow`: the command line. It parses arguments and calls the libraries; nothing else.
 
 mod bench_commands;
+mod compare_command;
 mod data_commands;
 mod train_commands;
 
@@ -32,6 +33,8 @@ enum Command {
     Score(train_commands::ScoreArgs),
     /// Generate a synthetic funnel, train ResFlow and its ablation, compare them (about a minute).
     Demo(train_commands::DemoArgs),
+    /// Train ResFlow and the baseline multi-task models on the same data and seeds; one table.
+    Compare(compare_command::CompareArgs),
     /// Side-by-side benchmarks (ours against a reference, in one run).
     #[command(subcommand)]
     Bench(bench_commands::BenchCommand),
@@ -48,6 +51,7 @@ fn main() {
         Command::Export(args) => train_commands::export(args),
         Command::Score(args) => train_commands::score(args),
         Command::Demo(args) => train_commands::demo(args),
+        Command::Compare(args) => compare_command::compare(args),
         Command::Bench(command) => bench_commands::run(command),
     };
     if let Err(e) = result {

@@ -13,7 +13,7 @@ use resflow::{
 use serde::Serialize;
 use shards::Dataset;
 
-type Fallible<T = ()> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Fallible<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 /// Options of `resflow train`.
 #[derive(Args)]
@@ -112,12 +112,12 @@ struct Report<'a> {
     eval: Option<&'a EvalReport>,
 }
 
-fn threads(n: Option<usize>) -> usize {
+pub(crate) fn threads(n: Option<usize>) -> usize {
     n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1)
 }
 
-fn open(dir: &Path) -> Fallible<Dataset> {
+pub(crate) fn open(dir: &Path) -> Fallible<Dataset> {
     Dataset::open(dir).map_err(|e| format!("cannot open dataset {}: {e}", dir.display()).into())
 }
 
@@ -234,7 +234,7 @@ impl Progress {
 }
 
 /// Trains `trainer` to `epochs` epochs with progress, checkpoints and periodic evaluation.
-fn run_training(
+pub(crate) fn run_training(
     trainer: &mut Trainer,
     train: &Dataset,
     eval: Option<&Dataset>,
@@ -288,25 +288,28 @@ fn run_training(
     })
 }
 
-/// Runs `resflow train`.
-pub fn train(args: TrainArgs) -> Fallible {
-    let train = open(&args.train)?;
-    let eval = args.eval.as_deref().map(open).transpose()?;
-    let mut config = match &args.config {
+/// The configuration in `path` (or the paper's defaults), with `epochs` applied and its
+/// tasks matched to the data's: without a file, task settings follow the data's task names
+/// (tasks beyond the defaults' two get the last default's weights); with one, the names must
+/// agree.
+pub(crate) fn config_for(
+    path: Option<&Path>,
+    data: &Dataset,
+    epochs: Option<usize>,
+) -> Fallible<ModelConfig> {
+    let mut config = match path {
         Some(p) => ModelConfig::from_json(
             &std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         )
         .map_err(|e| format!("{}: {e}", p.display()))?,
         None => ModelConfig::default(),
     };
-    if let Some(e) = args.epochs {
+    if let Some(e) = epochs {
         config.epochs = e;
     }
-    // Task settings follow the data's task names; tasks the configuration does not list get
-    // pos_weight 1 and loss weight 1.
-    let tasks = &train.schema().tasks;
+    let tasks = &data.schema().tasks;
     if config.tasks.iter().map(|t| &t.name).ne(tasks.iter()) {
-        if args.config.is_some() {
+        if path.is_some() {
             return Err(format!(
                 "the configuration's tasks {:?} differ from the data's {:?}",
                 config.tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
@@ -314,22 +317,25 @@ pub fn train(args: TrainArgs) -> Fallible {
             )
             .into());
         }
+        let d = ModelConfig::default().tasks;
         config.tasks = tasks
             .iter()
             .enumerate()
-            .map(|(i, name)| {
-                let d = ModelConfig::default().tasks;
-                let base = d
-                    .get(i.min(d.len() - 1))
-                    .cloned()
-                    .expect("two default tasks");
-                resflow::config::TaskConfig {
-                    name: name.clone(),
-                    ..base
-                }
+            .map(|(i, name)| resflow::config::TaskConfig {
+                name: name.clone(),
+                ..d[i.min(d.len() - 1)].clone()
             })
             .collect();
+        config.validate()?;
     }
+    Ok(config)
+}
+
+/// Runs `resflow train`.
+pub fn train(args: TrainArgs) -> Fallible {
+    let train = open(&args.train)?;
+    let eval = args.eval.as_deref().map(open).transpose()?;
+    let config = config_for(args.config.as_deref(), &train, args.epochs)?;
     let threads = threads(args.threads);
     let mut trainer = match (&args.checkpoint_dir, args.resume) {
         (Some(dir), true) if dir.join(resflow::CHECKPOINT_FILE).exists() => {

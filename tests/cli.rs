@@ -288,3 +288,80 @@ fn gen_train_eval_export_score_round_trip() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compare_trains_each_model_per_seed_and_reports_them() {
+    let dir = temp("compare");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    run_ok(&["gen", "--rows", "4000", "--seed", "1", "--out", &p("train")]);
+    run_ok(&["gen", "--rows", "2000", "--seed", "2", "--out", &p("eval")]);
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"embedding_dim": 8, "hidden": [16, 8], "batch_size": 256}"#,
+    )
+    .unwrap();
+    let text = run_ok(&[
+        "compare",
+        "--train",
+        &p("train"),
+        "--eval",
+        &p("eval"),
+        "--config",
+        &p("config.json"),
+        "--models",
+        "resflow,esmm,ple",
+        "--seeds",
+        "2",
+        "--latency-calls",
+        "3",
+        "--report",
+        &p("report.json"),
+    ]);
+    for needle in [
+        "resflow",
+        "esmm",
+        "ple",
+        "click AUC",
+        "WR@10 add",
+        "p50 ms @500",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let models = report["models"].as_array().unwrap();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["resflow", "esmm", "ple"]);
+    assert_eq!(report["seeds"].as_array().unwrap().len(), 2);
+    for m in models {
+        // The shared settings reach every model; each keeps its own kind.
+        assert_eq!(m["config"]["embedding_dim"], 8);
+        assert_eq!(m["config"]["model"]["kind"], m["model"]);
+        for t in m["tasks"].as_array().unwrap() {
+            let auc = &t["auc"];
+            assert_eq!(auc["values"].as_array().unwrap().len(), 2);
+            let mean = auc["mean"].as_f64().unwrap();
+            assert!(mean > 0.5 && mean < 1.0, "{m}");
+        }
+        assert!(m["dense_parameters"].as_u64().unwrap() > 0);
+        assert!(m["score_500_p50_ms"]["mean"].as_f64().unwrap() > 0.0);
+    }
+
+    for (args, needle) in [
+        (vec!["compare", "--models", "resflow,moe"], "unknown model"),
+        (vec!["compare", "--seeds", "0"], "--seeds"),
+        (vec!["compare", "--train", &p("train")], "--eval"),
+    ] {
+        let out = resflow().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -79,6 +79,7 @@ struct RequestData {
     bags: Vec<(Vec<u64>, Vec<u32>)>,
     request_ids: Vec<u32>,
     request_bags: Vec<(Vec<u64>, Vec<u32>)>,
+    dense: Vec<f32>,
 }
 
 impl RequestData {
@@ -122,22 +123,31 @@ impl RequestData {
             .filter(|f| is_bag(f))
             .map(|f| bag(f, 1, rng))
             .collect();
+        let dense = (0..n * layout.dense).map(|_| rng.next_f32()).collect();
         Self {
             n,
             ids,
             bags,
             request_ids,
             request_bags,
+            dense,
         }
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile (0..=1) of sorted values, by nearest rank.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// Times `calls` requests of `n` candidates; returns sorted latencies in seconds.
-fn latencies(scorer: &Scorer, n: usize, calls: usize, seed: u64) -> Result<Vec<f64>, ModelError> {
+/// Times `calls` requests of `n` random candidates (after 3 warm-up calls) on one thread;
+/// returns the latencies in seconds, sorted.
+pub fn latencies(
+    scorer: &Scorer,
+    n: usize,
+    calls: usize,
+    seed: u64,
+) -> Result<Vec<f64>, ModelError> {
     let mut rng = SplitMix64::new(seed);
     // A handful of different requests, cycled, so caches see varied ids.
     let data: Vec<RequestData> = (0..8)
@@ -163,8 +173,8 @@ fn latencies(scorer: &Scorer, n: usize, calls: usize, seed: u64) -> Result<Vec<f
             candidates: d.n,
             ids: &d.ids,
             bags: &bags,
-            dense: &[],
-            dense_stride: 0,
+            dense: &d.dense,
+            dense_stride: scorer.model().layout.dense,
             request_ids: &d.request_ids,
             request_bags: &rbags,
         };

@@ -479,10 +479,10 @@ pub(crate) fn trainable(config: &ModelConfig, tensors: &[(String, Matrix)]) -> u
     tensors
         .iter()
         .filter(|(name, _)| {
-            !is_stat(name)
-                && !(config.activation != Activation::Prelu && name.ends_with("/slope"))
-                && !(config.batch_norm == BatchNormMode::None
-                    && (name.ends_with("/gamma") || name.ends_with("/beta")))
+            let unused_slope = config.activation != Activation::Prelu && name.ends_with("/slope");
+            let unused_bn = config.batch_norm == BatchNormMode::None
+                && (name.ends_with("/gamma") || name.ends_with("/beta"));
+            !(is_stat(name) || unused_slope || unused_bn)
         })
         .map(|(_, m)| m.rows() * m.cols())
         .sum()

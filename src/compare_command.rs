@@ -1,0 +1,343 @@
+//! `resflow compare`: ResFlow against the baseline multi-task models, each trained on the
+//! same data with the same seeds, in one table (and a JSON report).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use metrics::EvalReport;
+use resflow::config::ModelKind;
+use resflow::{InputLayout, ModelConfig, Scorer, Trainer};
+use serde::Serialize;
+use shards::Dataset;
+
+use crate::train_commands::{Fallible, config_for, open, run_training, threads};
+
+/// Options of `resflow compare`.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Training dataset (shards). Without it, a synthetic funnel of --rows rows is generated.
+    #[arg(long, requires = "eval")]
+    train: Option<PathBuf>,
+    /// Evaluation dataset (shards).
+    #[arg(long, requires = "train")]
+    eval: Option<PathBuf>,
+    /// Models to compare, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "resflow,independent,shared_bottom,esmm,mmoe,ple,aitm"
+    )]
+    models: Vec<String>,
+    /// Seeds per model (1, 2, ...): initialisation and batch order change with the seed.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Epochs per run (overrides the configuration).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Shared settings (JSON, as for `train`); each model's kind and its defaults are set on
+    /// top. Its `model` key, if any, is ignored.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Training rows of the synthetic funnel (without --train; a quarter as many for evaluation).
+    #[arg(long, default_value_t = 200_000)]
+    rows: usize,
+    /// Scoring calls timed per model (requests of 500 candidates, one thread).
+    #[arg(long, default_value_t = 200)]
+    latency_calls: usize,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// Mean, sample standard deviation and the values over seeds.
+#[derive(Serialize, Clone)]
+struct Stat {
+    mean: f64,
+    std: f64,
+    values: Vec<f64>,
+}
+
+impl Stat {
+    fn of(values: Vec<f64>) -> Self {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n.max(1.0);
+        let var = if values.len() > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        Self {
+            mean,
+            std: var.sqrt(),
+            values,
+        }
+    }
+
+    fn show(&self, digits: usize) -> String {
+        format!("{:.digits$} ± {:.digits$}", self.mean, self.std)
+    }
+}
+
+#[derive(Serialize)]
+struct TaskStats {
+    name: String,
+    auc: Stat,
+    gauc: Stat,
+    logloss: Stat,
+}
+
+#[derive(Serialize)]
+struct ModelStats {
+    model: String,
+    config: ModelConfig,
+    /// Trainable floats, embedding tables included.
+    parameters: usize,
+    /// Trainable floats outside the embedding tables.
+    dense_parameters: usize,
+    /// Dense-layer multiply-adds per candidate.
+    multiply_adds_per_candidate: usize,
+    tasks: Vec<TaskStats>,
+    /// `K -> WR@K` with additive fusion.
+    wr_additive: std::collections::BTreeMap<String, Stat>,
+    /// `K -> WR@K` with multiplicative fusion.
+    wr_multiplicative: std::collections::BTreeMap<String, Stat>,
+    samples_per_s: Stat,
+    score_500_p50_ms: Stat,
+    score_500_p99_ms: Stat,
+}
+
+#[derive(Serialize)]
+struct CompareReport {
+    train_rows: usize,
+    eval_rows: usize,
+    epochs: usize,
+    seeds: Vec<u64>,
+    threads: usize,
+    kernel: &'static str,
+    models: Vec<ModelStats>,
+}
+
+/// One trained run's figures.
+struct Run {
+    report: EvalReport,
+    samples_per_s: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// Runs `resflow compare`.
+pub fn compare(args: CompareArgs) -> Fallible {
+    for m in &args.models {
+        ModelKind::from_name(m)?;
+    }
+    if args.seeds == 0 {
+        return Err("--seeds must be at least 1".into());
+    }
+    match (&args.train, &args.eval) {
+        (Some(t), Some(e)) => run(&args, &open(t)?, &open(e)?),
+        _ => {
+            let dir = std::env::temp_dir().join(format!("resflow-compare-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let result = (|| {
+                let make = |rows: usize, seed, name: &str| -> Fallible<Dataset> {
+                    let config = shards::synth::SynthConfig {
+                        rows: rows.max(1000),
+                        seed,
+                        ..Default::default()
+                    };
+                    shards::synth::generate(&config, &dir.join(name))?;
+                    open(&dir.join(name))
+                };
+                eprintln!(
+                    "generating the synthetic click -> conversion funnel: {} training rows, {} evaluation rows",
+                    args.rows.max(1000),
+                    (args.rows / 4).max(1000)
+                );
+                let train = make(args.rows, 1, "train")?;
+                let eval = make(args.rows / 4, 2, "eval")?;
+                run(&args, &train, &eval)
+            })();
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        }
+    }
+}
+
+fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
+    let base = config_for(args.config.as_deref(), train, args.epochs)?;
+    let threads = threads(args.threads);
+    let layout = InputLayout::from_schema(train.schema());
+    let seeds: Vec<u64> = (1..=args.seeds).collect();
+    let mut models = Vec::new();
+    for name in &args.models {
+        let config = base.with_model(name)?;
+        let mut runs = Vec::new();
+        let mut sizes = (0, 0, 0);
+        for &seed in &seeds {
+            let mut c = config.clone();
+            c.seed = seed;
+            let mut t = Trainer::new(c, layout.clone(), threads)?;
+            let params = t.params();
+            sizes = (
+                params.parameter_count(),
+                params.dense_parameter_count(),
+                params.multiply_adds(),
+            );
+            let label = format!("{name} seed {seed}/{}", seeds.len());
+            let summary = run_training(&mut t, train, None, config.epochs, None, None, &label)?;
+            let report = t.evaluate(eval, &t.eval_config())?;
+            let scorer = Scorer::new(t.export()?)?;
+            let lat = bench::score::latencies(&scorer, 500, args.latency_calls.max(1), seed)?;
+            runs.push(Run {
+                report,
+                samples_per_s: summary.samples_per_s,
+                p50: bench::score::percentile(&lat, 0.5) * 1e3,
+                p99: bench::score::percentile(&lat, 0.99) * 1e3,
+            });
+        }
+        models.push(summarise(name, config, sizes, &runs));
+    }
+    let report = CompareReport {
+        train_rows: train.rows(),
+        eval_rows: eval.rows(),
+        epochs: base.epochs,
+        seeds,
+        threads,
+        kernel: tensor::Tier::active().name(),
+        models,
+    };
+    print_table(&report);
+    if let Some(path) = &args.report {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+fn summarise(
+    name: &str,
+    config: ModelConfig,
+    sizes: (usize, usize, usize),
+    runs: &[Run],
+) -> ModelStats {
+    let stat = |f: &dyn Fn(&Run) -> f64| Stat::of(runs.iter().map(f).collect());
+    let tasks = runs[0]
+        .report
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(k, t)| TaskStats {
+            name: t.name.clone(),
+            auc: stat(&|r| r.report.tasks[k].auc.unwrap_or(f64::NAN)),
+            gauc: stat(&|r| r.report.tasks[k].gauc.unwrap_or(f64::NAN)),
+            logloss: stat(&|r| r.report.tasks[k].logloss),
+        })
+        .collect();
+    let wr = |additive: bool| {
+        let keys: Vec<String> = runs[0]
+            .report
+            .wr_at_k
+            .as_ref()
+            .map(|w| w.additive.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.into_iter()
+            .map(|k| {
+                let s = stat(&|r| {
+                    r.report.wr_at_k.as_ref().map_or(f64::NAN, |w| {
+                        let m = if additive {
+                            &w.additive
+                        } else {
+                            &w.multiplicative
+                        };
+                        m.get(&k).copied().unwrap_or(f64::NAN)
+                    })
+                });
+                (k, s)
+            })
+            .collect()
+    };
+    ModelStats {
+        model: name.to_string(),
+        config,
+        parameters: sizes.0,
+        dense_parameters: sizes.1,
+        multiply_adds_per_candidate: sizes.2,
+        tasks,
+        wr_additive: wr(true),
+        wr_multiplicative: wr(false),
+        samples_per_s: stat(&|r| r.samples_per_s),
+        score_500_p50_ms: stat(&|r| r.p50),
+        score_500_p99_ms: stat(&|r| r.p99),
+    }
+}
+
+fn print_table(r: &CompareReport) {
+    println!(
+        "\n{} training rows, {} evaluation rows, {} epoch(s), {} seed(s) (mean ± standard deviation), {} threads, kernel {}",
+        r.train_rows,
+        r.eval_rows,
+        r.epochs,
+        r.seeds.len(),
+        r.threads,
+        r.kernel
+    );
+    let Some(first) = r.models.first() else {
+        return;
+    };
+    let k = first.wr_additive.keys().next().cloned();
+    let mut header = vec!["model".to_string()];
+    for t in &first.tasks {
+        header.push(format!("{} AUC", t.name));
+        header.push(format!("{} GAUC", t.name));
+    }
+    if let Some(k) = &k {
+        header.push(format!("WR@{k} add"));
+        header.push(format!("WR@{k} mul"));
+    }
+    for h in ["dense params", "MACs/cand", "samples/s", "p50 ms @500"] {
+        header.push(h.to_string());
+    }
+    let mut rows = vec![header];
+    for m in &r.models {
+        let mut row = vec![m.model.clone()];
+        for t in &m.tasks {
+            row.push(t.auc.show(4));
+            row.push(t.gauc.show(4));
+        }
+        if let Some(k) = &k {
+            for map in [&m.wr_additive, &m.wr_multiplicative] {
+                row.push(map.get(k).map_or("-".into(), |s| s.show(4)));
+            }
+        }
+        row.push(m.dense_parameters.to_string());
+        row.push(m.multiply_adds_per_candidate.to_string());
+        row.push(format!("{:.0}", m.samples_per_s.mean));
+        row.push(format!("{:.3}", m.score_500_p50_ms.mean));
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &w)| format!("{cell:>w$}"))
+            .collect();
+        println!("{}", cells.join(" | "));
+    }
+    if k.is_some() {
+        println!(
+            "\nWR@K: the share of each group's deepest-event weight ranked in its top K by the fused score (additive or multiplicative fusion; see docs/metrics.md). Latency: one request of 500 candidates, one thread."
+        );
+    }
+}
+
+fn write_json(path: &Path, report: &CompareReport) -> Fallible {
+    let text = serde_json::to_string_pretty(report)?;
+    resflow::write_atomically(path, text.as_bytes())?;
+    println!("report written to {}", path.display());
+    Ok(())
+}
