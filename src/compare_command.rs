@@ -10,7 +10,9 @@ use resflow::{InputLayout, ModelConfig, Scorer, Trainer};
 use serde::Serialize;
 use shards::Dataset;
 
-use crate::train_commands::{Fallible, config_for, open, run_training, threads};
+use crate::train_commands::{
+    Fallible, config_for, open, run_training, threads, with_synthetic_funnel,
+};
 
 /// Options of `resflow compare`.
 #[derive(Args)]
@@ -138,31 +140,7 @@ pub fn compare(args: CompareArgs) -> Fallible {
     }
     match (&args.train, &args.eval) {
         (Some(t), Some(e)) => run(&args, &open(t)?, &open(e)?),
-        _ => {
-            let dir = std::env::temp_dir().join(format!("resflow-compare-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let result = (|| {
-                let make = |rows: usize, seed, name: &str| -> Fallible<Dataset> {
-                    let config = shards::synth::SynthConfig {
-                        rows: rows.max(1000),
-                        seed,
-                        ..Default::default()
-                    };
-                    shards::synth::generate(&config, &dir.join(name))?;
-                    open(&dir.join(name))
-                };
-                eprintln!(
-                    "generating the synthetic click -> conversion funnel: {} training rows, {} evaluation rows",
-                    args.rows.max(1000),
-                    (args.rows / 4).max(1000)
-                );
-                let train = make(args.rows, 1, "train")?;
-                let eval = make(args.rows / 4, 2, "eval")?;
-                run(&args, &train, &eval)
-            })();
-            let _ = std::fs::remove_dir_all(&dir);
-            result
-        }
+        _ => with_synthetic_funnel(args.rows, |train, eval| run(&args, train, eval)),
     }
 }
 

@@ -487,28 +487,8 @@ pub fn score(args: ScoreArgs) -> Fallible {
 
 /// Runs `resflow demo`: synthetic data, ResFlow against independent towers, one table.
 pub fn demo(args: DemoArgs) -> Fallible {
-    let dir = std::env::temp_dir().join(format!("resflow-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = (|| -> Fallible {
+    with_synthetic_funnel(args.rows, |train, eval| {
         let threads = threads(args.threads);
-        let make = |rows, seed, name: &str| -> Fallible<Dataset> {
-            let config = shards::synth::SynthConfig {
-                rows,
-                seed,
-                ..Default::default()
-            };
-            shards::synth::generate(&config, &dir.join(name))?;
-            open(&dir.join(name))
-        };
-        eprintln!(
-            "generating a synthetic click -> conversion funnel: {} training rows, {} evaluation rows",
-            args.rows,
-            args.rows / 4
-        );
-        let (train, eval) = (
-            make(args.rows.max(1000), 1, "train")?,
-            make((args.rows / 4).max(1000), 2, "eval")?,
-        );
         let mut results = vec![];
         for (name, residual) in [("ResFlow", true), ("independent towers", false)] {
             let mut config = ModelConfig::default();
@@ -516,8 +496,8 @@ pub fn demo(args: DemoArgs) -> Fallible {
             config.residual.logits = residual;
             config.optimizer.learning_rate = 2e-3;
             let mut t = Trainer::new(config, InputLayout::from_schema(train.schema()), threads)?;
-            let summary = run_training(&mut t, &train, None, 1, None, None, name)?;
-            let report = t.evaluate(&eval, &t.eval_config())?;
+            let summary = run_training(&mut t, train, None, 1, None, None, name)?;
+            let report = t.evaluate(eval, &t.eval_config())?;
             results.push((name, summary, report));
         }
         println!(
@@ -567,6 +547,36 @@ pub fn demo(args: DemoArgs) -> Fallible {
             "\nAUC and GAUC per task on held-out sessions; Weighted Recall@10: the share of each session's conversions ranked in its top 10 by the fused score (see docs/metrics.md)."
         );
         Ok(())
+    })
+}
+
+/// Generates the built-in synthetic funnel (`rows` training rows and a quarter as many for
+/// evaluation, at least 1,000 each, different seeds) in a temporary directory, runs `f` on
+/// it, and removes it.
+pub(crate) fn with_synthetic_funnel(
+    rows: usize,
+    f: impl FnOnce(&Dataset, &Dataset) -> Fallible,
+) -> Fallible {
+    let dir = std::env::temp_dir().join(format!("resflow-funnel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = (|| -> Fallible {
+        let make = |rows: usize, seed, name: &str| -> Fallible<Dataset> {
+            let config = shards::synth::SynthConfig {
+                rows: rows.max(1000),
+                seed,
+                ..Default::default()
+            };
+            shards::synth::generate(&config, &dir.join(name))?;
+            open(&dir.join(name))
+        };
+        eprintln!(
+            "generating a synthetic click -> conversion funnel: {} training rows, {} evaluation rows",
+            rows.max(1000),
+            (rows / 4).max(1000)
+        );
+        let train = make(rows, 1, "train")?;
+        let eval = make(rows / 4, 2, "eval")?;
+        f(&train, &eval)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -3,38 +3,15 @@
 //! `p(ctcvr) <= p(ctr)`, a checkpoint restores it exactly, and a damaged file is a clear
 //! error.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{data, predictions, served, serving_gap, temp};
 
 use resflow::config::{BatchNormMode, ModelKind};
-use resflow::{InputLayout, ModelConfig, Scorer, ServingModel, Trainer, score_dataset};
-use shards::Dataset;
-use shards::synth::{SynthConfig, generate};
+use resflow::{InputLayout, ModelConfig, Scorer, ServingModel, Trainer};
 
 /// The scorer runs the same head on a tape, with batches of another size.
 const SERVE_TOLERANCE: f32 = 1e-5;
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("resflow-models-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn data(name: &str, rows: usize, seed: u64) -> (PathBuf, Dataset) {
-    let dir = temp(name);
-    generate(
-        &SynthConfig {
-            rows,
-            seed,
-            max_vocab: 400,
-            rows_per_shard: 8_000,
-            ..SynthConfig::default()
-        },
-        &dir,
-    )
-    .unwrap();
-    let ds = Dataset::open(&dir).unwrap();
-    (dir, ds)
-}
 
 /// Small sizes for every kind, so the whole test runs in seconds.
 fn config(kind: &str) -> ModelConfig {
@@ -61,26 +38,6 @@ fn config(kind: &str) -> ModelConfig {
         _ => {}
     }
     c
-}
-
-fn predictions(t: &mut Trainer, data: &Dataset) -> Vec<f32> {
-    let mut out = vec![];
-    t.predict(data, |p, _| {
-        out.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    out
-}
-
-fn served(scorer: &Scorer, data: &Dataset) -> Vec<f32> {
-    let mut out = vec![];
-    score_dataset(scorer, data, |p, _, _| {
-        out.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    out
 }
 
 fn max_gap(a: &[f32], b: &[f32]) -> f32 {
@@ -150,7 +107,7 @@ fn baselines_resume_exactly_from_a_checkpoint_in_batch_norm_mode() {
             |(n, m)| n.ends_with("running_mean") && m.as_slice().iter().any(|v| v.abs() > 1e-4)
         ));
         let scorer = Scorer::new(resumed.export().unwrap()).unwrap();
-        let gap = max_gap(&predictions(&mut resumed, &ds), &served(&scorer, &ds));
+        let gap = serving_gap(&mut resumed, &scorer, &ds);
         assert!(gap <= SERVE_TOLERANCE, "{kind}: scorer vs trainer {gap}");
         std::fs::remove_dir_all(ckpt).unwrap();
     }

@@ -2,38 +2,19 @@
 //! reproducible bit for bit, a resumed run equals an uninterrupted one, and the exported
 //! model scores what the trainer predicts.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use resflow::{InputLayout, ModelConfig, ModelError, Scorer, Trainer, score_dataset};
+use std::path::Path;
+
+use common::{data, serving_gap, temp};
+
+use resflow::{InputLayout, ModelConfig, ModelError, Scorer, Trainer};
 use shards::Dataset;
 use shards::synth::{SynthConfig, generate};
 
 /// Scorer vs the trainer's evaluation pass: the same arithmetic in a different order
 /// (BatchNorm folded into the weights, request-level split).
 const SERVE_TOLERANCE: f32 = 1e-5;
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("resflow-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn data(name: &str, rows: usize, seed: u64) -> (PathBuf, Dataset) {
-    let dir = temp(name);
-    generate(
-        &SynthConfig {
-            rows,
-            seed,
-            max_vocab: 400,
-            rows_per_shard: 8_000,
-            ..SynthConfig::default()
-        },
-        &dir,
-    )
-    .unwrap();
-    let ds = Dataset::open(&dir).unwrap();
-    (dir, ds)
-}
 
 fn config() -> ModelConfig {
     let mut c =
@@ -45,28 +26,6 @@ fn config() -> ModelConfig {
 
 fn trainer(ds: &Dataset, config: ModelConfig, threads: usize) -> Trainer {
     Trainer::new(config, InputLayout::from_schema(ds.schema()), threads).unwrap()
-}
-
-/// The largest difference between the trainer's evaluation pass and the scorer over `data`.
-fn serving_gap(t: &mut Trainer, scorer: &Scorer, data: &Dataset) -> f32 {
-    let mut predicted = vec![];
-    t.predict(data, |p, _| {
-        predicted.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    let mut served = vec![];
-    score_dataset(scorer, data, |p, _, _| {
-        served.extend_from_slice(p);
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(predicted.len(), served.len());
-    predicted
-        .iter()
-        .zip(&served)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max)
 }
 
 fn params_bits(t: &Trainer) -> Vec<u32> {

@@ -93,8 +93,14 @@ fn instance(c: &ModelConfig, seed: u64) -> (Network, ParamStore, Vec<f32>) {
     (net, store, x)
 }
 
-/// `sum(R * logits) + aux` of the head on `x`.
-fn loss(net: &Network, store: &ParamStore, x: &[f32], grads: Option<&mut Grads>) -> f64 {
+/// Records the head of `net` on `x` (`ROWS` rows) on a fresh tape.
+fn forward(
+    net: &Network,
+    store: &ParamStore,
+    x: &[f32],
+    mode: Mode,
+    denom: Option<f32>,
+) -> (Tape, Forward) {
     let mut tape = Tape::new();
     let xv = tape.input(ROWS, x.len() / ROWS, x).unwrap();
     let mut out = Forward::default();
@@ -102,12 +108,18 @@ fn loss(net: &Network, store: &ParamStore, x: &[f32], grads: Option<&mut Grads>)
         &mut tape,
         store,
         xv,
-        Mode::Train,
-        Some(ROWS as f32),
+        mode,
+        denom,
         &mut Scratch::default(),
         &mut out,
     )
     .unwrap();
+    (tape, out)
+}
+
+/// `sum(R * logits) + aux` of the head on `x`.
+fn loss(net: &Network, store: &ParamStore, x: &[f32], grads: Option<&mut Grads>) -> f64 {
+    let (mut tape, out) = forward(net, store, x, Mode::Train, Some(ROWS as f32));
     let mut rng = SplitMix64::new(99);
     let mut total = out.aux_loss;
     for &z in &out.logits {
@@ -182,19 +194,7 @@ fn batch_norm_layers_are_listed_in_forward_order() {
         let tasks = if kind == "esmm" { 2 } else { 3 };
         let c = config(kind, tasks, BatchNormMode::Batch);
         let (mut net, store, x) = instance(&c, 3);
-        let mut tape = Tape::new();
-        let xv = tape.input(ROWS, x.len() / ROWS, &x).unwrap();
-        let mut out = Forward::default();
-        net.forward_input(
-            &mut tape,
-            &store,
-            xv,
-            Mode::Train,
-            None,
-            &mut Scratch::default(),
-            &mut out,
-        )
-        .unwrap();
+        let (_, out) = forward(&net, &store, &x, Mode::Train, None);
         let listed: Vec<_> = net.bn_layers_mut().iter().map(|b| b.gamma).collect();
         assert_eq!(out.bn_params, listed, "{kind}");
         assert_eq!(out.logits.len(), tasks, "{kind}");
@@ -211,19 +211,7 @@ fn esmm_never_ranks_conversion_above_click() {
         for p in &mut store.dense {
             p.value.as_mut_slice().iter_mut().for_each(|v| *v *= 4.0);
         }
-        let mut tape = Tape::new();
-        let xv = tape.input(ROWS, x.len() / ROWS, &x).unwrap();
-        let mut out = Forward::default();
-        net.forward_input(
-            &mut tape,
-            &store,
-            xv,
-            Mode::Eval,
-            None,
-            &mut Scratch::default(),
-            &mut out,
-        )
-        .unwrap();
+        let (mut tape, out) = forward(&net, &store, &x, Mode::Eval, None);
         let (ctr, ctcvr) = (
             tape.sigmoid(out.logits[0]).unwrap(),
             tape.sigmoid(out.logits[1]).unwrap(),
