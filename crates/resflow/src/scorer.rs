@@ -18,8 +18,10 @@
 //! and the rest; the request part is computed once per request instead of N times.
 //!
 //! The baselines (Shared-Bottom, ESMM, MMoE, PLE, AITM) take a generic path: the same
-//! gather, then their head's forward pass recorded on a tape in inference mode (the tape
-//! and its arena live in the workspace, so this path does not allocate once warm either).
+//! gather, then their head's forward pass recorded on a tape in inference mode. The tape
+//! and its arena live in the workspace and are reused; the mixture heads (MMoE, PLE) still
+//! build a few short lists of tape handles per request, so the allocation-free guarantee
+//! is ResFlow's path only.
 
 use tensor::{GemmScratch, MatMut, MatRef, Matrix, gemm_with, ops};
 
