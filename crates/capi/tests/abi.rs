@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::ffi::CStr;
 use std::ptr::{null, null_mut};
 
-use common::{RequestData, test_model};
+use common::{RequestData, test_model, test_model_of};
 use resflow::Scorer;
 use resflow_capi::*;
 
@@ -48,7 +48,11 @@ fn allocations() -> usize {
 
 /// A model handle loaded from the bytes of `test_model(seed)`.
 fn load(seed: u64) -> (*mut ResflowModel, Scorer) {
-    let model = test_model(seed);
+    load_model(test_model(seed))
+}
+
+/// A model handle loaded from the bytes of `model`, and the Rust scorer of the same model.
+fn load_model(model: resflow::ServingModel) -> (*mut ResflowModel, Scorer) {
     let bytes = model.to_bytes().unwrap();
     let mut handle = null_mut();
     // SAFETY: `bytes` is live for its length; `handle` is writable.
@@ -173,6 +177,28 @@ fn handles_are_send_and_sync() {
     fn send<T: Send>() {}
     send_sync::<ResflowModel>();
     send::<ResflowWorkspace>();
+}
+
+#[test]
+fn baseline_models_load_and_score_through_the_abi() {
+    for kind in ["shared_bottom", "mmoe", "ple", "aitm"] {
+        let (model, scorer) = load_model(test_model_of(kind, 5));
+        let ws = workspace(model, 32);
+        let tasks = scorer.tasks();
+        let d = RequestData::generate(&scorer, 23, 7);
+        let c = CRequest::new(&d);
+        let (mut probs, mut fused) = (vec![f32::NAN; 23 * tasks], vec![f32::NAN; 23]);
+        let st = score(model, ws, &c.view(&d), &mut probs, &mut fused);
+        assert_eq!(st, ResflowStatus::Ok, "{kind}: {}", last_error());
+        let (want_p, want_f) = d.score(&scorer);
+        assert_eq!(probs, want_p, "{kind}");
+        assert_eq!(fused, want_f, "{kind}");
+        // SAFETY: handles from this loop iteration, freed once, workspace first.
+        unsafe {
+            resflow_workspace_free(ws);
+            resflow_model_free(model);
+        }
+    }
 }
 
 #[cfg_attr(miri, ignore = "runs the GEMM kernels: too slow under Miri")]

@@ -170,7 +170,7 @@ fn naive(model: &ServingModel, inp: &Inputs) -> Vec<Vec<f32>> {
 }
 
 fn assert_matches_naive(model: ServingModel, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let tasks = model.towers.len();
+    let tasks = model.config.tasks.len();
     let inp = inputs(&model.layout, n, seed, true);
     let want = naive(&model, &inp);
     let weights = model.config.fusion_weights();
@@ -222,6 +222,22 @@ fn scorer_matches_the_naive_forward_for_every_variant() {
                 let model = ServingModel::random(c, layout(tasks), 11 + n as u64).unwrap();
                 assert_matches_naive(model, n, n as u64);
             }
+        }
+    }
+}
+
+#[test]
+fn baselines_score_like_their_per_candidate_forward() {
+    // The generic path: the gathered request and candidate groups are put back in layout
+    // order (dense features last) before the head runs on the tape.
+    for kind in resflow::config::ModelKind::NAMES {
+        let tasks = if kind == "esmm" { 2 } else { 3 };
+        let mut c = config(tasks).with_model(kind).unwrap();
+        c.request_fields = vec!["user".into()];
+        for n in [1, 13, 70] {
+            let model = ServingModel::random(c.clone(), layout(tasks), 7 + n as u64).unwrap();
+            let (probs, _) = assert_matches_naive(model, n, n as u64);
+            assert_eq!(probs.len(), n * tasks);
         }
     }
 }

@@ -12,6 +12,11 @@ use resflow::{Bag, Field, InputLayout, ModelConfig, Pooling, Request, Scorer, Se
 /// A small model with every kind of input: request-level single and multi-valued fields,
 /// candidate-level single and multi-valued (mean-pooled) fields, and 3 dense features.
 pub fn test_model(seed: u64) -> ServingModel {
+    test_model_of("resflow", seed)
+}
+
+/// [`test_model`] as another model kind (`"mmoe"`, `"aitm"`, ...; see `docs/models.md`).
+pub fn test_model_of(kind: &str, seed: u64) -> ServingModel {
     let field = |name: &str, vocab: u32, bag: Option<Pooling>| Field {
         name: name.into(),
         vocab,
@@ -43,7 +48,9 @@ pub fn test_model(seed: u64) -> ServingModel {
             .collect(),
         request_fields: vec!["user".into(), "user_tags".into(), "scene".into()],
         ..ModelConfig::default()
-    };
+    }
+    .with_model(kind)
+    .expect("a known model kind");
     ServingModel::random(config, layout, seed).expect("a valid random model")
 }
 
