@@ -324,7 +324,8 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
         "ple",
         "click AUC",
         "WR@10 add",
-        "p50 ms @500",
+        "serve ms @500",
+        "tape ms @500",
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
@@ -349,6 +350,7 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
         }
         assert!(m["dense_parameters"].as_u64().unwrap() > 0);
         assert!(m["score_500_p50_ms"]["mean"].as_f64().unwrap() > 0.0);
+        assert!(m["tape_500_p50_ms"]["mean"].as_f64().unwrap() > 0.0);
     }
 
     for (args, needle) in [

@@ -56,6 +56,9 @@ pub struct Tape {
     pub(crate) wide: Vec<f64>,
     /// Per node: does the loss being differentiated depend on it?
     reaches_loss: Vec<bool>,
+    /// The GEMMs' packing buffers: owned by the tape rather than by its thread, so a warm
+    /// tape runs on any thread without allocating.
+    pub(crate) gemm: tensor::GemmScratch,
 }
 
 impl Tape {
@@ -153,6 +156,14 @@ impl Tape {
                 ),
             })
         }
+    }
+
+    /// Records a `rows x cols` input written in place by `fill` (which receives the zeroed
+    /// value, row-major): [`Tape::input`] without the caller's own buffer and its copy.
+    pub fn input_with(&mut self, rows: usize, cols: usize, fill: impl FnOnce(&mut [f32])) -> Var {
+        let (v, off) = self.push(Op::Leaf, rows, cols);
+        fill(&mut self.values[off..off + rows * cols]);
+        v
     }
 
     /// Records data from outside (a batch of features, labels as a matrix): no gradient

@@ -10,12 +10,15 @@
 
 use std::time::Instant;
 
+use autodiff::{ParamStore, Tape};
 use resflow::config::TaskConfig;
+use resflow::network::{Forward, Mode, Network, Scratch};
 use resflow::rng::SplitMix64;
 use resflow::{
     Bag, Field, InputLayout, ModelConfig, ModelError, Pooling, Request, Scorer, ServingModel,
 };
 use serde::Serialize;
+use shards::Batch;
 use shards::synth::{ALICCP_MULTI, ALICCP_SINGLE};
 
 /// Fields constant within a request: the user (101), the user profile (121-129) and the
@@ -187,6 +190,41 @@ pub fn latencies(
     }
     out.sort_by(f64::total_cmp);
     Ok(out)
+}
+
+/// Times the inference forward pass of `network` recorded on the autodiff tape (embedding
+/// lookups, the model, the logits) over `batch`, on one thread, `calls` times after 3
+/// warm-up calls; returns the latencies in seconds, sorted. Every model kind runs on the
+/// same engine here, whatever its serving path, so this compares the models' own cost.
+pub fn tape_forward_latencies(
+    network: &Network,
+    store: &ParamStore,
+    batch: &Batch,
+    calls: usize,
+) -> Result<Vec<f64>, ModelError> {
+    let (mut tape, mut scratch, mut out) = (Tape::new(), Scratch::default(), Forward::default());
+    let view = batch.view();
+    let mut times = Vec::with_capacity(calls);
+    for i in 0..calls + 3 {
+        let start = Instant::now();
+        tape.reset();
+        network.forward(
+            &mut tape,
+            store,
+            &view,
+            Mode::Eval,
+            1.0,
+            false,
+            &mut scratch,
+            &mut out,
+        )?;
+        let t = start.elapsed().as_secs_f64();
+        if i >= 3 {
+            times.push(t);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times)
 }
 
 fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {

@@ -190,6 +190,11 @@ fn baseline_models_load_and_score_through_the_abi() {
         let (mut probs, mut fused) = (vec![f32::NAN; 23 * tasks], vec![f32::NAN; 23]);
         let st = score(model, ws, &c.view(&d), &mut probs, &mut fused);
         assert_eq!(st, ResflowStatus::Ok, "{kind}: {}", last_error());
+        // Warm now: the next call allocates nothing.
+        let before = allocations();
+        let st = score(model, ws, &c.view(&d), &mut probs, &mut fused);
+        assert_eq!(allocations() - before, 0, "{kind}: the warm call allocated");
+        assert_eq!(st, ResflowStatus::Ok, "{kind}: {}", last_error());
         let (want_p, want_f) = d.score(&scorer);
         assert_eq!(probs, want_p, "{kind}");
         assert_eq!(fused, want_f, "{kind}");

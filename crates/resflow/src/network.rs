@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::layout::{Field, InputLayout, Pooling};
-use crate::models::{Builder, Ctx, Head};
+use crate::models::{Builder, Ctx, Head, Lists};
 use crate::params::{BatchNormParams, LayerParams, ModelParams, TowerParams};
 use crate::rng::SplitMix64;
 
@@ -114,6 +114,7 @@ pub struct Scratch {
     ones: Vec<f32>,
     hidden: Vec<Var>,
     prev_hidden: Vec<Var>,
+    lists: Lists,
 }
 
 impl InputLayout {
@@ -450,6 +451,7 @@ impl Network {
             ones: &mut scratch.ones,
             bn_outputs: &mut out.bn_outputs,
             bn_params: &mut out.bn_params,
+            lists: &mut scratch.lists,
         };
         let x = ctx.bn(x, &self.input_bn)?;
         if let Some(head) = &self.head {

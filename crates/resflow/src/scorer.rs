@@ -18,10 +18,9 @@
 //! and the rest; the request part is computed once per request instead of N times.
 //!
 //! The baselines (Shared-Bottom, ESMM, MMoE, PLE, AITM) take a generic path: the same
-//! gather, then their head's forward pass recorded on a tape in inference mode. The tape
-//! and its arena live in the workspace and are reused; the mixture heads (MMoE, PLE) still
-//! build a few short lists of tape handles per request, so the allocation-free guarantee
-//! is ResFlow's path only.
+//! gather, then their head's forward pass recorded on a tape in inference mode. The tape,
+//! its arena, its GEMM scratch and the heads' lists of handles live in the workspace and
+//! are reused, so this path allocates nothing once warm either, on any thread.
 
 use tensor::{GemmScratch, MatMut, MatRef, Matrix, gemm_with, ops};
 
@@ -108,8 +107,7 @@ pub struct Workspace {
     hidden: Vec<Vec<Matrix>>,
     logits: Vec<Matrix>,
     gemm: GemmScratch,
-    /// The generic path: the whole input in layout order, and the tape it runs on.
-    x_full: Vec<f32>,
+    /// The generic path: the tape it runs on (the input is written onto it in layout order).
     tape: Tape,
     scratch: Scratch,
     forward: Forward,
@@ -277,13 +275,6 @@ impl Scorer {
             })
             .collect();
         ws.logits = (0..tasks).map(|_| Matrix::zeros(n, 1)).collect();
-        if self.head.is_some() {
-            let width = self
-                .model
-                .layout
-                .input_width(self.model.config.embedding_dim);
-            ws.x_full.resize(n * width, 0.0);
-        }
     }
 
     /// Scores one request into `probs` (`N x T`, row-major) and `fused` (`N`).
@@ -347,22 +338,24 @@ impl Scorer {
         let dim = self.model.config.embedding_dim;
         let width = self.model.layout.input_width(dim);
         let d = self.model.layout.dense;
-        let x = &mut ws.x_full[..n * width];
-        for (r, out) in x.chunks_exact_mut(width).enumerate() {
-            let cand = ws.x_cand.row(r);
-            for p in self.cand_single.iter().chain(&self.cand_bags) {
-                out[p.field * dim..(p.field + 1) * dim]
-                    .copy_from_slice(&cand[p.column..p.column + dim]);
-            }
-            let req = ws.x_req.row(0);
-            for p in self.req_single.iter().chain(&self.req_bags) {
-                out[p.field * dim..(p.field + 1) * dim]
-                    .copy_from_slice(&req[p.column..p.column + dim]);
-            }
-            out[width - d..].copy_from_slice(&cand[self.cand_width - d..self.cand_width]);
-        }
         ws.tape.reset();
-        let xv = ws.tape.input(n, width, x)?;
+        // x in layout order, written straight onto the tape.
+        let (x_cand, x_req) = (&ws.x_cand, &ws.x_req);
+        let xv = ws.tape.input_with(n, width, |x| {
+            let req = x_req.row(0);
+            for (r, out) in x.chunks_exact_mut(width).enumerate() {
+                let cand = x_cand.row(r);
+                for p in self.cand_single.iter().chain(&self.cand_bags) {
+                    out[p.field * dim..(p.field + 1) * dim]
+                        .copy_from_slice(&cand[p.column..p.column + dim]);
+                }
+                for p in self.req_single.iter().chain(&self.req_bags) {
+                    out[p.field * dim..(p.field + 1) * dim]
+                        .copy_from_slice(&req[p.column..p.column + dim]);
+                }
+                out[width - d..].copy_from_slice(&cand[self.cand_width - d..self.cand_width]);
+            }
+        });
         net.forward_input(
             &mut ws.tape,
             store,

@@ -1,4 +1,5 @@
-//! After warm-up, scoring a request allocates nothing (counting global allocator).
+//! After warm-up, scoring a request allocates nothing (counting global allocator), for
+//! ResFlow's fused path and for every baseline's generic path.
 
 use resflow::config::TaskConfig;
 use resflow::{Bag, Field, InputLayout, ModelConfig, Pooling, Request, Scorer, ServingModel};
@@ -8,6 +9,12 @@ static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
 
 #[test]
 fn scoring_allocates_nothing_after_warm_up() {
+    for kind in resflow::config::ModelKind::NAMES {
+        check(kind);
+    }
+}
+
+fn check(kind: &str) {
     let field = |name: &str, vocab, bag| Field {
         name: name.into(),
         vocab,
@@ -35,7 +42,9 @@ fn scoring_allocates_nothing_after_warm_up() {
             .collect(),
         request_fields: vec!["user".into()],
         ..ModelConfig::default()
-    };
+    }
+    .with_model(kind)
+    .unwrap();
     let scorer = Scorer::new(ServingModel::random(config, layout, 3).unwrap()).unwrap();
     let n = 300;
     let ids: Vec<u32> = (0..n as u32).map(|i| i % 500).collect();
@@ -62,12 +71,16 @@ fn scoring_allocates_nothing_after_warm_up() {
     let warm = testkit::allocations();
     assert!(
         warm > start,
-        "the first call grows the GEMM scratch, so the counter must see it"
+        "{kind}: the first call grows the GEMM scratch, so the counter must see it"
     );
     for _ in 0..10 {
         scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
     }
-    assert_eq!(testkit::allocations(), warm, "allocations after warm-up");
+    assert_eq!(
+        testkit::allocations(),
+        warm,
+        "{kind}: allocations after warm-up"
+    );
     // The workspace carries all its memory: scoring on another thread allocates nothing
     // either (the thread itself is started before counting).
     std::thread::scope(|scope| {
@@ -78,7 +91,7 @@ fn scoring_allocates_nothing_after_warm_up() {
                 assert_eq!(
                     testkit::allocations(),
                     before,
-                    "allocations on a new thread"
+                    "{kind}: allocations on a new thread"
                 );
             })
             .join()

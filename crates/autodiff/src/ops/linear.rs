@@ -10,7 +10,7 @@
 //! Both transposes are views (strides swapped), not copies; both products accumulate
 //! (`beta = 1`) into the gradient arena.
 
-use tensor::{MatMut, MatRef, gemm, ops};
+use tensor::{MatMut, MatRef, Tier, gemm_with, ops};
 
 use super::Op;
 use crate::error::{Result, shape_err};
@@ -44,10 +44,12 @@ impl Tape {
         let ((xo, _), (wo, _)) = (self.slot(x), self.slot(w));
         let bo = b.map(|b| self.slot(b).0);
         let (v, off) = self.push(Op::Linear { x, w, b }, n, o);
-        let (before, out) = self.split_values(off, n * o);
+        let (before, out) = self.values.split_at_mut(off);
+        let out = &mut out[..n * o];
         let xm = MatRef::from_slice(&before[xo..xo + n * i], n, i, i)?;
         let wm = MatRef::from_slice(&before[wo..wo + i * o], i, o, o)?;
-        gemm(1.0, xm, wm, 0.0, MatMut::from_slice(out, n, o, o)?)?;
+        let c = MatMut::from_slice(out, n, o, o)?;
+        gemm_with(Tier::active(), 1.0, xm, wm, 0.0, c, &mut self.gemm)?;
         if let Some(bo) = bo {
             ops::add_bias_rows(out, &before[bo..bo + o]);
         }
@@ -60,29 +62,34 @@ pub(super) fn backward(t: &mut Tape, node: Node, x: Var, w: Var, b: Option<Var>)
     let i = t.shape(x).1;
     let (xs, ws) = (t.slot(x), t.slot(w));
     let (gx_needed, gw_needed) = (t.needs_grad(x), t.needs_grad(w));
-    let (values, grads) = (&t.values, &mut t.grads);
+    let (values, grads, scratch) = (&t.values, &mut t.grads, &mut t.gemm);
+    let tier = Tier::active();
     let (before, after) = grads.split_at_mut(node.off);
     let gy = MatRef::from_slice(&after[..n * o], n, o, o)?;
     let xm = MatRef::from_slice(&values[xs.0..xs.0 + xs.1], n, i, i)?;
     let wm = MatRef::from_slice(&values[ws.0..ws.0 + ws.1], i, o, o)?;
     if gx_needed {
         // dX += dY W^T
-        gemm(
+        gemm_with(
+            tier,
             1.0,
             gy,
             wm.t(),
             1.0,
             MatMut::from_slice(&mut before[xs.0..xs.0 + xs.1], n, i, i)?,
+            scratch,
         )?;
     }
     if gw_needed {
         // dW += X^T dY
-        gemm(
+        gemm_with(
+            tier,
             1.0,
             xm.t(),
             gy,
             1.0,
             MatMut::from_slice(&mut before[ws.0..ws.0 + ws.1], i, o, o)?,
+            scratch,
         )?;
     }
     if let Some(b) = b {

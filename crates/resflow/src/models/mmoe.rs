@@ -60,16 +60,17 @@ impl Mmoe {
         x: Var,
         logits: &mut Vec<Var>,
     ) -> Result<(), ModelError> {
-        let experts = self
-            .experts
-            .iter()
-            .map(|e| ctx.mlp(x, e))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut experts = std::mem::take(&mut ctx.lists.experts);
+        experts.clear();
+        for e in &self.experts {
+            experts.push(ctx.mlp(x, e)?);
+        }
         for (gate, tower) in self.gates.iter().zip(&self.towers) {
             let g = ctx.gate(x, gate)?;
             let h = ctx.tape.mix(&experts, g)?;
             logits.push(tower.forward(ctx, h)?);
         }
+        ctx.lists.experts = experts;
         Ok(())
     }
 

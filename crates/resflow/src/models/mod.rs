@@ -275,6 +275,16 @@ impl TaskTower {
     }
 }
 
+/// Lists of tape handles a head reuses from call to call, so that a warm forward pass
+/// allocates nothing. A head takes a list out (`std::mem::take`), fills it, and puts it back.
+#[derive(Debug, Default)]
+pub(crate) struct Lists {
+    pub experts: Vec<Var>,
+    pub inputs: Vec<Var>,
+    pub next: Vec<Var>,
+    pub chosen: Vec<Var>,
+}
+
 /// Everything a head's forward pass uses besides its own parameters.
 pub(crate) struct Ctx<'a> {
     /// The tape being recorded.
@@ -293,6 +303,8 @@ pub(crate) struct Ctx<'a> {
     pub bn_outputs: &'a mut Vec<Var>,
     /// The scale parameter of each of those BatchNorms.
     pub bn_params: &'a mut Vec<ParamId>,
+    /// Reused lists of handles.
+    pub lists: &'a mut Lists,
 }
 
 impl Ctx<'_> {

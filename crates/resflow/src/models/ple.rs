@@ -104,9 +104,16 @@ impl Ple {
         logits: &mut Vec<Var>,
     ) -> Result<(), ModelError> {
         let tasks = self.towers.len();
-        let mut inputs = vec![x; tasks];
+        let lists = &mut *ctx.lists;
+        let (mut inputs, mut all, mut next, mut chosen) = (
+            std::mem::take(&mut lists.inputs),
+            std::mem::take(&mut lists.experts),
+            std::mem::take(&mut lists.next),
+            std::mem::take(&mut lists.chosen),
+        );
+        inputs.clear();
+        inputs.resize(tasks, x);
         let mut shared_in = x;
-        let mut all = Vec::new();
         for level in &self.levels {
             // Every expert's output: tasks' experts task by task, then the shared ones.
             all.clear();
@@ -120,8 +127,7 @@ impl Ple {
                 all.push(ctx.mlp(shared_in, e)?);
             }
             let per_task = shared_start / tasks.max(1);
-            let mut next = Vec::with_capacity(tasks);
-            let mut chosen = Vec::with_capacity(per_task + all.len() - shared_start);
+            next.clear();
             for (t, gate) in level.task_gates.iter().enumerate() {
                 chosen.clear();
                 chosen.extend_from_slice(&all[t * per_task..(t + 1) * per_task]);
@@ -133,11 +139,13 @@ impl Ple {
                 let g = ctx.gate(shared_in, gate)?;
                 shared_in = ctx.tape.mix(&all, g)?;
             }
-            inputs = next;
+            std::mem::swap(&mut inputs, &mut next);
         }
         for (tower, &u) in self.towers.iter().zip(&inputs) {
             logits.push(tower.forward(ctx, u)?);
         }
+        let lists = &mut *ctx.lists;
+        (lists.inputs, lists.experts, lists.next, lists.chosen) = (inputs, all, next, chosen);
         Ok(())
     }
 
