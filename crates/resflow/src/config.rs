@@ -158,6 +158,13 @@ impl ModelKind {
     }
 }
 
+/// The most experts a gate may mix (MMoE's `experts`, each of PLE's expert counts): far
+/// beyond any published setting, and small enough that a mistyped number is an error, not an
+/// attempt to allocate the machine's memory.
+pub const MAX_EXPERTS: usize = 256;
+/// The most extraction levels PLE may stack.
+pub const MAX_LEVELS: usize = 16;
+
 /// Shared-Bottom sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -478,15 +485,26 @@ impl ModelConfig {
             )),
             ModelKind::Esmm => Ok(()),
             ModelKind::Mmoe(c) => {
-                if c.experts == 0 {
-                    return bad("experts must be at least 1".into());
+                if !(1..=MAX_EXPERTS).contains(&c.experts) {
+                    return bad(format!(
+                        "experts must be between 1 and {MAX_EXPERTS}, got {}",
+                        c.experts
+                    ));
                 }
                 widths("expert_hidden", &c.expert_hidden, false)?;
                 widths("tower", &c.tower, true)
             }
             ModelKind::Ple(c) => {
-                if c.levels == 0 {
-                    return bad("levels must be at least 1".into());
+                if !(1..=MAX_LEVELS).contains(&c.levels) {
+                    return bad(format!(
+                        "levels must be between 1 and {MAX_LEVELS}, got {}",
+                        c.levels
+                    ));
+                }
+                if c.task_experts > MAX_EXPERTS || c.shared_experts > MAX_EXPERTS {
+                    return bad(format!(
+                        "task_experts and shared_experts may be at most {MAX_EXPERTS} each"
+                    ));
                 }
                 if c.task_experts + c.shared_experts == 0 {
                     return bad("each gate needs at least one expert".into());
@@ -614,6 +632,14 @@ mod tests {
                 "unknown field",
             ),
             (r#"{"model": {"kind": "ple", "levels": 0}}"#, "levels"),
+            (
+                r#"{"model": {"kind": "mmoe", "experts": 1000000000000}}"#,
+                "between 1 and 256",
+            ),
+            (
+                r#"{"model": {"kind": "ple", "task_experts": 18446744073709551615}}"#,
+                "at most 256",
+            ),
             (
                 r#"{"model": {"kind": "shared_bottom", "bottom": []}}"#,
                 "bottom",

@@ -160,3 +160,30 @@ fn damaged_baseline_files_are_clear_errors() {
     let e = chain.to_bytes().unwrap_err().to_string();
     assert!(e.contains("head tensors") || e.contains("towers"), "{e}");
 }
+
+#[test]
+fn model_file_fuzz_corpus_is_read_without_panics() {
+    // The seed corpus of the capi_model_bytes fuzz target (written by
+    // `cargo run -p resflow --example make_model_corpus`): a small file of every kind loads
+    // and scores; the damaged ones are errors.
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/capi_model_bytes");
+    let mut kinds = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match ServingModel::from_bytes(&bytes, &name) {
+            Ok(model) => {
+                assert!(name.ends_with(".safetensors"), "{name} should not load");
+                kinds.push(model.config.model.name().to_string());
+                Scorer::new(model).unwrap();
+            }
+            Err(e) => assert!(!name.ends_with(".safetensors"), "{name}: {e}"),
+        }
+    }
+    kinds.sort();
+    let mut all: Vec<String> = ModelKind::NAMES.iter().map(|s| s.to_string()).collect();
+    all.sort();
+    assert_eq!(kinds, all);
+}

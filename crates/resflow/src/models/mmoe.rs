@@ -34,7 +34,7 @@ impl Mmoe {
         b: &mut Builder<'_>,
     ) -> Result<Self, ModelError> {
         let name = format!("{PREFIX}mmoe");
-        let mut experts = Vec::with_capacity(c.experts);
+        let mut experts = Vec::new();
         let mut width = input;
         for k in 0..c.experts {
             let (e, w) = b.mlp(&format!("{name}/expert/{k}"), input, &c.expert_hidden)?;

@@ -48,7 +48,7 @@ impl Ple {
     ) -> Result<Self, ModelError> {
         let name = format!("{PREFIX}ple");
         let expert_width = *c.expert_hidden.last().expect("validated: not empty");
-        let mut levels = Vec::with_capacity(c.levels);
+        let mut levels = Vec::new();
         let mut width = input;
         for j in 0..c.levels {
             let p = format!("{name}/level/{j}");
