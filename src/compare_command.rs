@@ -23,13 +23,10 @@ pub struct CompareArgs {
     /// Evaluation dataset (shards).
     #[arg(long, requires = "train")]
     eval: Option<PathBuf>,
-    /// Models to compare, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "resflow,independent,shared_bottom,esmm,mmoe,ple,aitm"
-    )]
-    models: Vec<String>,
+    /// Models to compare, comma-separated (default: every kind the data's tasks allow;
+    /// ESMM needs exactly two).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
     /// Seeds per model (1, 2, ...): initialisation and batch order change with the seed.
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -46,6 +43,10 @@ pub struct CompareArgs {
     /// Training rows of the synthetic funnel (without --train; a quarter as many for evaluation).
     #[arg(long, default_value_t = 200_000)]
     rows: usize,
+    /// Tasks of the synthetic funnel (without --train): 2 (click, conversion) or 3 (click,
+    /// cart, order).
+    #[arg(long, default_value_t = 2, conflicts_with = "train")]
+    tasks: usize,
     /// Scoring calls timed per model (requests of 500 candidates, one thread).
     #[arg(long, default_value_t = 200)]
     latency_calls: usize,
@@ -137,7 +138,7 @@ struct Run {
 
 /// Runs `resflow compare`.
 pub fn compare(args: CompareArgs) -> Fallible {
-    for m in &args.models {
+    for m in args.models.iter().flatten() {
         ModelKind::from_name(m)?;
     }
     if args.seeds == 0 {
@@ -145,7 +146,7 @@ pub fn compare(args: CompareArgs) -> Fallible {
     }
     match (&args.train, &args.eval) {
         (Some(t), Some(e)) => run(&args, &open(t)?, &open(e)?),
-        _ => with_synthetic_funnel(args.rows, |train, eval| run(&args, train, eval)),
+        _ => with_synthetic_funnel(args.rows, args.tasks, |train, eval| run(&args, train, eval)),
     }
 }
 
@@ -160,7 +161,21 @@ fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
         return Err("the evaluation dataset is empty".into());
     }
     let mut models = Vec::new();
-    for name in &args.models {
+    let names: Vec<&str> = match &args.models {
+        Some(list) => list.iter().map(String::as_str).collect(),
+        None => ModelKind::NAMES
+            .into_iter()
+            .filter(|&n| base.with_model(n).is_ok())
+            .collect(),
+    };
+    if args.models.is_none() && names.len() < ModelKind::NAMES.len() {
+        eprintln!(
+            "comparing {} (ESMM is defined for two tasks; the data has {})",
+            names.join(", "),
+            base.tasks.len()
+        );
+    }
+    for name in names {
         let config = base.with_model(name)?;
         let mut runs = Vec::new();
         let mut sizes = (0, 0, 0);

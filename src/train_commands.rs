@@ -487,7 +487,7 @@ pub fn score(args: ScoreArgs) -> Fallible {
 
 /// Runs `resflow demo`: synthetic data, ResFlow against independent towers, one table.
 pub fn demo(args: DemoArgs) -> Fallible {
-    with_synthetic_funnel(args.rows, |train, eval| {
+    with_synthetic_funnel(args.rows, 2, |train, eval| {
         let threads = threads(args.threads);
         let mut results = vec![];
         for (name, residual) in [("ResFlow", true), ("independent towers", false)] {
@@ -550,11 +550,12 @@ pub fn demo(args: DemoArgs) -> Fallible {
     })
 }
 
-/// Generates the built-in synthetic funnel (`rows` training rows and a quarter as many for
-/// evaluation, at least 1,000 each, different seeds) in a temporary directory, runs `f` on
+/// Generates the built-in synthetic funnel of `tasks` tasks (`rows` training rows and a
+/// quarter as many for evaluation, at least 1,000 each, different seeds) in a temporary directory, runs `f` on
 /// it, and removes it.
 pub(crate) fn with_synthetic_funnel(
     rows: usize,
+    tasks: usize,
     f: impl FnOnce(&Dataset, &Dataset) -> Fallible,
 ) -> Fallible {
     let dir = std::env::temp_dir().join(format!("resflow-funnel-{}", std::process::id()));
@@ -564,13 +565,15 @@ pub(crate) fn with_synthetic_funnel(
             let config = shards::synth::SynthConfig {
                 rows: rows.max(1000),
                 seed,
+                tasks,
                 ..Default::default()
             };
             shards::synth::generate(&config, &dir.join(name))?;
             open(&dir.join(name))
         };
         eprintln!(
-            "generating a synthetic click -> conversion funnel: {} training rows, {} evaluation rows",
+            "generating a synthetic {} funnel: {} training rows, {} evaluation rows",
+            shards::synth::task_names(tasks).join(" -> "),
             rows.max(1000),
             (rows / 4).max(1000)
         );

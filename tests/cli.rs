@@ -353,7 +353,41 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
         assert!(m["tape_500_p50_ms"]["mean"].as_f64().unwrap() > 0.0);
     }
 
+    // Three tasks on the built-in funnel: every kind but ESMM by default.
+    let out = resflow()
+        .args([
+            "compare",
+            "--tasks",
+            "3",
+            "--rows",
+            "1000",
+            "--seeds",
+            "1",
+            "--latency-calls",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ESMM is defined for two tasks"), "{err}");
+    assert!(
+        text.contains("cart AUC") && text.contains("order GAUC"),
+        "{text}"
+    );
+    assert!(text.contains("aitm") && !text.contains("esmm"), "{text}");
+
     for (args, needle) in [
+        (
+            vec![
+                "compare", "--tasks", "3", "--models", "esmm", "--rows", "1000",
+            ],
+            "2 tasks, got 3",
+        ),
+        (vec!["compare", "--tasks", "4"], "2 or 3 tasks"),
         (vec!["compare", "--models", "resflow,moe"], "unknown model"),
         (vec!["compare", "--seeds", "0"], "--seeds"),
         (vec!["compare", "--train", &p("train")], "--eval"),
