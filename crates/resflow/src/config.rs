@@ -162,6 +162,9 @@ impl ModelKind {
 /// beyond any published setting, and small enough that a mistyped number is an error, not an
 /// attempt to allocate the machine's memory.
 pub const MAX_EXPERTS: usize = 256;
+/// The widest layer (and embedding) a configuration may ask for: 65,536 units, far beyond
+/// any ranking model, so a mistyped width is an error rather than a huge allocation.
+pub const MAX_WIDTH: usize = 1 << 16;
 /// The most extraction levels PLE may stack.
 pub const MAX_LEVELS: usize = 16;
 
@@ -239,7 +242,8 @@ impl Default for PleConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AitmConfig {
     /// Weight of the behavioural expectation calibrator,
-    /// `sum_t mean(max(p_t - p_(t-1), 0))`; 0 turns it off (the AITM paper: 0.6).
+    /// `sum_t mean(max(y_t - y_(t-1), 0))` over the predicted probabilities `y_t` (rows
+    /// unweighted, unlike the cross-entropy); 0 turns it off (the AITM paper: 0.6).
     pub calibrator_weight: f32,
 }
 
@@ -391,10 +395,16 @@ impl ModelConfig {
         if self.hidden.is_empty() {
             return bad("at least one hidden layer is needed (hidden: [])".into());
         }
-        if self.hidden.contains(&0) {
+        if self.hidden.iter().any(|w| !(1..=MAX_WIDTH).contains(w)) {
             return bad(format!(
-                "hidden widths must be at least 1, got {:?}",
+                "hidden widths must be between 1 and {MAX_WIDTH}, got {:?}",
                 self.hidden
+            ));
+        }
+        if self.embedding_dim > MAX_WIDTH {
+            return bad(format!(
+                "embedding_dim must be at most {MAX_WIDTH}, got {}",
+                self.embedding_dim
             ));
         }
         self.validate_model()?;
@@ -467,8 +477,10 @@ impl ModelConfig {
             )))
         };
         let widths = |what: &str, w: &[usize], may_be_empty: bool| {
-            if w.contains(&0) || (w.is_empty() && !may_be_empty) {
-                bad(format!("{what} needs widths of at least 1, got {w:?}"))
+            if w.iter().any(|w| !(1..=MAX_WIDTH).contains(w)) || (w.is_empty() && !may_be_empty) {
+                bad(format!(
+                    "{what} needs widths between 1 and {MAX_WIDTH}, got {w:?}"
+                ))
             } else {
                 Ok(())
             }
@@ -615,6 +627,12 @@ mod tests {
     fn mistakes_are_clear_errors() {
         for (json, needle) in [
             (r#"{"hidden": [128, 0]}"#, "hidden widths"),
+            (r#"{"hidden": [1000000000000]}"#, "between 1 and 65536"),
+            (r#"{"embedding_dim": 100000000}"#, "embedding_dim"),
+            (
+                r#"{"model": {"kind": "mmoe", "expert_hidden": [1000000000000]}}"#,
+                "between 1 and 65536",
+            ),
             (r#"{"tasks": []}"#, "at least one task"),
             (
                 r#"{"tasks": [{"name": "a", "pos_weight": -1}]}"#,

@@ -35,14 +35,27 @@ fn sigmoid(x: f64) -> f64 {
     }
 }
 
-/// `logit(sigmoid(a) sigmoid(b))`, never above `min(a, b)`.
+/// `L = ln(sigmoid(a) sigmoid(b))` and `1 - e^L` (the product's complement, kept away from
+/// zero: it is 0 in f64 only when both logits exceed ~745).
+fn log_product(a: f32, b: f32) -> (f64, f64) {
+    let l = -softplus(-(a as f64)) - softplus(-(b as f64));
+    (l, (-l.exp_m1()).max(f64::MIN_POSITIVE))
+}
+
+/// `logit(sigmoid(a) sigmoid(b))`, never above `min(a, b)`; NaN in, NaN out.
 fn forward(a: f32, b: f32) -> f32 {
-    let (a64, b64) = (a as f64, b as f64);
-    let l = -softplus(-a64) - softplus(-b64);
-    // -expm1(l) > 0 for l < 0; at l == 0 (both logits beyond ~745) the product is 1 to
-    // f64 precision and the bound below takes over.
-    let z = l - (-l.exp_m1()).max(f64::MIN_POSITIVE).ln();
-    (z as f32).min(a).min(b)
+    if a.is_nan() || b.is_nan() {
+        return f32::NAN;
+    }
+    let (l, rest) = log_product(a, b);
+    ((l - rest.ln()) as f32).min(a).min(b)
+}
+
+/// `(dz/da, dz/db) = (sigmoid(-a), sigmoid(-b)) / (1 - sigmoid(a) sigmoid(b))`, with both
+/// complements computed directly (never as `1 - p`, which rounds to 0 for large logits).
+fn derivatives(a: f32, b: f32) -> (f64, f64) {
+    let (_, rest) = log_product(a, b);
+    (sigmoid(-(a as f64)) / rest, sigmoid(-(b as f64)) / rest)
 }
 
 impl Tape {
@@ -74,17 +87,12 @@ pub(super) fn backward(t: &mut Tape, node: Node, a: Var, b: Var) -> Result<()> {
     let (need_a, need_b) = (t.needs_grad(a), t.needs_grad(b));
     let (values, before, gy) = parts(t, &node);
     for (i, &d) in gy.iter().enumerate() {
-        let (pa, pb) = (
-            sigmoid(values[sa.0 + i] as f64),
-            sigmoid(values[sb.0 + i] as f64),
-        );
-        // 1 - pa pb, kept away from zero like the forward pass
-        let rest = (1.0 - pa * pb).max(f64::MIN_POSITIVE);
+        let (da, db) = derivatives(values[sa.0 + i], values[sb.0 + i]);
         if need_a {
-            before[sa.0 + i] += (d as f64 * (1.0 - pa) / rest) as f32;
+            before[sa.0 + i] += (d as f64 * da) as f32;
         }
         if need_b {
-            before[sb.0 + i] += (d as f64 * (1.0 - pb) / rest) as f32;
+            before[sb.0 + i] += (d as f64 * db) as f32;
         }
     }
     Ok(())
@@ -92,7 +100,32 @@ pub(super) fn backward(t: &mut Tape, node: Node, a: Var, b: Var) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::forward;
+    use super::{derivatives, forward};
+
+    #[test]
+    fn derivatives_stay_exact_for_large_logits() {
+        // Equal logits: dz/da = sigmoid(-a) / (1 - sigmoid(a)^2) = 1 / (1 + sigmoid(a)) -> 1/2.
+        for a in [10.0f32, 37.0, 60.0, 200.0] {
+            let (da, db) = derivatives(a, a);
+            assert!(
+                (da - 0.5).abs() < 1e-3 && (db - 0.5).abs() < 1e-3,
+                "{a}: {da} {db}"
+            );
+        }
+        // One large, one moderate logit: z follows b, so dz/db -> 1 and dz/da -> 0.
+        let (da, db) = derivatives(80.0, 1.0);
+        assert!(da < 1e-20 && (db - 1.0).abs() < 1e-12, "{da} {db}");
+        // Central difference in f64 at a moderate point.
+        let z = |a: f64, b: f64| {
+            let (pa, pb) = (1.0 / (1.0 + (-a).exp()), 1.0 / (1.0 + (-b).exp()));
+            (pa * pb / (1.0 - pa * pb)).ln()
+        };
+        let (da, db) = derivatives(1.5, -0.5);
+        let h = 1e-6;
+        assert!((da - (z(1.5 + h, -0.5) - z(1.5 - h, -0.5)) / (2.0 * h)).abs() < 1e-6);
+        assert!((db - (z(1.5, -0.5 + h) - z(1.5, -0.5 - h)) / (2.0 * h)).abs() < 1e-6);
+        assert!(forward(f32::NAN, 1.0).is_nan() && forward(1.0, f32::NAN).is_nan());
+    }
 
     #[test]
     fn matches_the_product_and_stays_below_both_factors() {

@@ -9,12 +9,13 @@
 //!          for u in {p_t, q_t}:  s_u = <u Wq_t, u Wk_t> / sqrt(d),   v_u = u Wv_t
 //!          (w_p, w_q) = softmax(s_p, s_q)           per row, over the two vectors
 //!          z_t = w_p v_p + w_q v_q                  autodiff's mix
-//! logit_t = z_t w_t + c_t
-//! calibrator (optional): weight * sum_(t>1) mean(max(p_t - p_(t-1), 0))
+//! logit_t = z_t w_t + c_t,  y_t = sigmoid(logit_t)
+//! calibrator (optional): weight * sum_(t>1) mean(max(y_t - y_(t-1), 0))
 //! ```
 //!
 //! The calibrator penalises a deeper task predicting more than the task before it (an
-//! order should not be likelier than a click).
+//! order should not be likelier than a click). Its mean is over rows without the data's
+//! sample weights (the cross-entropy uses them).
 
 use autodiff::Var;
 
