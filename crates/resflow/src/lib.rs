@@ -5,7 +5,10 @@
 //! categorical features; the hidden layers and the logit of task `t` are added into those
 //! of task `t + 1`. This crate holds the model's configuration ([`config`]), its input
 //! layout ([`layout`]), the serving form of a trained model and its file format
-//! ([`ServingModel`]), and the [`Scorer`] that ranks candidates with it.
+//! ([`ServingModel`]), and the [`Scorer`] that ranks candidates with it. The baseline
+//! multi-task models of the paper's comparison (independent towers, Shared-Bottom, ESMM,
+//! MMoE, PLE, AITM) are other kinds of the same model ([`config::ModelKind`]): they share
+//! the embeddings, the trainer, the model file and the scorer (`docs/models.md`).
 #![forbid(unsafe_code)]
 
 mod checkpoint;

@@ -53,7 +53,7 @@ pub(crate) const PREFIX: &str = "head/";
 enum Source<'a> {
     /// Fresh, seeded initialisation.
     Init(SplitMix64),
-    /// Named tensors (a model file or exported parameters); counts the names taken.
+    /// Named tensors (a model file or exported parameters), and the names taken so far.
     Load {
         tensors: &'a HashMap<String, Matrix>,
         taken: HashSet<&'a str>,
