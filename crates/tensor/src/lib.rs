@@ -3,7 +3,7 @@
 //! This crate knows nothing of models. It gives the layers above it three things:
 //! - [`Matrix`], [`MatRef`] and [`MatMut`]: owned, aligned storage and zero-cost views
 //!   (sub-matrices and transposes are just other strides over the same floats);
-//! - [`gemm`]: `C = alpha * op(A) * op(B) + beta * C`, BLIS-style, with micro-kernels
+//! - [`gemm()`]: `C = alpha * op(A) * op(B) + beta * C`, BLIS-style, with micro-kernels
 //!   for AVX-512, AVX2+FMA and a portable fallback chosen at run time in [`arch`];
 //! - [`ops`]: activations and element-wise kernels (ReLU, PReLU, sigmoid, tanh, softmax,
 //!   bias add, column sums, axpy) with their derivatives.

@@ -5,7 +5,7 @@
 //!
 //! - an empty product (`K = 0` or `alpha = 0`) only scales C by beta;
 //! - `N = 1` (and `M = 1`, by transposing the whole product) goes to the GEMV kernels in
-//!   [`gemv`](self::gemv), which read A in place instead of packing it;
+//!   `gemv`, which read A in place instead of packing it;
 //! - everything else goes through the BLIS loop nest in `blocking.rs` with the
 //!   micro-kernel of the chosen [`Tier`].
 //!

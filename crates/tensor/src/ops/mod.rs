@@ -1,7 +1,7 @@
 //! Element-wise kernels: activations with their derivatives, softmax, bias and column sums,
 //! and vector updates.
 //!
-//! Each kernel is written once, in plain Rust, by [`multiversion!`]: the body is compiled
+//! Each kernel is written once, in plain Rust, by `multiversion!`: the body is compiled
 //! three times, for the baseline target, under `#[target_feature(enable = "avx2,fma")]` and
 //! under `"avx512f"`, and the tier picks one at run time. The compiler vectorises each copy
 //! for its register width; `exp` and `ln` are written in `math.rs` so that they vectorise too.
