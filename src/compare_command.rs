@@ -34,7 +34,8 @@ pub struct CompareArgs {
     #[arg(long)]
     epochs: Option<usize>,
     /// Shared settings (JSON, as for `train`); each model's kind and its defaults are set on
-    /// top. Its `model` key, if any, is ignored.
+    /// top. If it has a `model` key, that kind keeps the sizes given there (e.g.
+    /// `{"model": {"kind": "mmoe", "experts": 8}}`); every other kind uses its defaults.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Worker threads (default: every core).
@@ -176,7 +177,12 @@ fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
         );
     }
     for name in names {
-        let config = base.with_model(name)?;
+        // The configuration's own `model`, if it is this kind, keeps its sizes.
+        let config = if base.model.name() == name {
+            base.clone()
+        } else {
+            base.with_model(name)?
+        };
         let mut runs = Vec::new();
         let mut sizes = (0, 0, 0);
         for &seed in &seeds {

@@ -298,7 +298,7 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
     run_ok(&["gen", "--rows", "2000", "--seed", "2", "--out", &p("eval")]);
     std::fs::write(
         dir.join("config.json"),
-        r#"{"embedding_dim": 8, "hidden": [16, 8], "batch_size": 256}"#,
+        r#"{"embedding_dim": 8, "hidden": [16, 8], "batch_size": 256, "model": {"kind": "ple", "levels": 1}}"#,
     )
     .unwrap();
     let text = run_ok(&[
@@ -342,6 +342,10 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
         // The shared settings reach every model; each keeps its own kind.
         assert_eq!(m["config"]["embedding_dim"], 8);
         assert_eq!(m["config"]["model"]["kind"], m["model"]);
+        // The configuration's own model keeps its sizes; the others use their defaults.
+        if m["model"] == "ple" {
+            assert_eq!(m["config"]["model"]["levels"], 1);
+        }
         for t in m["tasks"].as_array().unwrap() {
             let auc = &t["auc"];
             assert_eq!(auc["values"].as_array().unwrap().len(), 2);
