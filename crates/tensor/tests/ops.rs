@@ -317,6 +317,36 @@ fn prelu_scale_shift_is_prelu_then_affine() {
     }
 }
 
+#[test]
+fn normalize_rows_matches_its_formula_on_every_tier() {
+    // 37 columns: a full AVX-512 vector, a remainder, several rows.
+    let c = 37;
+    let x: Vec<f32> = (0..5 * c).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+    let mean: Vec<f32> = (0..c).map(|j| j as f32 * 0.1 - 1.0).collect();
+    let scale: Vec<f32> = (0..c).map(|j| 0.5 + j as f32 * 0.03).collect();
+    let shift: Vec<f32> = (0..c).map(|j| (j as f32).cos()).collect();
+    for tier in Tier::supported() {
+        let mut y = vec![f32::NAN; x.len()];
+        ops::normalize_rows_with(tier, &x, &mean, &scale, &shift, &mut y);
+        for (i, (&v, &got)) in x.iter().zip(&y).enumerate() {
+            let j = i % c;
+            let want = (v - mean[j]) * scale[j] + shift[j];
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{tier} element {i}: {got} vs {want}"
+            );
+        }
+    }
+    let mut empty: [f32; 0] = [];
+    ops::normalize_rows(&[], &mean, &scale, &shift, &mut empty);
+}
+
+#[test]
+#[should_panic(expected = "normalize_rows")]
+fn normalize_rows_rejects_a_partial_row() {
+    ops::normalize_rows(&[1.0; 5], &[0.0; 2], &[1.0; 2], &[0.0; 2], &mut [0.0; 5]);
+}
+
 proptest! {
     #[test]
     fn random_inputs_match_references_on_every_tier(xs in prop::collection::vec(-120.0f32..120.0, 0..70)) {

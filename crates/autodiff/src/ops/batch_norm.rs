@@ -15,6 +15,8 @@
 //!
 //! Column sums are accumulated in f64.
 
+use tensor::ops;
+
 use super::{Op, parts};
 use crate::error::{AutodiffError, Result, shape_err};
 use crate::tape::{Node, Tape, Var};
@@ -69,9 +71,9 @@ impl Tape {
                 detail: "batch statistics need at least one row".into(),
             });
         }
-        // aux: mean (C), inv_std (C), variance (C)
+        // aux: mean (C), inv_std (C), variance (C), gamma * inv_std (C, forward only)
         let aux = self.aux.len();
-        self.aux.resize(aux + 3 * c, 0.0);
+        self.aux.resize(aux + 4 * c, 0.0);
         let (xo, _) = self.slot(x);
         let eps = match mode {
             BatchNormMode::Train { eps } => {
@@ -135,16 +137,22 @@ impl Tape {
             values, aux: saved, ..
         } = self;
         let (before, after) = values.split_at_mut(off);
-        let out = &mut after[..n * c];
-        let (mu, inv) = (&saved[aux..aux + c], &saved[aux + c..aux + 2 * c]);
-        for (orow, xrow) in out
-            .chunks_exact_mut(c.max(1))
-            .zip(before[xo..xo + n * c].chunks_exact(c.max(1)))
+        // y = (x - mean) * (gamma * inv_std) + beta, one vectorised pass
+        let (stats, scale) = saved[aux..aux + 4 * c].split_at_mut(3 * c);
+        for ((s, &g), &i) in scale
+            .iter_mut()
+            .zip(&before[go..go + c])
+            .zip(&stats[c..2 * c])
         {
-            for j in 0..c {
-                orow[j] = before[go + j] * ((xrow[j] - mu[j]) * inv[j]) + before[bo + j];
-            }
+            *s = g * i;
         }
+        ops::normalize_rows(
+            &before[xo..xo + n * c],
+            &stats[..c],
+            scale,
+            &before[bo..bo + c],
+            &mut after[..n * c],
+        );
         Ok(v)
     }
 

@@ -69,3 +69,27 @@ multiversion! {
         });
     }
 }
+
+multiversion! {
+    /// Per-column affine map of a row-major matrix, BatchNorm's forward:
+    /// `y[r, c] = (x[r, c] - mean[c]) * scale[c] + shift[c]` (with `scale = gamma / std`,
+    /// `shift = beta`). Subtracting the mean first keeps the digits of values close to it.
+    ///
+    /// # Panics
+    /// If the per-column slices differ in length, `x` and `y` differ in length, or `x.len()`
+    /// is not a multiple of the column count.
+    pub fn normalize_rows / normalize_rows_with(x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+        let c = mean.len();
+        assert!(scale.len() == c && shift.len() == c, "normalize_rows: {c} means, {} scales, {} shifts", scale.len(), shift.len());
+        assert_eq!(x.len(), y.len(), "normalize_rows: input and output lengths differ");
+        if x.is_empty() {
+            return;
+        }
+        assert!(c > 0 && x.len().is_multiple_of(c), "normalize_rows: {} values for {c} columns", x.len());
+        for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for ((((y, &x), &m), &s), &t) in yr.iter_mut().zip(xr).zip(mean).zip(scale).zip(shift) {
+                *y = (x - m) * s + t;
+            }
+        }
+    }
+}
