@@ -44,9 +44,7 @@ impl Mmoe {
         let gates = (0..tasks)
             .map(|t| b.gate(&format!("{name}/gate/{t}"), input, c.experts))
             .collect::<Result<_, _>>()?;
-        let towers = (0..tasks)
-            .map(|t| TaskTower::build(b, &format!("{name}/task/{t}"), width, &c.tower))
-            .collect::<Result<_, _>>()?;
+        let towers = TaskTower::per_task(b, &name, tasks, width, &c.tower)?;
         Ok(Self {
             experts,
             gates,

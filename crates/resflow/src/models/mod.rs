@@ -263,6 +263,19 @@ impl TaskTower {
         })
     }
 
+    /// One tower per task, `name/task/<t>/...`, each from `input` units.
+    pub(crate) fn per_task(
+        b: &mut Builder<'_>,
+        name: &str,
+        tasks: usize,
+        input: usize,
+        widths: &[usize],
+    ) -> Result<Vec<Self>, ModelError> {
+        (0..tasks)
+            .map(|t| Self::build(b, &format!("{name}/task/{t}"), input, widths))
+            .collect()
+    }
+
     /// The `rows x 1` logit of `x`.
     pub(crate) fn forward(&self, ctx: &mut Ctx<'_>, x: Var) -> Result<Var, ModelError> {
         let h = ctx.mlp(x, &self.layers)?;

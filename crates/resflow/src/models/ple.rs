@@ -91,9 +91,7 @@ impl Ple {
             });
             width = expert_width;
         }
-        let towers = (0..tasks)
-            .map(|t| TaskTower::build(b, &format!("{name}/task/{t}"), width, &c.tower))
-            .collect::<Result<_, _>>()?;
+        let towers = TaskTower::per_task(b, &name, tasks, width, &c.tower)?;
         Ok(Self { levels, towers })
     }
 

@@ -30,9 +30,7 @@ impl SharedBottom {
     ) -> Result<Self, ModelError> {
         let name = format!("{PREFIX}shared_bottom");
         let (bottom, width) = b.mlp(&format!("{name}/bottom"), input, &c.bottom)?;
-        let towers = (0..tasks)
-            .map(|t| TaskTower::build(b, &format!("{name}/task/{t}"), width, &c.tower))
-            .collect::<Result<_, _>>()?;
+        let towers = TaskTower::per_task(b, &name, tasks, width, &c.tower)?;
         Ok(Self { bottom, towers })
     }
 
