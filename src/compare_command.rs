@@ -183,18 +183,12 @@ fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
         } else {
             base.with_model(name)?
         };
+        let sizes = model_sizes(&config, &layout)?;
         let mut runs = Vec::new();
-        let mut sizes = (0, 0, 0);
         for &seed in &seeds {
             let mut c = config.clone();
             c.seed = seed;
             let mut t = Trainer::new(c, layout.clone(), threads)?;
-            let params = t.params();
-            sizes = (
-                params.parameter_count(),
-                params.dense_parameter_count(),
-                params.multiply_adds(),
-            );
             let label = format!("{name} seed {seed}/{}", seeds.len());
             let summary = run_training(&mut t, train, None, config.epochs, None, None, &label)?;
             let report = t.evaluate(eval, &t.eval_config())?;
@@ -227,6 +221,23 @@ fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
         write_json(path, &report)?;
     }
     Ok(())
+}
+
+/// `(parameters, dense parameters, multiply-adds per candidate)` of `config` on `layout`.
+/// The dense part does not depend on the vocabularies, so it is counted on a copy of the
+/// layout with one-row tables (no full-size copy of the embeddings); the tables add
+/// `vocab x dim` each.
+fn model_sizes(config: &ModelConfig, layout: &InputLayout) -> Fallible<(usize, usize, usize)> {
+    let mut small = layout.clone();
+    small.fields.iter_mut().for_each(|f| f.vocab = 1);
+    let probe = resflow::ModelParams::init(config.clone(), small)?;
+    let dense = probe.dense_parameter_count();
+    let tables: usize = layout
+        .fields
+        .iter()
+        .map(|f| f.vocab as usize * config.embedding_dim)
+        .sum();
+    Ok((dense + tables, dense, probe.multiply_adds()))
 }
 
 fn summarise(

@@ -106,6 +106,16 @@ fn temp(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// Runs `args`, which must fail with a message containing `needle`, and no panic.
+fn fails_clearly(args: &[&str], needle: &str) {
+    let out = resflow().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(needle) && !err.contains("panicked"),
+        "{args:?}: {err}"
+    );
+}
+
 fn run_ok(args: &[&str]) -> String {
     let out = resflow().args(args).output().unwrap();
     assert!(
@@ -279,12 +289,7 @@ fn gen_train_eval_export_score_round_trip() {
             "--checkpoint-dir",
         ),
     ] {
-        let out = resflow().args(&args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(needle) && !err.contains("panicked"),
-            "{args:?}: {err}"
-        );
+        fails_clearly(&args, needle);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -396,12 +401,7 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
         (vec!["compare", "--seeds", "0"], "--seeds"),
         (vec!["compare", "--train", &p("train")], "--eval"),
     ] {
-        let out = resflow().args(&args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(needle) && !err.contains("panicked"),
-            "{args:?}: {err}"
-        );
+        fails_clearly(&args, needle);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

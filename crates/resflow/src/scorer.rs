@@ -123,7 +123,8 @@ impl Workspace {
 impl Scorer {
     /// Prepares a scorer: checks the model and splits its first layer by field group.
     pub fn new(model: ServingModel) -> Result<Self, ModelError> {
-        model.validate()?;
+        // Validation builds a baseline's head; it is kept, not built again.
+        let head = model.checked_head()?;
         let dim = model.config.embedding_dim;
         let layout = &model.layout;
         let mut is_request = vec![false; layout.fields.len()];
@@ -194,11 +195,6 @@ impl Scorer {
             })
             .collect();
         let fusion = model.config.fusion_weights();
-        let head = if model.config.model.is_tower_chain() {
-            None
-        } else {
-            Some(model.head_network()?)
-        };
         Ok(Self {
             head,
             model,
@@ -253,7 +249,7 @@ impl Scorer {
     }
 
     fn reserve(&self, ws: &mut Workspace, n: usize) {
-        if ws.capacity >= n && !ws.hidden.is_empty() {
+        if ws.capacity >= n && !ws.logits.is_empty() {
             return;
         }
         let n = n.max(1);
@@ -261,6 +257,11 @@ impl Scorer {
         ws.capacity = n;
         ws.x_cand = Matrix::zeros(n, self.cand_width);
         ws.x_req = Matrix::zeros(1, self.req_width);
+        ws.logits = (0..tasks).map(|_| Matrix::zeros(n, 1)).collect();
+        if self.head.is_some() {
+            // The generic path keeps its activations on the workspace's tape.
+            return;
+        }
         ws.req_part = (0..tasks)
             .map(|_| Matrix::zeros(1, self.model.config.hidden[0]))
             .collect();
@@ -274,7 +275,6 @@ impl Scorer {
                     .collect()
             })
             .collect();
-        ws.logits = (0..tasks).map(|_| Matrix::zeros(n, 1)).collect();
     }
 
     /// Scores one request into `probs` (`N x T`, row-major) and `fused` (`N`).
@@ -367,7 +367,7 @@ impl Scorer {
         )?;
         let tasks = self.tasks();
         for (t, &z) in ws.forward.logits.iter().enumerate() {
-            let p = &mut ws.hidden[t][0].as_mut_slice()[..n];
+            let p = &mut ws.logits[t].as_mut_slice()[..n];
             ops::sigmoid(ws.tape.value(z), p);
             for (r, &v) in p.iter().enumerate() {
                 probs[r * tasks + t] = v;

@@ -162,6 +162,12 @@ impl ServingModel {
 
     /// Checks that every tensor has the shape the configuration and layout imply.
     pub fn validate(&self) -> Result<(), ModelError> {
+        self.checked_head().map(|_| ())
+    }
+
+    /// [`ServingModel::validate`], returning a baseline's head as built for the check
+    /// (`None` for ResFlow's towers), so that a scorer builds it once.
+    pub(crate) fn checked_head(&self) -> Result<Option<(Network, ParamStore)>, ModelError> {
         self.config.validate()?;
         self.layout.validate()?;
         let bad = |d: String| Err(ModelError::Layout(d));
@@ -193,8 +199,7 @@ impl ServingModel {
                     self.config.tasks.len()
                 ));
             }
-            self.head_network()?;
-            return Ok(());
+            return self.head_network().map(Some);
         }
         if !self.head.is_empty() {
             return bad(format!(
@@ -242,7 +247,7 @@ impl ServingModel {
                 ));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A baseline's input BatchNorm and head, built from [`ServingModel::head`] (shapes

@@ -324,34 +324,31 @@ impl Ctx<'_> {
     /// A BatchNorm in the configured mode (the identity for `none`).
     pub(crate) fn bn(&mut self, x: Var, bn: &BnIds) -> Result<Var, ModelError> {
         use autodiff::BatchNormMode as Bn;
+        if self.config.batch_norm == BatchNormMode::None {
+            return Ok(x);
+        }
         let eps = self.config.bn_epsilon;
-        let stats = match (self.config.batch_norm, self.mode) {
-            (BatchNormMode::None, _) => return Ok(x),
-            (BatchNormMode::Batch, Mode::Train) => None,
-            (BatchNormMode::Batch, Mode::Eval) => Some(false),
-            // The authors' frozen form: statistics fixed at 0 and 1.
-            (BatchNormMode::Affine, _) => Some(true),
-        };
-        let (g, b) = (
-            self.tape.param(self.store, bn.gamma),
-            self.tape.param(self.store, bn.beta),
-        );
         let c = bn.mean.len();
         self.zeros.resize(c, 0.0);
         self.ones.resize(c, 1.0);
-        let mode = match stats {
-            None => Bn::Train { eps },
-            Some(false) => Bn::Eval {
+        let mode = match (self.config.batch_norm, self.mode) {
+            (BatchNormMode::Batch, Mode::Train) => Bn::Train { eps },
+            (BatchNormMode::Batch, Mode::Eval) => Bn::Eval {
                 mean: &bn.mean,
                 var: &bn.var,
                 eps,
             },
-            Some(true) => Bn::Eval {
+            // The authors' frozen form: statistics fixed at 0 and 1.
+            _ => Bn::Eval {
                 mean: &self.zeros[..c],
                 var: &self.ones[..c],
                 eps,
             },
         };
+        let (g, b) = (
+            self.tape.param(self.store, bn.gamma),
+            self.tape.param(self.store, bn.beta),
+        );
         let y = self.tape.batch_norm(x, g, b, mode)?;
         self.bn_outputs.push(y);
         self.bn_params.push(bn.gamma);
