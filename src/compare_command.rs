@@ -154,7 +154,7 @@ pub fn compare(args: CompareArgs) -> Fallible {
 fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
     let base = config_for(args.config.as_deref(), train, args.epochs)?;
     let threads = threads(args.threads);
-    let layout = InputLayout::from_schema(train.schema());
+    let layout = resflow::layout_of(train.schema());
     let seeds: Vec<u64> = (1..=args.seeds).collect();
     // The first 500 evaluation rows, for the tape-forward timing.
     let mut first_rows = eval.new_batch();
@@ -230,7 +230,7 @@ fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
 fn model_sizes(config: &ModelConfig, layout: &InputLayout) -> Fallible<(usize, usize, usize)> {
     let mut small = layout.clone();
     small.fields.iter_mut().for_each(|f| f.vocab = 1);
-    let probe = resflow::ModelParams::init(config.clone(), small)?;
+    let probe = resflow::Model::init(config.clone(), small)?;
     let dense = probe.dense_parameter_count();
     let tables: usize = layout
         .fields

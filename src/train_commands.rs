@@ -7,9 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use metrics::{EvalConfig, EvalReport, StreamingEvaluator};
-use resflow::{
-    InputLayout, ModelConfig, Scorer, ServingModel, StepStats, TrainSummary, Trainer, score_dataset,
-};
+use resflow::{Model, ModelConfig, Scorer, StepStats, TrainSummary, Trainer, score_dataset};
 use serde::Serialize;
 use shards::Dataset;
 
@@ -349,11 +347,7 @@ pub fn train(args: TrainArgs) -> Fallible {
             t
         }
         (None, true) => return Err("--resume needs --checkpoint-dir".into()),
-        _ => Trainer::new(
-            config.clone(),
-            InputLayout::from_schema(train.schema()),
-            threads,
-        )?,
+        _ => Trainer::new(config.clone(), resflow::layout_of(train.schema()), threads)?,
     };
     let epochs = args.epochs.unwrap_or(trainer.network.config.epochs);
     eprintln!(
@@ -402,7 +396,7 @@ pub fn train(args: TrainArgs) -> Fallible {
 }
 
 /// Evaluates an exported model through the scorer.
-fn evaluate_model(model: &ServingModel, data: &Dataset) -> Fallible<EvalReport> {
+fn evaluate_model(model: &Model, data: &Dataset) -> Fallible<EvalReport> {
     let mut config = EvalConfig::new(model.layout.tasks.clone());
     config.fusion_weights = model.config.fusion_weights();
     let scorer = Scorer::new(model.clone())?;
@@ -422,7 +416,7 @@ pub fn eval(args: EvalArgs) -> Fallible {
         let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
         t.evaluate(&data, &t.eval_config())?
     } else {
-        evaluate_model(&ServingModel::load(&args.model)?, &data)?
+        evaluate_model(&Model::load(&args.model)?, &data)?
     };
     print_eval(&format!("evaluation of {}", args.model.display()), &report);
     write_report(
@@ -449,7 +443,7 @@ pub fn export(args: ExportArgs) -> Fallible {
 
 /// Runs `resflow score`.
 pub fn score(args: ScoreArgs) -> Fallible {
-    let model = ServingModel::load(&args.model)?;
+    let model = Model::load(&args.model)?;
     let data = open(&args.data)?;
     let scorer = Scorer::new(model)?;
     let tasks = scorer.model().layout.tasks.clone();
@@ -495,7 +489,7 @@ pub fn demo(args: DemoArgs) -> Fallible {
             config.residual.hidden = residual;
             config.residual.logits = residual;
             config.optimizer.learning_rate = 2e-3;
-            let mut t = Trainer::new(config, InputLayout::from_schema(train.schema()), threads)?;
+            let mut t = Trainer::new(config, resflow::layout_of(train.schema()), threads)?;
             let summary = run_training(&mut t, train, None, 1, None, None, name)?;
             let report = t.evaluate(eval, &t.eval_config())?;
             results.push((name, summary, report));

@@ -213,8 +213,8 @@ fn gen_train_eval_export_score_round_trip() {
         &p("exported.safetensors"),
     ]);
     let (exported, trained) = (
-        resflow::ServingModel::load(&dir.join("exported.safetensors")).unwrap(),
-        resflow::ServingModel::load(&dir.join("model.safetensors")).unwrap(),
+        resflow::Model::load(&dir.join("exported.safetensors")).unwrap(),
+        resflow::Model::load(&dir.join("model.safetensors")).unwrap(),
     );
     assert!(
         exported == trained,

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use resflow::config::TaskConfig;
-use resflow::{Field, InputLayout, ModelConfig, Pooling, ServingModel};
+use resflow::{Field, InputLayout, ModelConfig, Pooling, Model};
 use resflow_capi::*;
 
 /// The model handle's address (the handle lives for the whole process).
@@ -45,7 +45,7 @@ fn model() -> *const ResflowModel {
             request_fields: vec!["user".into(), "user_tags".into()],
             ..ModelConfig::default()
         };
-        let bytes = ServingModel::random(config, layout, 1)
+        let bytes = Model::random(config, layout, 1)
             .unwrap()
             .to_bytes()
             .unwrap();

@@ -14,9 +14,7 @@ use autodiff::{ParamStore, Tape};
 use resflow::config::TaskConfig;
 use resflow::network::{Forward, Mode, Network, Scratch};
 use resflow::rng::SplitMix64;
-use resflow::{
-    Bag, Field, InputLayout, ModelConfig, ModelError, Pooling, Request, Scorer, ServingModel,
-};
+use resflow::{Bag, Field, InputLayout, Model, ModelConfig, ModelError, Pooling, Request, Scorer};
 use serde::Serialize;
 use shards::Batch;
 use shards::synth::{ALICCP_MULTI, ALICCP_SINGLE};
@@ -201,7 +199,7 @@ pub fn tape_forward_latencies(
     store: &ParamStore,
     batch: &Batch,
     calls: usize,
-) -> Result<Vec<f64>, ModelError> {
+) -> Result<Vec<f64>, resflow::Error> {
     let (mut tape, mut scratch, mut out) = (Tape::new(), Scratch::default(), Forward::default());
     let view = batch.view();
     let mut times = Vec::with_capacity(calls);
@@ -247,7 +245,7 @@ fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {
         },
         ..ModelConfig::default()
     };
-    Scorer::new(ServingModel::random(config, aliccp_layout(max_vocab), 1)?)
+    Scorer::new(Model::random(config, aliccp_layout(max_vocab), 1)?)
 }
 
 /// Runs the benchmark for each request size.

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use resflow::{InputLayout, ModelConfig, ModelError, Trainer};
+use resflow::{Error, ModelConfig, Trainer};
 use serde::Serialize;
 use shards::Dataset;
 use shards::synth::{SynthConfig, generate};
@@ -39,7 +39,7 @@ pub fn run(
     threads: &[usize],
     runs: usize,
     work: &Path,
-) -> Result<TrainReport, ModelError> {
+) -> Result<TrainReport, Error> {
     let dir = work.join(format!("resflow-bench-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = (|| {
@@ -56,11 +56,8 @@ pub fn run(
         for &t in threads {
             let mut best = 0.0f64;
             for _ in 0..runs.max(1) {
-                let mut trainer = Trainer::new(
-                    ModelConfig::default(),
-                    InputLayout::from_schema(data.schema()),
-                    t,
-                )?;
+                let mut trainer =
+                    Trainer::new(ModelConfig::default(), resflow::layout_of(data.schema()), t)?;
                 let s = trainer.fit(&data, 1, |_, _| Ok(()))?;
                 best = best.max(s.samples_per_s);
             }

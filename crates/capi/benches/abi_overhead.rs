@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use common::RequestData;
 use resflow::config::TaskConfig;
-use resflow::{Bag, ModelConfig, Request, Scorer, ServingModel};
+use resflow::{Bag, Model, ModelConfig, Request, Scorer};
 use resflow_capi::*;
 
 /// Table cap, as `resflow bench score` uses by default.
@@ -48,7 +48,7 @@ fn main() {
             .collect(),
         ..ModelConfig::default()
     };
-    let model = ServingModel::random(config, bench::score::aliccp_layout(MAX_VOCAB), 1).unwrap();
+    let model = Model::random(config, bench::score::aliccp_layout(MAX_VOCAB), 1).unwrap();
     let bytes = model.to_bytes().unwrap();
     if let Some(path) = &save {
         std::fs::write(path, &bytes).unwrap();

@@ -7,7 +7,7 @@
 use std::ffi::{CStr, CString, c_char};
 use std::path::Path;
 
-use resflow::{Scorer, ServingModel};
+use model::{Model, Scorer};
 
 use crate::status::{Failure, ResflowStatus, guard, guard_ptr};
 use crate::{RESFLOW_ABI_VERSION, check_struct_size};
@@ -40,11 +40,11 @@ pub struct ResflowModel {
 
 impl ResflowModel {
     /// Wraps a model, checking what the C API needs of it.
-    pub(crate) fn new(model: ServingModel) -> Result<Self, Failure> {
+    pub(crate) fn new(model: Model) -> Result<Self, Failure> {
         // The kernel tier is chosen once per process, from `RESFLOW_KERNEL` if set: report
         // a bad value here rather than as a panic at the first score call.
         tensor::Tier::from_env().map_err(|e| {
-            let mut failure = Failure::from(resflow::ModelError::from(e));
+            let mut failure = Failure::from(model::ModelError::from(e));
             failure.message = format!("RESFLOW_KERNEL: {}", failure.message);
             failure
         })?;
@@ -165,7 +165,7 @@ pub unsafe extern "C" fn resflow_model_load(
         let path = path
             .to_str()
             .map_err(|_| Failure::invalid("path is not UTF-8"))?;
-        let model = ServingModel::load(Path::new(path))?;
+        let model = Model::load(Path::new(path))?;
         publish(ResflowModel::new(model)?, out);
         Ok(())
     })
@@ -195,7 +195,7 @@ pub unsafe extern "C" fn resflow_model_from_bytes(
         check_abi(abi_version)?;
         // SAFETY: by contract `bytes` points to `len` readable bytes.
         let bytes = unsafe { crate::slice(bytes, len, "bytes") }?;
-        let model = ServingModel::from_bytes(bytes, "model bytes")?;
+        let model = Model::from_bytes(bytes, "model bytes")?;
         publish(ResflowModel::new(model)?, out);
         Ok(())
     })

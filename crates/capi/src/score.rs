@@ -2,14 +2,14 @@
 //! allocation, no threads, no locks.
 //!
 //! ```text
-//! ResflowRequest (borrowed)       --check lengths, offsets, strides-->  resflow::Request
+//! ResflowRequest (borrowed)       --check lengths, offsets, strides-->  model::Request
 //! ResflowWorkspace (per thread)   --Scorer::score-->  probs (n x T), fused (n)  (caller's)
 //! ```
 //!
 //! The multi-valued fields' views are kept in a fixed array on the stack
 //! ([`RESFLOW_MAX_BAG_FIELDS`]), so converting a request allocates nothing either.
 
-use resflow::{Bag, Request, Workspace};
+use model::{Bag, Request, Workspace};
 
 use crate::model::{RESFLOW_MAX_BAG_FIELDS, ResflowModel};
 use crate::status::{Failure, ResflowStatus, guard};

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use resflow::ModelError;
+use model::ModelError;
 
 /// The result of every fallible call. The values are fixed: they never change between
 /// versions of the library, and new statuses only ever get new values.
@@ -111,12 +111,8 @@ impl From<ModelError> for Failure {
             ModelError::Tensor(tensor::TensorError::UnknownTier(_)) => {
                 ResflowStatus::InvalidArgument
             }
-            // Training-side errors cannot come out of loading or scoring; if one ever
-            // does, it is a bug, reported as such.
-            ModelError::Tensor(_)
-            | ModelError::Tape(_)
-            | ModelError::Data(_)
-            | ModelError::Metrics(_) => ResflowStatus::Internal,
+            // A kernel or an op rejecting the model's own operands is a bug, reported as such.
+            ModelError::Tensor(_) | ModelError::Op { .. } => ResflowStatus::Internal,
         };
         Self::new(status, e.to_string())
     }

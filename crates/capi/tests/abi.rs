@@ -52,7 +52,7 @@ fn load(seed: u64) -> (*mut ResflowModel, Scorer) {
 }
 
 /// A model handle loaded from the bytes of `model`, and the Rust scorer of the same model.
-fn load_model(model: resflow::ServingModel) -> (*mut ResflowModel, Scorer) {
+fn load_model(model: resflow::Model) -> (*mut ResflowModel, Scorer) {
     let bytes = model.to_bytes().unwrap();
     let mut handle = null_mut();
     // SAFETY: `bytes` is live for its length; `handle` is writable.

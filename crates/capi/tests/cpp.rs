@@ -79,8 +79,7 @@ fn trained_model(dir: &Path) -> (std::path::PathBuf, Scorer) {
     )
     .unwrap();
     config.optimizer.learning_rate = 3e-3;
-    let mut trainer =
-        resflow::Trainer::new(config, resflow::InputLayout::from_schema(ds.schema()), 2).unwrap();
+    let mut trainer = resflow::Trainer::new(config, resflow::layout_of(ds.schema()), 2).unwrap();
     trainer.fit(&ds, 1, |_, _| Ok(())).unwrap();
     let model = trainer.export().unwrap();
     let path = dir.join("trained.safetensors");

@@ -4,7 +4,7 @@
 //! from the repository root: `cargo run -p resflow --example make_model_corpus`.
 
 use resflow::config::ModelKind;
-use resflow::{Field, InputLayout, ModelConfig, Pooling, ServingModel};
+use resflow::{Field, InputLayout, Model, ModelConfig, Pooling};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::Path::new("fuzz/corpus/capi_model_bytes");
@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ModelKind::Ple(c) => (c.expert_hidden, c.tower) = (vec![2], vec![]),
             _ => {}
         }
-        let bytes = ServingModel::random(config, layout.clone(), 1)?.to_bytes()?;
+        let bytes = Model::random(config, layout.clone(), 1)?.to_bytes()?;
         std::fs::write(out.join(format!("{kind}.safetensors")), &bytes)?;
         if kind == "mmoe" {
             std::fs::write(out.join("mmoe-truncated"), &bytes[..bytes.len() / 2])?;

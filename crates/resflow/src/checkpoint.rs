@@ -4,7 +4,11 @@
 //! parameter under its store name, the BatchNorm running statistics, both optimisers'
 //! moments (`adam/m/<name>`, `adam/v/<name>`, `lazy_adam/m/<table>`, ...), and in the
 //! metadata the configuration, the input layout, the step, the epoch, the batches taken in
-//! the current epoch and the optimisers' step counts. The file is written to a temporary
+//! the current epoch and the optimisers' step counts. Running statistics are stored as
+//! `stat/<tensor name>`. Checkpoints carry a format version (`2`); one written before
+//! every model kind was stored as named tensors (no version) is refused with a message
+//! saying so: train again, or export it to a model file with the build that wrote it (old
+//! model files still load). The file is written to a temporary
 //! name, flushed and renamed, so a run killed while saving keeps the previous checkpoint.
 //! Because batch order is a function of the seed and the epoch, a resumed run takes the
 //! same batches as an uninterrupted one and ends with the same parameters, bit for bit.
@@ -15,16 +19,16 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tensor::Matrix;
 
-use crate::config::ModelConfig;
-use crate::error::ModelError;
-use crate::layout::InputLayout;
-use crate::model_file::write_atomically;
-use crate::params::ModelParams;
+use model::{InputLayout, Model, ModelConfig, ModelError, write_atomically};
+
+use crate::error::Error;
 use crate::trainer::Trainer;
 
 /// File name inside a checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const FORMAT: &str = "resflow-checkpoint";
+/// The checkpoint format version this build writes and reads.
+const VERSION: &str = "2";
 
 fn bad(path: &Path, detail: String) -> ModelError {
     ModelError::ModelFile {
@@ -35,7 +39,7 @@ fn bad(path: &Path, detail: String) -> ModelError {
 
 impl Trainer {
     /// Writes a checkpoint into `dir` (created if needed), atomically.
-    pub fn save_checkpoint(&self, dir: &Path) -> Result<(), ModelError> {
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<(), Error> {
         std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
             path: dir.display().to_string(),
             source,
@@ -74,14 +78,12 @@ impl Trainer {
             push(format!("lazy_adam/m/{}", t.name), vec![m.len()], m);
             push(format!("lazy_adam/v/{}", t.name), vec![v.len()], v);
         }
-        let mut network = self.network.clone();
-        for (k, bn) in network.bn_layers_mut().into_iter().enumerate() {
+        for (i, stat) in self.network.stats.iter().enumerate() {
             push(
-                format!("bn/{k}/running_mean"),
-                vec![bn.mean.len()],
-                &bn.mean,
+                format!("stat/{}", self.network.stat_name(i)),
+                vec![stat.len()],
+                stat,
             );
-            push(format!("bn/{k}/running_var"), vec![bn.var.len()], &bn.var);
         }
         let views = arrays
             .iter()
@@ -91,6 +93,7 @@ impl Trainer {
         let json = |v: serde_json::Result<String>| v.map_err(|e| ModelError::Config(e.to_string()));
         let meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
+            ("version".to_string(), VERSION.to_string()),
             (
                 "config".to_string(),
                 json(serde_json::to_string(&self.network.config))?,
@@ -110,11 +113,11 @@ impl Trainer {
         ]);
         let bytes = safetensors::serialize(views, Some(meta))
             .map_err(|e| ModelError::Config(format!("checkpoint: {e}")))?;
-        write_atomically(&dir.join(CHECKPOINT_FILE), &bytes)
+        Ok(write_atomically(&dir.join(CHECKPOINT_FILE), &bytes)?)
     }
 
     /// A trainer restored from the checkpoint in `dir`, with `threads` workers.
-    pub fn load_checkpoint(dir: &Path, threads: usize) -> Result<Self, ModelError> {
+    pub fn load_checkpoint(dir: &Path, threads: usize) -> Result<Self, Error> {
         let path = dir.join(CHECKPOINT_FILE);
         let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
             path: path.display().to_string(),
@@ -130,7 +133,26 @@ impl Trainer {
                 .ok_or_else(|| bad(&path, format!("metadata has no {k:?}")))
         };
         if get("format")? != FORMAT {
-            return Err(bad(&path, "not a resflow checkpoint".into()));
+            return Err(bad(&path, "not a resflow checkpoint".into()).into());
+        }
+        match meta.get("version").map(String::as_str) {
+            Some(VERSION) => {}
+            Some(v) => {
+                return Err(bad(
+                    &path,
+                    format!("checkpoint format version {v:?}, this build reads {VERSION:?}"),
+                )
+                .into());
+            }
+            None => {
+                return Err(bad(
+                    &path,
+                    "a checkpoint of an earlier format (before version 2): train again, or \
+                     export it with the build that wrote it (its model file still loads)"
+                        .into(),
+                )
+                .into());
+            }
         }
         let number = |k: &str| {
             get(k)?
@@ -162,15 +184,17 @@ impl Trainer {
         };
         // Build the trainer from freshly initialised parameters of the same shapes, then
         // overwrite every value.
-        let init = ModelParams::init(config, layout).map_err(|e| bad(&path, e.to_string()))?;
+        let init = Model::init(config, layout).map_err(|e| bad(&path, e.to_string()))?;
         let mut trainer = Trainer::from_params(&init, threads)?;
         for p in trainer.store.dense.iter_mut() {
             let (r, c) = p.value.shape();
-            p.value = Matrix::from_slice(r, c, &array(&format!("param/{}", p.name), r * c)?)?;
+            p.value = Matrix::from_slice(r, c, &array(&format!("param/{}", p.name), r * c)?)
+                .map_err(ModelError::from)?;
         }
         for t in trainer.store.tables.iter_mut() {
             let (r, c) = t.value.shape();
-            t.value = Matrix::from_slice(r, c, &array(&format!("param/{}", t.name), r * c)?)?;
+            t.value = Matrix::from_slice(r, c, &array(&format!("param/{}", t.name), r * c)?)
+                .map_err(ModelError::from)?;
         }
         let dense: Vec<(String, usize)> = trainer
             .store
@@ -210,10 +234,9 @@ impl Trainer {
             adam.restore(adam_m, adam_v, adam_steps);
             lazy.restore(lazy_m, lazy_v, lazy_steps);
         }
-        for (k, bn) in trainer.network.bn_layers_mut().into_iter().enumerate() {
-            let c = bn.mean.len();
-            bn.mean = array(&format!("bn/{k}/running_mean"), c)?;
-            bn.var = array(&format!("bn/{k}/running_var"), c)?;
+        for i in 0..trainer.network.stats.len() {
+            let name = format!("stat/{}", trainer.network.stat_name(i));
+            trainer.network.stats[i] = array(&name, trainer.network.stats[i].len())?;
         }
         trainer.step = number("step")?;
         trainer.epoch = number("epoch")? as usize;

@@ -1,58 +1,14 @@
-//! The one error type of the `resflow` crate.
+//! The one error type of the `resflow` crate: the model's own errors, and those of the
+//! libraries training brings in (the tape, the data, the metrics).
 
-/// What went wrong, with the file, field, row or op involved.
+pub use model::ModelError;
+
+/// What went wrong while training, evaluating or scoring a dataset.
 #[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// The configuration is invalid (which key, what was expected).
-    #[error("bad configuration: {0}")]
-    Config(String),
-    /// The input layout does not fit the configuration or the data.
-    #[error("bad input layout: {0}")]
-    Layout(String),
-    /// A model file is unreadable, truncated or inconsistent.
-    #[error("model file {path}: {detail}")]
-    ModelFile {
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        detail: String,
-    },
-    /// An operating-system error on a file.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A scoring request whose buffers do not add up.
-    #[error("bad request: {0}")]
-    Request(String),
-    /// An output buffer is shorter than the request needs.
-    #[error("output buffer {what} holds {got} floats, the request needs {needed}")]
-    BufferTooSmall {
-        /// Which buffer.
-        what: &'static str,
-        /// Floats needed.
-        needed: usize,
-        /// Floats given.
-        got: usize,
-    },
-    /// A categorical id is not below its field's vocabulary size.
-    #[error("field {field:?}, {}: id {id} is out of range (vocabulary {vocab})", place(*.row))]
-    IdOutOfRange {
-        /// The field's name.
-        field: String,
-        /// The candidate (row) index, or `None` for a field given once per request.
-        row: Option<usize>,
-        /// The offending id.
-        id: u64,
-        /// The field's vocabulary size.
-        vocab: u32,
-    },
-    /// A tensor kernel rejected its operands (a bug if it happens inside the model).
+pub enum Error {
+    /// The model, its configuration, its file or a request (see [`ModelError`]).
     #[error(transparent)]
-    Tensor(#[from] tensor::TensorError),
+    Model(#[from] ModelError),
     /// The autodiff tape rejected an operation (bad ids or labels in the data, or a bug).
     #[error("model forward: {0}")]
     Tape(#[from] autodiff::AutodiffError),
@@ -64,7 +20,8 @@ pub enum ModelError {
     Metrics(#[from] metrics::MetricsError),
 }
 
-/// Where an id was found: a candidate, or the request-level fields.
-fn place(row: Option<usize>) -> String {
-    row.map_or_else(|| "request-level".to_string(), |r| format!("candidate {r}"))
+impl From<tensor::TensorError> for Error {
+    fn from(e: tensor::TensorError) -> Self {
+        Error::Model(ModelError::Tensor(e))
+    }
 }

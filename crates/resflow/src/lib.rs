@@ -1,37 +1,29 @@
-//! `resflow`: the residual multi-task ranker of "Residual Multi-Task Learner for Applied
-//! Ranking" (KDD 2024).
+//! `resflow`: training the residual multi-task ranker of "Residual Multi-Task Learner for
+//! Applied Ranking" (KDD 2024) and the baselines it is compared against.
 //!
-//! Each task (click, conversion, ...) has its own MLP tower over shared embeddings of
-//! categorical features; the hidden layers and the logit of task `t` are added into those
-//! of task `t + 1`. This crate holds the model's configuration ([`config`]), its input
-//! layout ([`layout`]), the serving form of a trained model and its file format
-//! ([`ServingModel`]), and the [`Scorer`] that ranks candidates with it. The baseline
-//! multi-task models of the paper's comparison (independent towers, Shared-Bottom, ESMM,
-//! MMoE, PLE, AITM) are other kinds of the same model ([`config::ModelKind`]): they share
-//! the embeddings, the trainer, the model file and the scorer (`docs/models.md`).
+//! What a model is (configuration, layers, the model kinds, the model file) and how it is
+//! served (the compiled plan, the [`Scorer`]) live in the `model` crate, re-exported here;
+//! this crate adds what training needs: the autodiff tape as the models' graph
+//! ([`network`]), the data-parallel [`Trainer`], checkpoints, and scoring a whole dataset.
+//! See `docs/architecture.md` for the crates and the data flow.
 #![forbid(unsafe_code)]
 
 mod checkpoint;
-pub mod config;
 mod error;
-pub mod layout;
-mod model_file;
-mod models;
+#[cfg(test)]
+mod head_tests;
 pub mod network;
-mod params;
-pub mod rng;
 mod score_data;
-mod scorer;
-mod serving;
 mod trainer;
 
+pub use model::{
+    Bag, CandidateRef, FORMAT, Field, Graph, InputLayout, Model, ModelConfig, ModelError, Net,
+    Node, Plan, Pooling, Request, Scorer, VERSION, VERSION_1, Workspace, bn_scale_shift,
+    concat_inputs, config, from_v1_towers, graph, layers, layout, models, rng, write_atomically,
+};
+
 pub use checkpoint::CHECKPOINT_FILE;
-pub use config::ModelConfig;
-pub use error::ModelError;
-pub use layout::{Field, InputLayout, Pooling};
-pub use model_file::{FORMAT, VERSION, write_atomically};
-pub use params::{BatchNormParams, LayerParams, ModelParams, TowerParams};
+pub use error::Error;
+pub use network::layout_of;
 pub use score_data::score_dataset;
-pub use scorer::{Bag, Request, Scorer, Workspace};
-pub use serving::{CandidateRef, HiddenLayer, ServingModel, Tower};
 pub use trainer::{StepStats, TrainSummary, Trainer};

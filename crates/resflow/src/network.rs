@@ -1,67 +1,38 @@
-//! The trainable network: ResFlow's parameters in an autodiff `ParamStore`, and its forward
-//! pass recorded on a tape for one batch (or one worker's slice of a batch).
+//! The trainable network: a [`Model`]'s tensors in an autodiff `ParamStore`, and the
+//! autodiff tape as a [`Graph`], so that every model kind's forward pass (written once, in
+//! `model::models`) records on the tape for one batch (or one worker's slice of a batch).
 //!
 //! ```text
-//! ids, bags, dense (BatchView) --embedding / bag / input--> concat --BN_in--> x
-//! per task t:  h = x;  for each layer: h = BN(PReLU(h W + b)) (+ o_(t-1)^l);  z_t = h w + c (+ z_(t-1))
-//! loss = sum_t lambda_t * BCE(z_t, y_t; pos_weight_t) / denom
+//! ids, bags, dense (BatchView) --embedding / bag / input--> concat x
+//! logits = Net::forward(tape graph, x)        BN_in, then the kind's head (model::models)
+//! loss = sum_t lambda_t * BCE(z_t, y_t; pos_weight_t) / denom  (+ the head's extra loss)
 //! ```
 //!
 //! `denom` is the number of rows of the *whole* batch, so the gradients of the workers'
 //! slices add up to the gradient of the batch mean.
 
 use autodiff::{BceTarget, ParamId, ParamStore, Pooling as AdPooling, TableId, Tape, Var};
+use model::graph::op_error;
+use model::layers::{BatchNorm, Linear, ParamRef, is_statistic};
+use model::{Graph, Model, ModelError, Net, Node};
 use shards::BatchView;
 use tensor::Matrix;
 
-use std::collections::HashMap;
-
-use crate::config::ModelConfig;
-use crate::error::ModelError;
+use crate::config::{Activation, BatchNormMode, ModelConfig};
+use crate::error::Error;
 use crate::layout::{Field, InputLayout, Pooling};
-use crate::models::{Builder, Ctx, Head, Lists};
-use crate::params::{BatchNormParams, LayerParams, ModelParams, TowerParams};
-use crate::rng::SplitMix64;
 
-/// A BatchNorm layer's trainable parameters and running statistics.
-#[derive(Debug, Clone)]
-pub struct BnIds {
-    /// Scale.
-    pub gamma: ParamId,
-    /// Shift.
-    pub beta: ParamId,
-    /// Running mean (used for inference in `batch` mode).
-    pub mean: Vec<f32>,
-    /// Running variance.
-    pub var: Vec<f32>,
+/// Where a named tensor of the model lives during training.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// A trained parameter in the store.
+    Param(ParamId),
+    /// A running statistic: `Network::stats[i]`.
+    Stat(usize),
 }
 
-/// One hidden layer's parameters.
-#[derive(Debug, Clone)]
-pub struct LayerIds {
-    /// Weights `in x out`.
-    pub w: ParamId,
-    /// Bias `1 x out`.
-    pub b: ParamId,
-    /// PReLU slopes `1 x out` (unused for ReLU).
-    pub slope: ParamId,
-    /// The BatchNorm after the activation.
-    pub bn: BnIds,
-}
-
-/// One tower's parameters.
-#[derive(Debug, Clone)]
-pub struct TowerIds {
-    /// Hidden layers.
-    pub layers: Vec<LayerIds>,
-    /// Logit weights `last x 1`.
-    pub logit_w: ParamId,
-    /// Logit bias `1 x 1`.
-    pub logit_b: ParamId,
-}
-
-/// The network: configuration, layout and where each parameter lives in the store.
-#[derive(Debug, Clone)]
+/// The network: configuration, layout, the model's structure and where each tensor lives.
+#[derive(Debug)]
 pub struct Network {
     /// The configuration.
     pub config: ModelConfig,
@@ -69,12 +40,14 @@ pub struct Network {
     pub layout: InputLayout,
     /// One embedding table per field.
     pub tables: Vec<TableId>,
-    /// The input BatchNorm.
-    pub input_bn: BnIds,
-    /// One tower per task (ResFlow and independent towers; empty for the baselines).
-    pub towers: Vec<TowerIds>,
-    /// A baseline's head (`None` for ResFlow's tower chain).
-    pub(crate) head: Option<Head>,
+    /// The input BatchNorm and the head.
+    net: Net,
+    /// The model's tensor names, in the model's order.
+    names: Vec<String>,
+    /// Where each of them lives.
+    slots: Vec<Slot>,
+    /// The BatchNorm running statistics (updated by the trainer in `batch` mode).
+    pub stats: Vec<Vec<f32>>,
 }
 
 /// Training or inference behaviour of the BatchNorm layers.
@@ -95,13 +68,12 @@ pub struct Forward {
     pub task_losses: Vec<Var>,
     /// The total loss (`1 x 1`), when labels were given.
     pub loss: Option<Var>,
-    /// The BatchNorm outputs, input BatchNorm first then tower by tower, layer by layer.
+    /// The BatchNorm outputs, in the order the forward pass recorded them.
     pub bn_outputs: Vec<Var>,
+    /// For each of them, its running mean and variance (indices into [`Network::stats`]).
+    pub bn_stats: Vec<(usize, usize)>,
     /// The head's own extra loss (AITM's calibrator), already part of `loss`.
     pub aux_loss: Option<Var>,
-    /// The scale parameter of each BatchNorm in `bn_outputs`: which layer each output
-    /// belongs to (the order must be that of [`Network::bn_layers_mut`]).
-    pub bn_params: Vec<ParamId>,
 }
 
 /// Per-worker scratch of the forward pass (reused; no allocation after warm-up).
@@ -112,155 +84,91 @@ pub struct Scratch {
     parts: Vec<Var>,
     zeros: Vec<f32>,
     ones: Vec<f32>,
-    hidden: Vec<Var>,
-    prev_hidden: Vec<Var>,
-    lists: Lists,
+    /// The tape variable of each graph node.
+    vars: Vec<Var>,
+    /// Lists of nodes the heads borrow.
+    lists: Vec<Vec<Node>>,
+    logits: Vec<Node>,
+    /// Tape variables of a list of nodes (mix, concat).
+    tmp: Vec<Var>,
 }
 
-impl InputLayout {
-    /// The layout of a dataset: its single-valued fields, then its bags, then its dense
-    /// features, and its tasks.
-    pub fn from_schema(schema: &shards::Schema) -> Self {
-        let single = schema.single.iter().map(|f| Field {
-            name: f.name.clone(),
-            vocab: f.vocab,
-            bag: None,
-        });
-        let multi = schema.multi.iter().map(|f| Field {
-            name: f.name.clone(),
-            vocab: f.vocab,
-            bag: Some(match f.pooling {
-                shards::Pooling::Sum => Pooling::Sum,
-                shards::Pooling::Mean => Pooling::Mean,
-            }),
-        });
-        InputLayout {
-            fields: single.chain(multi).collect(),
-            dense: schema.dense.count,
-            tasks: schema.tasks.clone(),
-        }
+/// The input layout of a dataset: its single-valued fields, then its bags, then its dense
+/// features, and its tasks.
+pub fn layout_of(schema: &shards::Schema) -> InputLayout {
+    let single = schema.single.iter().map(|f| Field {
+        name: f.name.clone(),
+        vocab: f.vocab,
+        bag: None,
+    });
+    let multi = schema.multi.iter().map(|f| Field {
+        name: f.name.clone(),
+        vocab: f.vocab,
+        bag: Some(match f.pooling {
+            shards::Pooling::Sum => Pooling::Sum,
+            shards::Pooling::Mean => Pooling::Mean,
+        }),
+    });
+    InputLayout {
+        fields: single.chain(multi).collect(),
+        dense: schema.dense.count,
+        tasks: schema.tasks.clone(),
     }
 }
 
-fn row(v: &[f32]) -> Matrix {
-    Matrix::from_slice(1, v.len(), v).expect("a row of its own length")
-}
-
 impl Network {
-    /// Puts `params` into a new store and records where each parameter went.
-    pub fn from_params(params: &ModelParams) -> Result<(Self, ParamStore), ModelError> {
+    /// Puts `model` into a new store (trained tensors as parameters, running statistics
+    /// beside them) and records where each tensor went.
+    pub fn from_params(model: &Model) -> Result<(Self, ParamStore), Error> {
+        let net = model.net()?;
         let mut store = ParamStore::new();
-        let tables: Vec<TableId> = params
+        let tables = model
             .layout
             .fields
             .iter()
-            .zip(&params.embeddings)
+            .zip(&model.embeddings)
             .map(|(f, t)| store.add_table(format!("embedding/{}", f.name), t.clone()))
             .collect();
-        if !params.config.model.is_tower_chain() {
-            let mut tensors: HashMap<String, Matrix> = params.head.iter().cloned().collect();
-            tensors.extend(input_bn_tensors(&params.input_bn));
-            let mut net = Self::from_tensors(&params.config, &params.layout, &mut store, &tensors)?;
-            net.tables = tables;
-            return Ok((net, store));
+        let (mut names, mut slots, mut stats) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, m) in &model.tensors {
+            names.push(name.clone());
+            slots.push(if is_statistic(name) {
+                stats.push(m.to_vec());
+                Slot::Stat(stats.len() - 1)
+            } else {
+                Slot::Param(store.add(name.clone(), m.clone()))
+            });
         }
-        let bn = |s: &mut ParamStore, name: String, p: &BatchNormParams| BnIds {
-            gamma: s.add(format!("{name}/gamma"), row(&p.gamma)),
-            beta: s.add(format!("{name}/beta"), row(&p.beta)),
-            mean: p.running_mean.clone(),
-            var: p.running_var.clone(),
-        };
-        let input_bn = bn(&mut store, "input_bn".into(), &params.input_bn);
-        let towers = params
-            .towers
-            .iter()
-            .enumerate()
-            .map(|(t, tower)| TowerIds {
-                layers: tower
-                    .layers
-                    .iter()
-                    .enumerate()
-                    .map(|(l, layer)| {
-                        let p = format!("task/{t}/layer/{l}");
-                        LayerIds {
-                            w: store.add(format!("{p}/weight"), layer.weight.clone()),
-                            b: store.add(format!("{p}/bias"), row(&layer.bias)),
-                            slope: store.add(format!("{p}/slope"), row(&layer.slope)),
-                            bn: bn(&mut store, format!("{p}/bn"), &layer.bn),
-                        }
-                    })
-                    .collect(),
-                logit_w: store.add(
-                    format!("task/{t}/logit/weight"),
-                    Matrix::from_slice(tower.logit_weight.len(), 1, &tower.logit_weight)
-                        .expect("a column"),
-                ),
-                logit_b: store.add(format!("task/{t}/logit/bias"), row(&[tower.logit_bias])),
-            })
-            .collect();
         Ok((
             Network {
-                config: params.config.clone(),
-                layout: params.layout.clone(),
+                config: model.config.clone(),
+                layout: model.layout.clone(),
                 tables,
-                input_bn,
-                towers,
-                head: None,
+                net,
+                names,
+                slots,
+                stats,
             },
             store,
         ))
     }
 
-    /// A baseline network (no embedding tables) whose input BatchNorm and head are read
-    /// from named tensors into `store`: every tensor must be used and have its shape.
-    pub(crate) fn from_tensors(
-        config: &ModelConfig,
-        layout: &InputLayout,
-        store: &mut ParamStore,
-        tensors: &HashMap<String, Matrix>,
-    ) -> Result<Self, ModelError> {
-        let input = layout.input_width(config.embedding_dim);
-        let mut b = Builder::load(store, tensors);
-        let input_bn = b.bn("input_bn", input)?;
-        let head = Head::build(config, input, &mut b)?;
-        b.finish()?;
-        Ok(Network {
-            config: config.clone(),
-            layout: layout.clone(),
-            tables: Vec::new(),
-            input_bn,
-            towers: Vec::new(),
-            head,
-        })
-    }
-
-    /// A freshly initialised baseline head's named tensors (empty for ResFlow's towers).
-    pub(crate) fn init_head(
-        config: &ModelConfig,
-        input: usize,
-        rng: SplitMix64,
-    ) -> Result<Vec<(String, Matrix)>, ModelError> {
-        let mut store = ParamStore::new();
-        let mut b = Builder::init(&mut store, rng);
-        let head = Head::build(config, input, &mut b)?;
-        Ok(head.map(|h| h.tensors(&store)).unwrap_or_default())
-    }
-
-    /// Reads the parameters back out of the store.
-    pub fn to_params(&self, store: &ParamStore) -> ModelParams {
-        let v = |id: ParamId| store.get(id).to_vec();
-        let bn = |b: &BnIds| BatchNormParams {
-            gamma: v(b.gamma),
-            beta: v(b.beta),
-            running_mean: b.mean.clone(),
-            running_var: b.var.clone(),
-        };
-        ModelParams {
-            head: self
-                .head
-                .as_ref()
-                .map(|h| h.tensors(store))
-                .unwrap_or_default(),
+    /// Reads the parameters (and the running statistics) back out of the store.
+    pub fn to_params(&self, store: &ParamStore) -> Model {
+        let tensors = self
+            .names
+            .iter()
+            .zip(&self.slots)
+            .map(|(name, slot)| {
+                let m = match *slot {
+                    Slot::Param(id) => store.get(id).clone(),
+                    Slot::Stat(i) => Matrix::from_slice(1, self.stats[i].len(), &self.stats[i])
+                        .expect("a row of its own length"),
+                };
+                (name.clone(), m)
+            })
+            .collect();
+        Model {
             config: self.config.clone(),
             layout: self.layout.clone(),
             embeddings: self
@@ -268,65 +176,44 @@ impl Network {
                 .iter()
                 .map(|&t| store.table(t).clone())
                 .collect(),
-            input_bn: bn(&self.input_bn),
-            towers: self
-                .towers
-                .iter()
-                .map(|t| TowerParams {
-                    layers: t
-                        .layers
-                        .iter()
-                        .map(|l| LayerParams {
-                            weight: store.get(l.w).clone(),
-                            bias: v(l.b),
-                            slope: v(l.slope),
-                            bn: bn(&l.bn),
-                        })
-                        .collect(),
-                    logit_weight: v(t.logit_w),
-                    logit_bias: v(t.logit_b)[0],
-                })
-                .collect(),
+            tensors,
         }
     }
 
-    /// The BatchNorm layers in the order of [`Forward::bn_outputs`].
-    pub fn bn_layers_mut(&mut self) -> Vec<&mut BnIds> {
-        let mut v = vec![&mut self.input_bn];
-        for t in &mut self.towers {
-            for l in &mut t.layers {
-                v.push(&mut l.bn);
-            }
-        }
-        if let Some(h) = &mut self.head {
-            v.extend(h.bn_layers_mut());
-        }
-        v
+    /// The name of running statistic `i` (for checkpoints).
+    pub fn stat_name(&self, i: usize) -> &str {
+        let k = self
+            .slots
+            .iter()
+            .position(|s| matches!(s, Slot::Stat(j) if *j == i))
+            .expect("a statistic of this network");
+        &self.names[k]
     }
 
     /// Checks that a dataset's layout is the one this network was built for.
-    pub fn check_layout(&self, layout: &InputLayout) -> Result<(), ModelError> {
+    pub fn check_layout(&self, layout: &InputLayout) -> Result<(), Error> {
+        let bad = |d: String| Err(Error::Model(ModelError::Layout(d)));
         if layout.tasks != self.layout.tasks {
-            return Err(ModelError::Layout(format!(
+            return bad(format!(
                 "the data's tasks {:?} differ from the model's {:?}",
                 layout.tasks, self.layout.tasks
-            )));
+            ));
         }
         if layout.dense != self.layout.dense || layout.fields.len() != self.layout.fields.len() {
-            return Err(ModelError::Layout(format!(
+            return bad(format!(
                 "the data has {} fields and {} dense features, the model {} and {}",
                 layout.fields.len(),
                 layout.dense,
                 self.layout.fields.len(),
                 self.layout.dense
-            )));
+            ));
         }
         for (a, b) in layout.fields.iter().zip(&self.layout.fields) {
             if a.name != b.name || a.bag.is_some() != b.bag.is_some() || a.vocab > b.vocab {
-                return Err(ModelError::Layout(format!(
+                return bad(format!(
                     "field {:?} (vocab {}) does not fit the model's field {:?} (vocab {})",
                     a.name, a.vocab, b.name, b.vocab
-                )));
+                ));
             }
         }
         Ok(())
@@ -345,20 +232,11 @@ impl Network {
         with_loss: bool,
         scratch: &mut Scratch,
         out: &mut Forward,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), Error> {
         let n = view.rows();
-        let (ns, nb) = (
-            self.layout
-                .fields
-                .iter()
-                .filter(|f| f.bag.is_none())
-                .count(),
-            self.layout
-                .fields
-                .iter()
-                .filter(|f| f.bag.is_some())
-                .count(),
-        );
+        let fields = &self.layout.fields;
+        let ns = fields.iter().filter(|f| f.bag.is_none()).count();
+        let nb = fields.len() - ns;
         let single = view.single();
         scratch.parts.clear();
         for k in 0..ns {
@@ -369,7 +247,7 @@ impl Network {
         }
         for k in 0..nb {
             let (offsets, ids) = view.bag(k);
-            let pooling = match self.layout.fields[ns + k].bag {
+            let pooling = match fields[ns + k].bag {
                 Some(Pooling::Mean) => AdPooling::Mean,
                 _ => AdPooling::Sum,
             };
@@ -422,11 +300,11 @@ impl Network {
         Ok(())
     }
 
-    /// Records everything after the embeddings: the input BatchNorm, then ResFlow's towers
-    /// or the baseline's head, into `out` (cleared first). `denom` is the batch size when a
-    /// loss will be recorded (for a head's own extra loss).
+    /// Records everything after the embeddings (the input BatchNorm, then the head) on
+    /// `tape` for the concatenated input `x`, into `out` (cleared first). `denom` is the
+    /// batch size when a loss will be recorded (for the head's own extra loss).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn forward_input(
+    pub fn forward_input(
         &self,
         tape: &mut Tape,
         store: &ParamStore,
@@ -435,84 +313,244 @@ impl Network {
         denom: Option<f32>,
         scratch: &mut Scratch,
         out: &mut Forward,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), Error> {
         out.logits.clear();
         out.task_losses.clear();
         out.loss = None;
         out.aux_loss = None;
         out.bn_outputs.clear();
-        out.bn_params.clear();
-        let mut ctx = Ctx {
+        out.bn_stats.clear();
+        scratch.vars.clear();
+        scratch.vars.push(x);
+        let mut logits = std::mem::take(&mut scratch.logits);
+        let mut g = TapeGraph {
+            net: self,
             tape,
             store,
-            config: &self.config,
             mode,
             zeros: &mut scratch.zeros,
             ones: &mut scratch.ones,
-            bn_outputs: &mut out.bn_outputs,
-            bn_params: &mut out.bn_params,
+            vars: &mut scratch.vars,
             lists: &mut scratch.lists,
+            tmp: &mut scratch.tmp,
+            out,
         };
-        let x = ctx.bn(x, &self.input_bn)?;
-        if let Some(head) = &self.head {
-            out.aux_loss = head.forward(&mut ctx, x, &mut out.logits, denom)?;
-            return Ok(());
-        }
-        let residual = self.config.links();
-        let mut prev_hidden = std::mem::take(&mut scratch.prev_hidden);
-        let mut hidden = std::mem::take(&mut scratch.hidden);
-        prev_hidden.clear();
-        let mut prev_logit: Option<Var> = None;
-        for (t, tower) in self.towers.iter().enumerate() {
-            hidden.clear();
-            let mut h = x;
-            for (l, layer) in tower.layers.iter().enumerate() {
-                // o_t^l = BN(act(h W + b)) (+ o_(t-1)^l)
-                let mut o = ctx.layer(h, layer)?;
-                if residual.hidden && t > 0 {
-                    o = ctx.tape.add(o, prev_hidden[l])?;
-                }
-                hidden.push(o);
-                h = o;
-            }
-            let (w, b) = (
-                ctx.tape.param(store, tower.logit_w),
-                ctx.tape.param(store, tower.logit_b),
-            );
-            let own = ctx.tape.linear(h, w, Some(b))?;
-            let z = match prev_logit {
-                Some(p) if residual.logits => {
-                    let own = if residual.monotone {
-                        // min(own, 0) = -relu(-own)
-                        let neg = ctx.tape.scale(own, -1.0)?;
-                        let r = ctx.tape.relu(neg)?;
-                        ctx.tape.scale(r, -1.0)?
-                    } else {
-                        own
-                    };
-                    ctx.tape.add(p, own)?
-                }
-                _ => own,
+        let result = (|| {
+            self.net.forward(&mut g, Node(0), &mut logits)?;
+            let weight = self.net.head.extra_loss_weight();
+            let aux = match denom {
+                Some(d) if weight > 0.0 => self.net.head.extra_loss(&mut g, &logits, weight / d)?,
+                _ => None,
             };
-            out.logits.push(z);
-            prev_logit = Some(z);
-            std::mem::swap(&mut prev_hidden, &mut hidden);
-        }
-        scratch.prev_hidden = prev_hidden;
-        scratch.hidden = hidden;
+            Ok::<_, ModelError>(aux)
+        })();
+        let aux = match result {
+            Ok(aux) => aux,
+            Err(e) => {
+                scratch.logits = logits;
+                return Err(e.into());
+            }
+        };
+        out.aux_loss = aux.map(|a| scratch.vars[a.index()]);
+        out.logits
+            .extend(logits.iter().map(|z| scratch.vars[z.index()]));
+        scratch.logits = logits;
         Ok(())
     }
 }
 
-/// The input BatchNorm as named tensors (`input_bn/gamma`, ..., `input_bn/running_var`).
-pub(crate) fn input_bn_tensors(p: &BatchNormParams) -> Vec<(String, Matrix)> {
-    [
-        ("gamma", &p.gamma),
-        ("beta", &p.beta),
-        ("running_mean", &p.running_mean),
-        ("running_var", &p.running_var),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("input_bn/{k}"), row(v)))
-    .collect()
+/// The autodiff tape as a [`Graph`].
+struct TapeGraph<'a> {
+    net: &'a Network,
+    tape: &'a mut Tape,
+    store: &'a ParamStore,
+    mode: Mode,
+    zeros: &'a mut Vec<f32>,
+    ones: &'a mut Vec<f32>,
+    vars: &'a mut Vec<Var>,
+    lists: &'a mut Vec<Vec<Node>>,
+    tmp: &'a mut Vec<Var>,
+    out: &'a mut Forward,
+}
+
+/// An autodiff error inside a head: the head does not fit the tape (a bug).
+fn tape_err(op: &'static str) -> impl FnOnce(autodiff::AutodiffError) -> ModelError {
+    move |e| op_error(op, e.to_string())
+}
+
+impl TapeGraph<'_> {
+    fn var(&self, x: Node) -> Var {
+        self.vars[x.index()]
+    }
+
+    fn node(&mut self, v: Var) -> Node {
+        self.vars.push(v);
+        Node(self.vars.len() as u32 - 1)
+    }
+
+    fn param(&mut self, p: ParamRef) -> Var {
+        match self.net.slots[p.0] {
+            Slot::Param(id) => self.tape.param(self.store, id),
+            Slot::Stat(_) => unreachable!("a running statistic used as a parameter"),
+        }
+    }
+
+    fn stat(&self, p: ParamRef) -> usize {
+        match self.net.slots[p.0] {
+            Slot::Stat(i) => i,
+            Slot::Param(_) => unreachable!("a parameter used as a running statistic"),
+        }
+    }
+}
+
+impl Graph for TapeGraph<'_> {
+    fn linear(&mut self, x: Node, l: &Linear) -> Result<Node, ModelError> {
+        let w = self.param(l.weight);
+        let b = l.bias.map(|b| self.param(b));
+        let v = self
+            .tape
+            .linear(self.var(x), w, b)
+            .map_err(tape_err("linear"))?;
+        Ok(self.node(v))
+    }
+
+    fn activation(&mut self, x: Node, slope: ParamRef) -> Result<Node, ModelError> {
+        let v = match self.net.config.activation {
+            Activation::Prelu => {
+                let s = self.param(slope);
+                self.tape.prelu(self.var(x), s).map_err(tape_err("prelu"))?
+            }
+            Activation::Relu => self.tape.relu(self.var(x)).map_err(tape_err("relu"))?,
+        };
+        Ok(self.node(v))
+    }
+
+    fn batch_norm(&mut self, x: Node, bn: &BatchNorm) -> Result<Node, ModelError> {
+        use autodiff::BatchNormMode as Bn;
+        let config = &self.net.config;
+        if config.batch_norm == BatchNormMode::None {
+            return Ok(x);
+        }
+        let eps = config.bn_epsilon;
+        let (mean, var) = (self.stat(bn.mean), self.stat(bn.var));
+        let c = self.net.stats[mean].len();
+        self.zeros.resize(c, 0.0);
+        self.ones.resize(c, 1.0);
+        let (g, b) = (self.param(bn.gamma), self.param(bn.beta));
+        let mode = match (config.batch_norm, self.mode) {
+            (BatchNormMode::Batch, Mode::Train) => Bn::Train { eps },
+            (BatchNormMode::Batch, Mode::Eval) => Bn::Eval {
+                mean: &self.net.stats[mean],
+                var: &self.net.stats[var],
+                eps,
+            },
+            // The authors' frozen form: statistics fixed at 0 and 1.
+            _ => Bn::Eval {
+                mean: &self.zeros[..c],
+                var: &self.ones[..c],
+                eps,
+            },
+        };
+        let y = self
+            .tape
+            .batch_norm(self.vars[x.index()], g, b, mode)
+            .map_err(tape_err("batch_norm"))?;
+        self.out.bn_outputs.push(y);
+        self.out.bn_stats.push((mean, var));
+        Ok(self.node(y))
+    }
+
+    fn add(&mut self, a: Node, b: Node) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .add(self.var(a), self.var(b))
+            .map_err(tape_err("add"))?;
+        Ok(self.node(v))
+    }
+
+    fn scale(&mut self, x: Node, c: f32) -> Result<Node, ModelError> {
+        let v = self.tape.scale(self.var(x), c).map_err(tape_err("scale"))?;
+        Ok(self.node(v))
+    }
+
+    fn min_zero(&mut self, x: Node) -> Result<Node, ModelError> {
+        // min(x, 0) = -relu(-x)
+        let neg = self
+            .tape
+            .scale(self.var(x), -1.0)
+            .map_err(tape_err("min_zero"))?;
+        let r = self.tape.relu(neg).map_err(tape_err("min_zero"))?;
+        let v = self.tape.scale(r, -1.0).map_err(tape_err("min_zero"))?;
+        Ok(self.node(v))
+    }
+
+    fn relu(&mut self, x: Node) -> Result<Node, ModelError> {
+        let v = self.tape.relu(self.var(x)).map_err(tape_err("relu"))?;
+        Ok(self.node(v))
+    }
+
+    fn sigmoid(&mut self, x: Node) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .sigmoid(self.var(x))
+            .map_err(tape_err("sigmoid"))?;
+        Ok(self.node(v))
+    }
+
+    fn softmax(&mut self, x: Node) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .softmax(self.var(x))
+            .map_err(tape_err("softmax"))?;
+        Ok(self.node(v))
+    }
+
+    fn mix(&mut self, xs: &[Node], gate: Node) -> Result<Node, ModelError> {
+        self.tmp.clear();
+        self.tmp.extend(xs.iter().map(|&x| self.vars[x.index()]));
+        let v = self
+            .tape
+            .mix(self.tmp, self.vars[gate.index()])
+            .map_err(tape_err("mix"))?;
+        Ok(self.node(v))
+    }
+
+    fn row_dot(&mut self, a: Node, b: Node) -> Result<Node, ModelError> {
+        let p = self
+            .tape
+            .mul(self.var(a), self.var(b))
+            .map_err(tape_err("row_dot"))?;
+        let v = self.tape.sum_cols(p).map_err(tape_err("row_dot"))?;
+        Ok(self.node(v))
+    }
+
+    fn concat(&mut self, xs: &[Node]) -> Result<Node, ModelError> {
+        self.tmp.clear();
+        self.tmp.extend(xs.iter().map(|&x| self.vars[x.index()]));
+        let v = self.tape.concat(self.tmp).map_err(tape_err("concat"))?;
+        Ok(self.node(v))
+    }
+
+    fn product_logit(&mut self, a: Node, b: Node) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .product_logit(self.var(a), self.var(b))
+            .map_err(tape_err("product_logit"))?;
+        Ok(self.node(v))
+    }
+
+    fn sum(&mut self, x: Node) -> Result<Node, ModelError> {
+        let v = self.tape.sum(self.var(x)).map_err(tape_err("sum"))?;
+        Ok(self.node(v))
+    }
+
+    fn list(&mut self) -> Vec<Node> {
+        let mut l = self.lists.pop().unwrap_or_default();
+        l.clear();
+        l
+    }
+
+    fn recycle(&mut self, list: Vec<Node>) {
+        self.lists.push(list);
+    }
 }

@@ -4,9 +4,10 @@
 
 use shards::{BatchView, Dataset};
 
-use crate::error::ModelError;
-use crate::layout::InputLayout;
-use crate::scorer::{Bag, Request, Scorer, Workspace};
+use model::{Bag, ModelError, Request, Scorer, Workspace};
+
+use crate::error::Error;
+use crate::network::layout_of;
 
 /// Reusable request buffers.
 #[derive(Debug, Default)]
@@ -22,9 +23,9 @@ struct Buffers {
 pub fn score_dataset(
     scorer: &Scorer,
     data: &Dataset,
-    mut sink: impl FnMut(&[f32], &[f32], &shards::Batch) -> Result<(), ModelError>,
-) -> Result<(), ModelError> {
-    let layout = InputLayout::from_schema(data.schema());
+    mut sink: impl FnMut(&[f32], &[f32], &shards::Batch) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let layout = layout_of(data.schema());
     let model = &scorer.model().layout;
     if layout.tasks != model.tasks
         || layout.dense != model.dense
@@ -32,14 +33,16 @@ pub fn score_dataset(
     {
         return Err(ModelError::Layout(
             "the dataset's schema does not match the model's inputs".into(),
-        ));
+        )
+        .into());
     }
     for (a, b) in layout.fields.iter().zip(&model.fields) {
         if a.name != b.name || a.bag.is_some() != b.bag.is_some() {
             return Err(ModelError::Layout(format!(
                 "dataset field {:?} where the model expects {:?}",
                 a.name, b.name
-            )));
+            ))
+            .into());
         }
     }
     let has_request = !scorer.request_fields().is_empty();

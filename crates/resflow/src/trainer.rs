@@ -23,12 +23,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 use shards::{Batch, Dataset};
 
-use crate::config::{BatchNormMode, ModelConfig};
-use crate::error::ModelError;
-use crate::layout::InputLayout;
-use crate::network::{Forward, Mode, Network, Scratch};
-use crate::params::ModelParams;
-use crate::serving::ServingModel;
+use model::config::{BatchNormMode, ModelConfig};
+use model::{InputLayout, Model, ModelError};
+
+use crate::error::Error;
+use crate::network::{Forward, Mode, Network, Scratch, layout_of};
 
 /// One worker thread's reusable state.
 #[derive(Debug, Default)]
@@ -44,7 +43,7 @@ struct Worker {
     rows: usize,
     /// `rows x tasks` probabilities (evaluation).
     probs: Vec<f32>,
-    error: Option<ModelError>,
+    error: Option<Error>,
 }
 
 impl Worker {
@@ -62,7 +61,7 @@ impl Worker {
             return;
         };
         self.rows = view.rows();
-        let result = (|| -> Result<(), ModelError> {
+        let result = (|| -> Result<(), Error> {
             self.tape.reset();
             self.grads.zero();
             net.forward(
@@ -114,7 +113,7 @@ impl Worker {
             return;
         };
         self.rows = view.rows();
-        let result = (|| -> Result<(), ModelError> {
+        let result = (|| -> Result<(), Error> {
             self.tape.reset();
             net.forward(
                 &mut self.tape,
@@ -192,17 +191,13 @@ impl std::fmt::Debug for Trainer {
 
 impl Trainer {
     /// A freshly initialised model for data of `layout`, trained with `threads` workers.
-    pub fn new(
-        config: ModelConfig,
-        layout: InputLayout,
-        threads: usize,
-    ) -> Result<Self, ModelError> {
-        let params = ModelParams::init(config, layout)?;
+    pub fn new(config: ModelConfig, layout: InputLayout, threads: usize) -> Result<Self, Error> {
+        let params = Model::init(config, layout)?;
         Self::from_params(&params, threads)
     }
 
     /// A trainer starting from `params` (optimiser state fresh).
-    pub fn from_params(params: &ModelParams, threads: usize) -> Result<Self, ModelError> {
+    pub fn from_params(params: &Model, threads: usize) -> Result<Self, Error> {
         let (network, store) = Network::from_params(params)?;
         let o = network.config.optimizer;
         let adam_config = AdamConfig {
@@ -254,9 +249,9 @@ impl Trainer {
     }
 
     /// One synchronous data-parallel step on `batch`.
-    pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats, ModelError> {
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats, Error> {
         if batch.rows == 0 {
-            return Err(ModelError::Request("an empty batch".into()));
+            return Err(ModelError::Request("an empty batch".into()).into());
         }
         let parts = self.workers.len();
         let (net, store, workers) = (&self.network, &self.store, &mut self.workers);
@@ -313,8 +308,11 @@ impl Trainer {
     fn update_running_stats(&mut self, rows: usize) {
         let momentum = self.network.config.bn_momentum;
         let workers = &self.workers;
-        for (k, bn) in self.network.bn_layers_mut().into_iter().enumerate() {
-            for j in 0..bn.mean.len() {
+        let Some(layers) = workers.first().map(|w| &w.forward.bn_stats) else {
+            return;
+        };
+        for (k, &(m, v)) in layers.iter().enumerate() {
+            for j in 0..self.network.stats[m].len() {
                 let (mut mean, mut var) = (0.0f64, 0.0f64);
                 for w in workers.iter().filter(|w| w.rows > 0) {
                     mean += w.rows as f64 * w.stats[k].0[j] as f64;
@@ -325,8 +323,9 @@ impl Trainer {
                     var += w.rows as f64 * (w.stats[k].1[j] as f64 + d * d);
                 }
                 var /= rows as f64;
-                bn.mean[j] = momentum * bn.mean[j] + (1.0 - momentum) * mean as f32;
-                bn.var[j] = momentum * bn.var[j] + (1.0 - momentum) * var as f32;
+                let stats = &mut self.network.stats;
+                stats[m][j] = momentum * stats[m][j] + (1.0 - momentum) * mean as f32;
+                stats[v][j] = momentum * stats[v][j] + (1.0 - momentum) * var as f32;
             }
         }
     }
@@ -337,10 +336,9 @@ impl Trainer {
     pub fn train_epoch(
         &mut self,
         data: &Dataset,
-        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), ModelError>,
-    ) -> Result<(f64, u64), ModelError> {
-        self.network
-            .check_layout(&InputLayout::from_schema(data.schema()))?;
+        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error>,
+    ) -> Result<(f64, u64), Error> {
+        self.network.check_layout(&layout_of(data.schema()))?;
         let seed = self
             .network
             .config
@@ -375,10 +373,9 @@ impl Trainer {
     pub fn predict(
         &mut self,
         data: &Dataset,
-        mut sink: impl FnMut(&[f32], &Batch) -> Result<(), ModelError>,
-    ) -> Result<(), ModelError> {
-        self.network
-            .check_layout(&InputLayout::from_schema(data.schema()))?;
+        mut sink: impl FnMut(&[f32], &Batch) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.network.check_layout(&layout_of(data.schema()))?;
         let mut batches = data.batches(8192, None);
         let mut batch = data.new_batch();
         let mut probs = Vec::new();
@@ -404,11 +401,7 @@ impl Trainer {
     }
 
     /// AUC, GAUC, log loss per task and Weighted Recall@K under both fusions on `data`.
-    pub fn evaluate(
-        &mut self,
-        data: &Dataset,
-        config: &EvalConfig,
-    ) -> Result<EvalReport, ModelError> {
+    pub fn evaluate(&mut self, data: &Dataset, config: &EvalConfig) -> Result<EvalReport, Error> {
         let mut ev = StreamingEvaluator::new(config.clone())?;
         self.predict(data, |probs, batch| {
             let groups = (!batch.group.is_empty()).then_some(batch.group.as_slice());
@@ -426,13 +419,16 @@ impl Trainer {
     }
 
     /// The current parameters.
-    pub fn params(&self) -> ModelParams {
+    pub fn params(&self) -> Model {
         self.network.to_params(&self.store)
     }
 
-    /// The serving form of the current parameters (BatchNorm folded).
-    pub fn export(&self) -> Result<ServingModel, ModelError> {
-        self.params().export()
+    /// The current model, checked, for the model file and the scorer (the same tensors
+    /// as [`Trainer::params`]; the scorer folds the BatchNorms when it compiles its plan).
+    pub fn export(&self) -> Result<Model, Error> {
+        let model = self.params();
+        model.validate()?;
+        Ok(model)
     }
 
     /// Runs `epochs` epochs (from where the trainer is), the training-time summary.
@@ -440,8 +436,8 @@ impl Trainer {
         &mut self,
         data: &Dataset,
         epochs: usize,
-        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), ModelError>,
-    ) -> Result<TrainSummary, ModelError> {
+        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error>,
+    ) -> Result<TrainSummary, Error> {
         let (mut seconds, mut rows, start_step) = (0.0, 0u64, self.step);
         while self.epoch < epochs {
             let (s, r) = self.train_epoch(data, &mut on_step)?;

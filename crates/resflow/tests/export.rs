@@ -1,15 +1,18 @@
-//! Export folds BatchNorm into the weights without changing a single prediction (beyond
-//! rounding): the serving model's naive forward equals the parameters' inference forward
-//! with every BatchNorm applied separately, for every BatchNorm mode and activation.
+//! The serving plan folds BatchNorm into the weights and splits the first layer by request
+//! and candidate fields without changing a single prediction (beyond rounding): the
+//! scorer equals the plain reference forward (every BatchNorm applied separately), for
+//! every BatchNorm mode and activation.
 
 use resflow::config::{Activation, BatchNormMode, TaskConfig};
 use resflow::rng::SplitMix64;
-use resflow::{CandidateRef, Field, InputLayout, ModelConfig, ModelParams, Pooling};
+use resflow::{
+    Bag, CandidateRef, Field, InputLayout, Model, ModelConfig, Pooling, Request, Scorer,
+};
 
 /// Folding reorders a few hundred multiply-adds per unit before a sigmoid.
 const FOLD_TOLERANCE: f32 = 2e-6;
 
-fn setup(mode: BatchNormMode, activation: Activation) -> ModelParams {
+fn setup(mode: BatchNormMode, activation: Activation) -> Model {
     let layout = InputLayout {
         fields: vec![
             Field {
@@ -46,26 +49,21 @@ fn setup(mode: BatchNormMode, activation: Activation) -> ModelParams {
             .collect(),
         ..ModelConfig::default()
     };
-    let mut p = ModelParams::init(config, layout).unwrap();
+    let mut p = Model::init(config, layout).unwrap();
     // Move every parameter away from its initial value so that each fold matters.
     let mut rng = SplitMix64::new(99);
-    let mut jiggle = |v: &mut [f32], base: f32, spread: f32| {
-        v.iter_mut().for_each(|x| *x = base + rng.uniform(spread))
-    };
-    jiggle(&mut p.input_bn.gamma, 1.0, 0.5);
-    jiggle(&mut p.input_bn.beta, 0.0, 0.3);
-    jiggle(&mut p.input_bn.running_mean, 0.0, 0.2);
-    jiggle(&mut p.input_bn.running_var, 1.0, 0.5);
-    for t in &mut p.towers {
-        for l in &mut t.layers {
-            jiggle(&mut l.bias, 0.0, 0.2);
-            jiggle(&mut l.slope, 0.0, 0.3);
-            jiggle(&mut l.bn.gamma, 1.0, 0.5);
-            jiggle(&mut l.bn.beta, 0.0, 0.3);
-            jiggle(&mut l.bn.running_mean, 0.0, 0.2);
-            jiggle(&mut l.bn.running_var, 1.0, 0.5);
-        }
-        t.logit_bias = 0.3;
+    for (name, m) in &mut p.tensors {
+        let (base, spread) = match name.rsplit('/').next().unwrap() {
+            "gamma" | "running_var" => (1.0, 0.5),
+            "beta" => (0.0, 0.3),
+            "running_mean" => (0.0, 0.2),
+            "slope" => (0.0, 0.3),
+            "bias" => (0.0, 0.2),
+            _ => continue,
+        };
+        m.as_mut_slice()
+            .iter_mut()
+            .for_each(|x| *x = base + rng.uniform(spread));
     }
     p
 }
@@ -78,8 +76,12 @@ fn export_preserves_predictions_in_every_mode() {
         BatchNormMode::None,
     ] {
         for activation in [Activation::Prelu, Activation::Relu] {
-            let params = setup(mode, activation);
-            let serving = params.export().unwrap();
+            let mut params = setup(mode, activation);
+            // Field "a" is request-level: the plan splits every first layer.
+            params.config.request_fields = vec!["a".into()];
+            let scorer = Scorer::new(params.clone()).unwrap();
+            assert!(scorer.plan().splits_requests());
+            let mut ws = scorer.workspace(1);
             let mut rng = SplitMix64::new(5);
             for _ in 0..40 {
                 let a = vec![rng.below(30) as u32];
@@ -91,8 +93,30 @@ fn export_preserves_predictions_in_every_mode() {
                     ids: &ids,
                     dense: &dense,
                 };
-                let want = params.forward_eval_naive(cand);
-                let got = serving.forward_naive(cand);
+                let want = params.forward_naive(cand);
+                let (ob, oc) = ([0, b.len() as u64], [0, c.len() as u64]);
+                let bags = [
+                    Bag {
+                        offsets: &ob,
+                        ids: &b,
+                    },
+                    Bag {
+                        offsets: &oc,
+                        ids: &c,
+                    },
+                ];
+                let req = Request {
+                    candidates: 1,
+                    ids: &[],
+                    bags: &bags,
+                    dense: &dense,
+                    dense_stride: 4,
+                    request_ids: &a,
+                    request_bags: &[],
+                };
+                let (mut got, mut fused) = (vec![0.0; 3], vec![0.0]);
+                scorer.score(&mut ws, &req, &mut got, &mut fused).unwrap();
+                assert_eq!(want.len(), 3);
                 for (t, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= FOLD_TOLERANCE,
@@ -114,11 +138,9 @@ fn init_is_seeded_and_counts_parameters() {
     assert_eq!(a.parameter_count(), 354 + 44 + 1755);
     let mut c = a.config.clone();
     c.seed += 1;
-    let other = ModelParams::init(c, a.layout.clone()).unwrap();
-    assert_ne!(
-        other.towers[0].layers[0].weight,
-        a.towers[0].layers[0].weight
-    );
+    let other = Model::init(c, a.layout.clone()).unwrap();
+    let w = "head/resflow/task/0/layer/0/weight";
+    assert_ne!(other.tensor(w).unwrap(), a.tensor(w).unwrap());
 }
 
 #[test]
@@ -126,7 +148,7 @@ fn task_count_mismatch_is_an_error() {
     let p = setup(BatchNormMode::Affine, Activation::Prelu);
     let mut layout = p.layout.clone();
     layout.tasks.pop();
-    let err = ModelParams::init(p.config.clone(), layout)
+    let err = Model::init(p.config.clone(), layout)
         .unwrap_err()
         .to_string();
     assert!(

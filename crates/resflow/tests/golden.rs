@@ -10,10 +10,7 @@
 use autodiff::{Grads, Tape};
 use resflow::config::{BatchNormMode, TaskConfig};
 use resflow::network::{Forward, Mode, Network, Scratch};
-use resflow::{
-    BatchNormParams, Field, InputLayout, LayerParams, ModelConfig, ModelParams, Pooling,
-    TowerParams,
-};
+use resflow::{Field, InputLayout, Model, ModelConfig, Pooling};
 use shards::{DenseSpec, FORMAT_VERSION, MultiField, Row, Schema, ShardWriter, SingleField};
 use tensor::Matrix;
 
@@ -24,13 +21,20 @@ fn m(rows: usize, cols: usize, v: &[f32]) -> Matrix {
     Matrix::from_slice(rows, cols, v).unwrap()
 }
 
-fn bn(gamma: &[f32], beta: &[f32]) -> BatchNormParams {
-    BatchNormParams {
-        gamma: gamma.to_vec(),
-        beta: beta.to_vec(),
-        running_mean: vec![0.0; gamma.len()],
-        running_var: vec![1.0; gamma.len()],
-    }
+/// A BatchNorm's four named tensors (statistics 0 / 1).
+fn bn(name: &str, gamma: &[f32], beta: &[f32]) -> Vec<(String, Matrix)> {
+    let c = gamma.len();
+    vec![
+        (format!("{name}/gamma"), m(1, c, gamma)),
+        (format!("{name}/beta"), m(1, c, beta)),
+        (format!("{name}/running_mean"), m(1, c, &vec![0.0; c])),
+        (format!("{name}/running_var"), m(1, c, &vec![1.0; c])),
+    ]
+}
+
+/// The name of ResFlow's tensor `rest` of task `t`.
+fn name(t: usize, rest: &str) -> String {
+    format!("head/resflow/task/{t}/{rest}")
 }
 
 fn close(got: &[f32], want: &[f64], what: &str) {
@@ -80,54 +84,62 @@ fn tiny_model_matches_an_independent_computation() {
         ],
         ..ModelConfig::default()
     };
+    #[allow(clippy::too_many_arguments)]
     let tower =
-        |w: &[f32], b: &[f32], s: &[f32], g: &[f32], be: &[f32], wz: &[f32], bz: f32| TowerParams {
-            layers: vec![LayerParams {
-                weight: m(5, 3, w),
-                bias: b.to_vec(),
-                slope: s.to_vec(),
-                bn: bn(g, be),
-            }],
-            logit_weight: wz.to_vec(),
-            logit_bias: bz,
+        |t: usize, w: &[f32], b: &[f32], s: &[f32], g: &[f32], be: &[f32], wz: &[f32], bz: f32| {
+            let mut v = vec![
+                (name(t, "layer/0/weight"), m(5, 3, w)),
+                (name(t, "layer/0/bias"), m(1, 3, b)),
+                (name(t, "layer/0/slope"), m(1, 3, s)),
+            ];
+            v.extend(bn(&name(t, "layer/0/bn"), g, be));
+            v.push((name(t, "logit/weight"), m(3, 1, wz)));
+            v.push((name(t, "logit/bias"), m(1, 1, &[bz])));
+            v
         };
-    let params = ModelParams {
-        head: Vec::new(),
+    let mut tensors = bn(
+        "input_bn",
+        &[1.1, 0.9, 1.2, 0.8, 1.05],
+        &[0.01, -0.02, 0.03, 0.0, -0.01],
+    );
+    let towers = [
+        tower(
+            0,
+            &[
+                0.2, -0.1, 0.3, 0.4, 0.2, -0.3, -0.2, 0.1, 0.5, 0.3, -0.4, 0.1, 0.1, 0.2, -0.2,
+            ],
+            &[0.05, -0.05, 0.1],
+            &[0.1, 0.2, -0.1],
+            &[1.0, 0.9, 1.1],
+            &[0.0, 0.1, -0.1],
+            &[0.5, -0.3, 0.2],
+            0.1,
+        ),
+        tower(
+            1,
+            &[
+                -0.3, 0.2, 0.1, 0.1, -0.2, 0.4, 0.25, 0.3, -0.1, -0.1, 0.1, 0.2, 0.2, -0.3, 0.3,
+            ],
+            &[-0.1, 0.0, 0.05],
+            &[0.3, -0.2, 0.15],
+            &[0.95, 1.05, 1.0],
+            &[0.05, 0.0, 0.02],
+            &[-0.2, 0.4, 0.3],
+            -0.2,
+        ),
+    ];
+    tensors.extend(towers.into_iter().flatten());
+    let params = Model {
         config,
         layout,
         embeddings: vec![
             m(3, 2, &[0.1, -0.2, 0.3, 0.05, -0.4, 0.25]),
             m(4, 2, &[0.2, 0.1, -0.1, 0.3, 0.05, -0.15, 0.4, 0.2]),
         ],
-        input_bn: bn(
-            &[1.1, 0.9, 1.2, 0.8, 1.05],
-            &[0.01, -0.02, 0.03, 0.0, -0.01],
-        ),
-        towers: vec![
-            tower(
-                &[
-                    0.2, -0.1, 0.3, 0.4, 0.2, -0.3, -0.2, 0.1, 0.5, 0.3, -0.4, 0.1, 0.1, 0.2, -0.2,
-                ],
-                &[0.05, -0.05, 0.1],
-                &[0.1, 0.2, -0.1],
-                &[1.0, 0.9, 1.1],
-                &[0.0, 0.1, -0.1],
-                &[0.5, -0.3, 0.2],
-                0.1,
-            ),
-            tower(
-                &[
-                    -0.3, 0.2, 0.1, 0.1, -0.2, 0.4, 0.25, 0.3, -0.1, -0.1, 0.1, 0.2, 0.2, -0.3, 0.3,
-                ],
-                &[-0.1, 0.0, 0.05],
-                &[0.3, -0.2, 0.15],
-                &[0.95, 1.05, 1.0],
-                &[0.05, 0.0, 0.02],
-                &[-0.2, 0.4, 0.3],
-                -0.2,
-            ),
-        ],
-    };
+        tensors,
+    }
+    .canonical()
+    .unwrap();
     // The batch: a = [0, 2, 1], bags b = [[1, 3], [], [2]], dense [0.5, -1, 2],
     // labels (click, conversion) = (1, 1), (0, 0), (1, 0).
     let dir = std::env::temp_dir().join(format!("resflow-golden-{}", std::process::id()));
@@ -210,7 +222,7 @@ fn tiny_model_matches_an_independent_computation() {
         grads.dense[k].clone()
     };
     close(
-        &dense("task/0/layer/0/weight"),
+        &dense("head/resflow/task/0/layer/0/weight"),
         &[
             -0.07623614128871026,
             0.0368608967793449,
@@ -231,7 +243,7 @@ fn tiny_model_matches_an_independent_computation() {
         "dL/dW task 0",
     );
     close(
-        &dense("task/1/layer/0/slope"),
+        &dense("head/resflow/task/1/layer/0/slope"),
         &[
             0.00246259346248223,
             -0.02102445906260186,
@@ -251,12 +263,12 @@ fn tiny_model_matches_an_independent_computation() {
         "dL/dgamma input",
     );
     close(
-        &dense("task/1/logit/bias"),
+        &dense("head/resflow/task/1/logit/bias"),
         &[-0.05750559761708018],
         "dL/dbias logit 1",
     );
     close(
-        &dense("task/0/layer/0/bn/gamma"),
+        &dense("head/resflow/task/0/layer/0/bn/gamma"),
         &[
             -0.05744630193760258,
             0.0413107235086585,

@@ -8,7 +8,7 @@ mod common;
 use common::{data, predictions, served, serving_gap, temp};
 
 use resflow::config::{BatchNormMode, ModelKind};
-use resflow::{InputLayout, ModelConfig, Scorer, ServingModel, Trainer};
+use resflow::{InputLayout, Model, ModelConfig, Scorer, Trainer};
 
 /// The scorer runs the same head on a tape, with batches of another size.
 const SERVE_TOLERANCE: f32 = 1e-5;
@@ -52,7 +52,7 @@ fn max_gap(a: &[f32], b: &[f32]) -> f32 {
 fn every_baseline_learns_and_serves_what_it_trained() {
     let (train_dir, train) = data("train", 30_000, 11);
     let (eval_dir, eval) = data("eval", 8_000, 12);
-    let layout = InputLayout::from_schema(train.schema());
+    let layout = resflow::layout_of(train.schema());
     let files = temp("files");
     std::fs::create_dir_all(&files).unwrap();
     for kind in ModelKind::NAMES {
@@ -67,7 +67,7 @@ fn every_baseline_learns_and_serves_what_it_trained() {
         // The exported file, saved and loaded, scores what the trainer predicts.
         let path = files.join(format!("{kind}.safetensors"));
         t.export().unwrap().save(&path).unwrap();
-        let model = ServingModel::load(&path).unwrap();
+        let model = Model::load(&path).unwrap();
         assert_eq!(model.config.model.name(), kind);
         let scorer = Scorer::new(model).unwrap();
         let (predicted, scored) = (predictions(&mut t, &eval), served(&scorer, &eval));
@@ -87,7 +87,7 @@ fn every_baseline_learns_and_serves_what_it_trained() {
 #[test]
 fn baselines_resume_exactly_from_a_checkpoint_in_batch_norm_mode() {
     let (dir, ds) = data("ckpt-data", 6_000, 13);
-    let layout = InputLayout::from_schema(ds.schema());
+    let layout = resflow::layout_of(ds.schema());
     for kind in ["ple", "aitm"] {
         let mut c = config(kind);
         c.batch_norm = BatchNormMode::Batch;
@@ -103,7 +103,7 @@ fn baselines_resume_exactly_from_a_checkpoint_in_batch_norm_mode() {
         let (a, b) = (full.params(), resumed.params());
         assert!(a == b, "{kind}: the resumed run differs");
         // Running statistics moved and travel into the served model.
-        assert!(a.head.iter().any(
+        assert!(a.tensors.iter().any(
             |(n, m)| n.ends_with("running_mean") && m.as_slice().iter().any(|v| v.abs() > 1e-4)
         ));
         let scorer = Scorer::new(resumed.export().unwrap()).unwrap();
@@ -125,25 +125,25 @@ fn damaged_baseline_files_are_clear_errors() {
         dense: 0,
         tasks: vec!["click".into(), "conversion".into()],
     };
-    let good = ServingModel::random(config("mmoe"), layout.clone(), 1).unwrap();
+    let good = Model::random(config("mmoe"), layout.clone(), 1).unwrap();
     let bytes = good.to_bytes().unwrap();
-    assert!(ServingModel::from_bytes(&bytes, "good").unwrap() == good);
+    assert!(Model::from_bytes(&bytes, "good").unwrap() == good);
 
     let mut missing = good.clone();
-    missing.head.retain(|(n, _)| !n.contains("gate/1"));
+    missing.tensors.retain(|(n, _)| !n.contains("gate/1"));
     let e = missing.to_bytes().unwrap_err().to_string();
     assert!(e.contains("gate/1") && e.contains("missing"), "{e}");
 
     let mut extra = good.clone();
     extra
-        .head
+        .tensors
         .push(("head/mmoe/unused".into(), tensor::Matrix::zeros(1, 1)));
     let e = extra.to_bytes().unwrap_err().to_string();
     assert!(e.contains("head/mmoe/unused"), "{e}");
 
     let mut reshaped = good.clone();
     let (_, m) = reshaped
-        .head
+        .tensors
         .iter_mut()
         .find(|(n, _)| n.ends_with("gate/0/weight"))
         .unwrap();
@@ -158,7 +158,7 @@ fn damaged_baseline_files_are_clear_errors() {
     let mut chain = good;
     chain.config.model = ModelKind::Resflow;
     let e = chain.to_bytes().unwrap_err().to_string();
-    assert!(e.contains("head tensors") || e.contains("towers"), "{e}");
+    assert!(e.contains("head/resflow") && e.contains("missing"), "{e}");
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn model_file_fuzz_corpus_is_read_without_panics() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        match ServingModel::from_bytes(&bytes, &name) {
+        match Model::from_bytes(&bytes, &name) {
             Ok(model) => {
                 assert!(name.ends_with(".safetensors"), "{name} should not load");
                 kinds.push(model.config.model.name().to_string());

@@ -4,8 +4,7 @@
 use resflow::config::{BatchNormMode, FusionKind, Residual, TaskConfig};
 use resflow::rng::SplitMix64;
 use resflow::{
-    Bag, CandidateRef, Field, InputLayout, ModelConfig, ModelError, Pooling, Request, Scorer,
-    ServingModel,
+    Bag, CandidateRef, Field, InputLayout, Model, ModelConfig, ModelError, Pooling, Request, Scorer,
 };
 
 /// Agreement between the fast and the naive forward pass: different summation orders over
@@ -156,7 +155,7 @@ fn score(scorer: &Scorer, inp: &Inputs) -> Result<(Vec<f32>, Vec<f32>), ModelErr
     Ok((probs, fused))
 }
 
-fn naive(model: &ServingModel, inp: &Inputs) -> Vec<Vec<f32>> {
+fn naive(model: &Model, inp: &Inputs) -> Vec<Vec<f32>> {
     (0..inp.n)
         .map(|r| {
             let ids: Vec<&[u32]> = inp.ids[r].iter().map(|v| v.as_slice()).collect();
@@ -169,7 +168,7 @@ fn naive(model: &ServingModel, inp: &Inputs) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn assert_matches_naive(model: ServingModel, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+fn assert_matches_naive(model: Model, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let tasks = model.config.tasks.len();
     let inp = inputs(&model.layout, n, seed, true);
     let want = naive(&model, &inp);
@@ -219,7 +218,7 @@ fn scorer_matches_the_naive_forward_for_every_variant() {
                     logits,
                     monotone,
                 };
-                let model = ServingModel::random(c, layout(tasks), 11 + n as u64).unwrap();
+                let model = Model::random(c, layout(tasks), 11 + n as u64).unwrap();
                 assert_matches_naive(model, n, n as u64);
             }
         }
@@ -228,14 +227,14 @@ fn scorer_matches_the_naive_forward_for_every_variant() {
 
 #[test]
 fn baselines_score_like_their_per_candidate_forward() {
-    // The generic path: the gathered request and candidate groups are put back in layout
-    // order (dense features last) before the head runs on the tape.
+    // Every kind's plan splits its first layers by request and candidate fields; the
+    // reference reads the whole concatenation in layout order.
     for kind in resflow::config::ModelKind::NAMES {
         let tasks = if kind == "esmm" { 2 } else { 3 };
         let mut c = config(tasks).with_model(kind).unwrap();
         c.request_fields = vec!["user".into()];
         for n in [1, 13, 70] {
-            let model = ServingModel::random(c.clone(), layout(tasks), 7 + n as u64).unwrap();
+            let model = Model::random(c.clone(), layout(tasks), 7 + n as u64).unwrap();
             let (probs, _) = assert_matches_naive(model, n, n as u64);
             assert_eq!(probs.len(), n * tasks);
         }
@@ -244,7 +243,7 @@ fn baselines_score_like_their_per_candidate_forward() {
 
 #[test]
 fn request_fields_give_the_same_scores_as_per_candidate_fields() {
-    let base = ServingModel::random(config(2), layout(2), 5).unwrap();
+    let base = Model::random(config(2), layout(2), 5).unwrap();
     let (p1, f1) = assert_matches_naive(base.clone(), 40, 9);
     let mut split = base;
     split.config.request_fields = vec!["user".into(), "history".into()];
@@ -270,7 +269,7 @@ fn request_fields_give_the_same_scores_as_per_candidate_fields() {
 fn monotone_chain_never_raises_a_later_probability() {
     let mut c = config(3);
     c.residual.monotone = true;
-    let model = ServingModel::random(c, layout(3), 3).unwrap();
+    let model = Model::random(c, layout(3), 3).unwrap();
     let (probs, _) = assert_matches_naive(model, 50, 4);
     for r in 0..50 {
         assert!(probs[r * 3 + 1] <= probs[r * 3] && probs[r * 3 + 2] <= probs[r * 3 + 1]);
@@ -282,14 +281,10 @@ fn multiplicative_fusion_and_weights() {
     let mut c = config(2);
     c.fusion.kind = FusionKind::Multiplicative;
     c.fusion.weights = vec![1.0, 0.5];
-    assert_matches_naive(
-        ServingModel::random(c.clone(), layout(2), 8).unwrap(),
-        20,
-        1,
-    );
+    assert_matches_naive(Model::random(c.clone(), layout(2), 8).unwrap(), 20, 1);
     c.fusion.kind = FusionKind::Additive;
     c.fusion.weights = vec![1.0, 20.0];
-    assert_matches_naive(ServingModel::random(c, layout(2), 8).unwrap(), 20, 1);
+    assert_matches_naive(Model::random(c, layout(2), 8).unwrap(), 20, 1);
 }
 
 #[test]
@@ -297,12 +292,12 @@ fn model_file_round_trips_and_scores_identically() {
     let mut c = config(3);
     c.batch_norm = BatchNormMode::Batch;
     c.request_fields = vec!["age".into()];
-    let model = ServingModel::random(c, layout(3), 21).unwrap();
+    let model = Model::random(c, layout(3), 21).unwrap();
     let dir = std::env::temp_dir().join(format!("resflow-model-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     model.save(&path).unwrap();
-    let back = ServingModel::load(&path).unwrap();
+    let back = Model::load(&path).unwrap();
     assert_eq!(back, model);
     let inp = inputs(&model.layout, 30, 2, true);
     let age = model.layout.field_index("age").unwrap();
@@ -318,10 +313,10 @@ fn model_file_round_trips_and_scores_identically() {
 
 #[test]
 fn bad_model_files_are_clear_errors() {
-    let model = ServingModel::random(config(2), layout(2), 1).unwrap();
+    let model = Model::random(config(2), layout(2), 1).unwrap();
     let bytes = model.to_bytes().unwrap();
     let err = |b: &[u8]| {
-        ServingModel::from_bytes(b, "m.safetensors")
+        Model::from_bytes(b, "m.safetensors")
             .unwrap_err()
             .to_string()
     };
@@ -330,7 +325,7 @@ fn bad_model_files_are_clear_errors() {
     assert!(err(b"").contains("not a safetensors file"));
     // Every single-byte truncation point and a few corruptions give an error, not a panic.
     for cut in (0..bytes.len()).step_by(97) {
-        assert!(ServingModel::from_bytes(&bytes[..cut], "m").is_err());
+        assert!(Model::from_bytes(&bytes[..cut], "m").is_err());
     }
     let mut other = bytes.clone();
     let pos = other
@@ -341,10 +336,15 @@ fn bad_model_files_are_clear_errors() {
     assert!(err(&other).contains("format"));
     // A NaN weight is refused.
     let mut nan = model.clone();
-    nan.towers[0].logit_bias = f32::NAN;
+    let (_, bias) = nan
+        .tensors
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("task/0/logit/bias"))
+        .unwrap();
+    bias.as_mut_slice()[0] = f32::NAN;
     assert!(err(&nan.to_bytes().unwrap()).contains("NaN"));
     let missing =
-        ServingModel::load(std::path::Path::new("/nonexistent/dir/model.safetensors")).unwrap_err();
+        Model::load(std::path::Path::new("/nonexistent/dir/model.safetensors")).unwrap_err();
     assert!(
         missing
             .to_string()
@@ -354,7 +354,7 @@ fn bad_model_files_are_clear_errors() {
 
 #[test]
 fn bad_requests_are_clear_errors() {
-    let model = ServingModel::random(config(2), layout(2), 1).unwrap();
+    let model = Model::random(config(2), layout(2), 1).unwrap();
     let scorer = Scorer::new(model).unwrap();
     let mut ws = scorer.workspace(4);
     let ids = vec![0u32; 2 * 5];
@@ -512,7 +512,7 @@ fn bad_requests_are_clear_errors() {
 fn unknown_request_field_is_a_config_error() {
     let mut c = config(2);
     c.request_fields = vec!["nope".into()];
-    let model = ServingModel::random(c, layout(2), 1).unwrap();
+    let model = Model::random(c, layout(2), 1).unwrap();
     assert!(
         Scorer::new(model)
             .unwrap_err()

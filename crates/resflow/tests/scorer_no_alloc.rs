@@ -1,8 +1,8 @@
 //! After warm-up, scoring a request allocates nothing (counting global allocator), for
-//! ResFlow's fused path and for every baseline's generic path.
+//! every model kind's compiled plan.
 
 use resflow::config::TaskConfig;
-use resflow::{Bag, Field, InputLayout, ModelConfig, Pooling, Request, Scorer, ServingModel};
+use resflow::{Bag, Field, InputLayout, Model, ModelConfig, Pooling, Request, Scorer};
 
 #[global_allocator]
 static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
@@ -45,7 +45,7 @@ fn check(kind: &str) {
     }
     .with_model(kind)
     .unwrap();
-    let scorer = Scorer::new(ServingModel::random(config, layout, 3).unwrap()).unwrap();
+    let scorer = Scorer::new(Model::random(config, layout, 3).unwrap()).unwrap();
     let n = 300;
     let ids: Vec<u32> = (0..n as u32).map(|i| i % 500).collect();
     let offsets: Vec<u64> = (0..=n as u64).map(|i| i * 2).collect();

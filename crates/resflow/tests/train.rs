@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::{data, serving_gap, temp};
 
-use resflow::{InputLayout, ModelConfig, ModelError, Scorer, Trainer};
+use resflow::{ModelConfig, ModelError, Scorer, Trainer};
 use shards::Dataset;
 use shards::synth::{SynthConfig, generate};
 
@@ -25,7 +25,7 @@ fn config() -> ModelConfig {
 }
 
 fn trainer(ds: &Dataset, config: ModelConfig, threads: usize) -> Trainer {
-    Trainer::new(config, InputLayout::from_schema(ds.schema()), threads).unwrap()
+    Trainer::new(config, resflow::layout_of(ds.schema()), threads).unwrap()
 }
 
 fn params_bits(t: &Trainer) -> Vec<u32> {
@@ -81,7 +81,7 @@ fn learns_reproducibly_resumes_and_serves() {
     let stop = killed.fit(&train, 2, |tr, _| {
         if tr.batch_in_epoch == 5 {
             tr.save_checkpoint(&ckpt)?;
-            return Err(ModelError::Request("killed".into()));
+            return Err(ModelError::Request("killed".into()).into());
         }
         Ok(())
     });
@@ -97,7 +97,7 @@ fn learns_reproducibly_resumes_and_serves() {
     // Export, save, load, score: the scorer matches the trainer's evaluation pass.
     let model_path = ckpt.join("model.safetensors");
     t.export().unwrap().save(&model_path).unwrap();
-    let scorer = Scorer::new(resflow::ServingModel::load(&model_path).unwrap()).unwrap();
+    let scorer = Scorer::new(resflow::Model::load(&model_path).unwrap()).unwrap();
     let worst = serving_gap(&mut t, &scorer, &eval);
     assert!(worst <= SERVE_TOLERANCE, "scorer vs trainer: {worst}");
 
@@ -131,7 +131,8 @@ fn batch_norm_mode_three_tasks_and_request_fields() {
     t.fit(&ds, 1, |_, _| Ok(())).unwrap();
     // Running statistics moved away from 0 / 1.
     let p = t.params();
-    assert!(p.input_bn.running_mean.iter().any(|m| m.abs() > 1e-4));
+    let mean = p.tensor("input_bn/running_mean").unwrap();
+    assert!(mean.as_slice().iter().any(|m| m.abs() > 1e-4));
     let scorer = Scorer::new(t.export().unwrap()).unwrap();
     let worst = serving_gap(&mut t, &scorer, &ds);
     assert!(worst <= SERVE_TOLERANCE, "scorer vs trainer: {worst}");
@@ -199,8 +200,8 @@ fn batch_norm_running_statistics_combine_exactly_across_workers() {
         let mut t = trainer(&ds, c.clone(), threads);
         t.train_step(&batch).unwrap();
         let p = t.params();
-        let mut v = p.input_bn.running_mean.clone();
-        v.extend(&p.input_bn.running_var);
+        let mut v = p.tensor("input_bn/running_mean").unwrap().to_vec();
+        v.extend(p.tensor("input_bn/running_var").unwrap().as_slice());
         v
     };
     let (one, two) = (stats(1), stats(2));

@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use resflow::config::TaskConfig;
-use resflow::{Bag, Field, InputLayout, ModelConfig, Pooling, Request, Scorer, ServingModel};
+use resflow::{Bag, Field, InputLayout, Model, ModelConfig, Pooling, Request, Scorer};
 
 /// A small model with every kind of input: request-level single and multi-valued fields,
 /// candidate-level single and multi-valued (mean-pooled) fields, and 3 dense features.
-pub fn test_model(seed: u64) -> ServingModel {
+pub fn test_model(seed: u64) -> Model {
     test_model_of("resflow", seed)
 }
 
 /// [`test_model`] as another model kind (`"mmoe"`, `"aitm"`, ...; see `docs/models.md`).
-pub fn test_model_of(kind: &str, seed: u64) -> ServingModel {
+pub fn test_model_of(kind: &str, seed: u64) -> Model {
     let field = |name: &str, vocab: u32, bag: Option<Pooling>| Field {
         name: name.into(),
         vocab,
@@ -51,7 +51,7 @@ pub fn test_model_of(kind: &str, seed: u64) -> ServingModel {
     }
     .with_model(kind)
     .expect("a known model kind");
-    ServingModel::random(config, layout, seed).expect("a valid random model")
+    Model::random(config, layout, seed).expect("a valid random model")
 }
 
 /// SplitMix64, as in `examples/cpp/request.hpp`.

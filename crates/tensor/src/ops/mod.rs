@@ -57,11 +57,13 @@ macro_rules! multiversion {
 
 mod activation;
 pub mod math;
+mod probability;
 mod rows;
 mod softmax;
 mod vector;
 
 pub use activation::*;
+pub use probability::{product_logit, product_logit_derivatives};
 pub use rows::*;
 pub use softmax::*;
 pub use vector::*;

@@ -4,36 +4,37 @@
 //! ```text
 //! e_k = expert_k(x)                      k = 1..E    (each N x w)
 //! g_t = softmax(x W_t)                   W_t: I x E  (one gate per task, no bias)
-//! h_t = sum_k g_t[:, k] e_k              autodiff's mix
+//! h_t = sum_k g_t[:, k] e_k              the graph's mix
 //! z_t = tower_t(h_t)
 //! ```
 //!
 //! Each task learns its own weighting of the shared experts, so tasks that disagree can
 //! lean on different experts.
 
-use autodiff::Var;
-
-use super::{Builder, Ctx, Linear, PREFIX, TaskTower, push_bn};
-use crate::config::MmoeConfig;
+use super::Head;
+use crate::config::{MmoeConfig, ModelConfig};
 use crate::error::ModelError;
-use crate::network::{BnIds, LayerIds};
+use crate::graph::gate;
+use crate::graph::{Graph, Node};
+use crate::layers::{Builder, Linear, Mlp, Tower};
 
 /// MMoE's parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct Mmoe {
-    experts: Vec<Vec<LayerIds>>,
+    experts: Vec<Mlp>,
     gates: Vec<Linear>,
-    towers: Vec<TaskTower>,
+    towers: Vec<Tower>,
 }
 
 impl Mmoe {
     pub(crate) fn build(
+        name: &str,
         c: &MmoeConfig,
-        tasks: usize,
+        config: &ModelConfig,
         input: usize,
         b: &mut Builder<'_>,
     ) -> Result<Self, ModelError> {
-        let name = format!("{PREFIX}mmoe");
+        let tasks = config.tasks.len();
         let mut experts = Vec::new();
         let mut width = input;
         for k in 0..c.experts {
@@ -44,40 +45,32 @@ impl Mmoe {
         let gates = (0..tasks)
             .map(|t| b.gate(&format!("{name}/gate/{t}"), input, c.experts))
             .collect::<Result<_, _>>()?;
-        let towers = TaskTower::per_task(b, &name, tasks, width, &c.tower)?;
+        let towers = b.towers(name, tasks, width, &c.tower)?;
         Ok(Self {
             experts,
             gates,
             towers,
         })
     }
+}
 
-    pub(crate) fn forward(
+impl Head for Mmoe {
+    fn forward(
         &self,
-        ctx: &mut Ctx<'_>,
-        x: Var,
-        logits: &mut Vec<Var>,
+        g: &mut dyn Graph,
+        x: Node,
+        logits: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        let mut experts = std::mem::take(&mut ctx.lists.experts);
-        experts.clear();
+        let mut experts = g.list();
         for e in &self.experts {
-            experts.push(ctx.mlp(x, e)?);
+            experts.push(e.forward(g, x)?);
         }
-        for (gate, tower) in self.gates.iter().zip(&self.towers) {
-            let g = ctx.gate(x, gate)?;
-            let h = ctx.tape.mix(&experts, g)?;
-            logits.push(tower.forward(ctx, h)?);
+        for (l, tower) in self.gates.iter().zip(&self.towers) {
+            let w = gate(g, x, l)?;
+            let h = g.mix(&experts, w)?;
+            logits.push(tower.forward(g, h)?);
         }
-        ctx.lists.experts = experts;
+        g.recycle(experts);
         Ok(())
-    }
-
-    pub(crate) fn bn_layers_mut<'a>(&'a mut self, v: &mut Vec<&'a mut BnIds>) {
-        for e in &mut self.experts {
-            push_bn(e, v);
-        }
-        for t in &mut self.towers {
-            t.bn_layers_mut(v);
-        }
     }
 }

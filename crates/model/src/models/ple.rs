@@ -14,19 +14,19 @@
 //! swamped by another task's experts (the "seesaw" PLE was designed against); the shared
 //! path carries what the tasks have in common to the next level.
 
-use autodiff::Var;
-
-use super::{Builder, Ctx, Linear, PREFIX, TaskTower, push_bn};
-use crate::config::PleConfig;
+use super::Head;
+use crate::config::{ModelConfig, PleConfig};
 use crate::error::ModelError;
-use crate::network::{BnIds, LayerIds};
+use crate::graph::gate;
+use crate::graph::{Graph, Node};
+use crate::layers::{Builder, Linear, Mlp, Tower};
 
 /// One extraction level.
 #[derive(Debug, Clone)]
 struct Level {
     /// Per task, its experts.
-    task_experts: Vec<Vec<Vec<LayerIds>>>,
-    shared_experts: Vec<Vec<LayerIds>>,
+    task_experts: Vec<Vec<Mlp>>,
+    shared_experts: Vec<Mlp>,
     task_gates: Vec<Linear>,
     /// The shared path's gate (every level but the last).
     shared_gate: Option<Linear>,
@@ -36,17 +36,18 @@ struct Level {
 #[derive(Debug, Clone)]
 pub(crate) struct Ple {
     levels: Vec<Level>,
-    towers: Vec<TaskTower>,
+    towers: Vec<Tower>,
 }
 
 impl Ple {
     pub(crate) fn build(
+        name: &str,
         c: &PleConfig,
-        tasks: usize,
+        config: &ModelConfig,
         input: usize,
         b: &mut Builder<'_>,
     ) -> Result<Self, ModelError> {
-        let name = format!("{PREFIX}ple");
+        let tasks = config.tasks.len();
         let expert_width = *c.expert_hidden.last().expect("validated: not empty");
         let mut levels = Vec::new();
         let mut width = input;
@@ -91,25 +92,20 @@ impl Ple {
             });
             width = expert_width;
         }
-        let towers = TaskTower::per_task(b, &name, tasks, width, &c.tower)?;
+        let towers = b.towers(name, tasks, width, &c.tower)?;
         Ok(Self { levels, towers })
     }
+}
 
-    pub(crate) fn forward(
+impl Head for Ple {
+    fn forward(
         &self,
-        ctx: &mut Ctx<'_>,
-        x: Var,
-        logits: &mut Vec<Var>,
+        g: &mut dyn Graph,
+        x: Node,
+        logits: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
         let tasks = self.towers.len();
-        let lists = &mut *ctx.lists;
-        let (mut inputs, mut all, mut next, mut chosen) = (
-            std::mem::take(&mut lists.inputs),
-            std::mem::take(&mut lists.experts),
-            std::mem::take(&mut lists.next),
-            std::mem::take(&mut lists.chosen),
-        );
-        inputs.clear();
+        let (mut inputs, mut all, mut next, mut chosen) = (g.list(), g.list(), g.list(), g.list());
         inputs.resize(tasks, x);
         let mut shared_in = x;
         for level in &self.levels {
@@ -117,49 +113,34 @@ impl Ple {
             all.clear();
             for (t, experts) in level.task_experts.iter().enumerate() {
                 for e in experts {
-                    all.push(ctx.mlp(inputs[t], e)?);
+                    all.push(e.forward(g, inputs[t])?);
                 }
             }
             let shared_start = all.len();
             for e in &level.shared_experts {
-                all.push(ctx.mlp(shared_in, e)?);
+                all.push(e.forward(g, shared_in)?);
             }
             let per_task = shared_start / tasks.max(1);
             next.clear();
-            for (t, gate) in level.task_gates.iter().enumerate() {
+            for (t, l) in level.task_gates.iter().enumerate() {
                 chosen.clear();
                 chosen.extend_from_slice(&all[t * per_task..(t + 1) * per_task]);
                 chosen.extend_from_slice(&all[shared_start..]);
-                let g = ctx.gate(inputs[t], gate)?;
-                next.push(ctx.tape.mix(&chosen, g)?);
+                let w = gate(g, inputs[t], l)?;
+                next.push(g.mix(&chosen, w)?);
             }
-            if let Some(gate) = &level.shared_gate {
-                let g = ctx.gate(shared_in, gate)?;
-                shared_in = ctx.tape.mix(&all, g)?;
+            if let Some(l) = &level.shared_gate {
+                let w = gate(g, shared_in, l)?;
+                shared_in = g.mix(&all, w)?;
             }
             std::mem::swap(&mut inputs, &mut next);
         }
         for (tower, &u) in self.towers.iter().zip(&inputs) {
-            logits.push(tower.forward(ctx, u)?);
+            logits.push(tower.forward(g, u)?);
         }
-        let lists = &mut *ctx.lists;
-        (lists.inputs, lists.experts, lists.next, lists.chosen) = (inputs, all, next, chosen);
+        for list in [inputs, all, next, chosen] {
+            g.recycle(list);
+        }
         Ok(())
-    }
-
-    pub(crate) fn bn_layers_mut<'a>(&'a mut self, v: &mut Vec<&'a mut BnIds>) {
-        for level in &mut self.levels {
-            for experts in &mut level.task_experts {
-                for e in experts {
-                    push_bn(e, v);
-                }
-            }
-            for e in &mut level.shared_experts {
-                push_bn(e, v);
-            }
-        }
-        for t in &mut self.towers {
-            t.bn_layers_mut(v);
-        }
     }
 }

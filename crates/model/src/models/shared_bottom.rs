@@ -7,50 +7,44 @@
 //! All tasks read the same representation `s`, so a sparse task borrows the dense task's
 //! features entirely, and conflicting tasks pull `s` in different directions.
 
-use autodiff::Var;
-
-use super::{Builder, Ctx, PREFIX, TaskTower, push_bn};
-use crate::config::SharedBottomConfig;
+use super::Head;
+use crate::config::{ModelConfig, SharedBottomConfig};
 use crate::error::ModelError;
-use crate::network::{BnIds, LayerIds};
+use crate::graph::{Graph, Node};
+use crate::layers::{Builder, Mlp, Tower};
 
 /// Shared-Bottom's parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct SharedBottom {
-    bottom: Vec<LayerIds>,
-    towers: Vec<TaskTower>,
+    bottom: Mlp,
+    towers: Vec<Tower>,
 }
 
 impl SharedBottom {
     pub(crate) fn build(
+        name: &str,
         c: &SharedBottomConfig,
-        tasks: usize,
+        config: &ModelConfig,
         input: usize,
         b: &mut Builder<'_>,
     ) -> Result<Self, ModelError> {
-        let name = format!("{PREFIX}shared_bottom");
         let (bottom, width) = b.mlp(&format!("{name}/bottom"), input, &c.bottom)?;
-        let towers = TaskTower::per_task(b, &name, tasks, width, &c.tower)?;
+        let towers = b.towers(name, config.tasks.len(), width, &c.tower)?;
         Ok(Self { bottom, towers })
     }
+}
 
-    pub(crate) fn forward(
+impl Head for SharedBottom {
+    fn forward(
         &self,
-        ctx: &mut Ctx<'_>,
-        x: Var,
-        logits: &mut Vec<Var>,
+        g: &mut dyn Graph,
+        x: Node,
+        logits: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        let s = ctx.mlp(x, &self.bottom)?;
+        let s = self.bottom.forward(g, x)?;
         for tower in &self.towers {
-            logits.push(tower.forward(ctx, s)?);
+            logits.push(tower.forward(g, s)?);
         }
         Ok(())
-    }
-
-    pub(crate) fn bn_layers_mut<'a>(&'a mut self, v: &mut Vec<&'a mut BnIds>) {
-        push_bn(&mut self.bottom, v);
-        for t in &mut self.towers {
-            t.bn_layers_mut(v);
-        }
     }
 }

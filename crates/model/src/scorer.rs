@@ -1,36 +1,26 @@
 //! The scorer: a request of N candidates in, per-task probabilities and a fused ranking
 //! score out, with no allocation once its workspace has grown to the largest request.
 //!
-//! Data flow for one request (T tasks, hidden widths h1, h2, ...):
-//!
 //! ```text
-//! request fields (once)    x_req (1 x R)  --GEMV-->  r_t = x_req W1_req[t] + b1[t]   (1 x h1)
-//! candidate fields         x_c   (N x C)  --GEMM-->  x_c W1_cand[t] + r_t             (N x h1)
-//!   o_t^1 = scale * prelu(.) + shift  (+ o_(t-1)^1)
-//!   o_t^l = scale * prelu(o_t^(l-1) W_t^l + b) + shift  (+ o_(t-1)^l)
-//!   z_t   = o_t^L w_t + b_t  (+ z_(t-1)),   p_t = sigmoid(z_t)
-//! fused score = sum_t w_t p_t   or   prod_t p_t ^ w_t
+//! request fields (once)    ids --lookup/pool--> x_req  (1 x R)
+//! candidate fields         ids --lookup/pool--> x_cand (N x C), dense features appended
+//! the model's plan         x_cand, x_req --steps (plan.rs)--> one N x 1 logit per task
+//! p_t = sigmoid(z_t);      fused score = sum_t w_t p_t   or   prod_t p_t ^ w_t
 //! ```
 //!
-//! The first layer is where the work is: its input is the concatenation of every field's
-//! embedding. Its product splits by rows of W1 into the part from fields that are the same
-//! for every candidate of a request (user, context: `request_fields` in the configuration)
-//! and the rest; the request part is computed once per request instead of N times.
-//!
-//! The baselines (Shared-Bottom, ESMM, MMoE, PLE, AITM) take a generic path: the same
-//! gather, then their head's forward pass recorded on a tape in inference mode. The tape,
-//! its arena, its GEMM scratch and the heads' lists of handles live in the workspace and
-//! are reused, so this path allocates nothing once warm either, on any thread.
+//! The first layers are where the work is: their input is the concatenation of every
+//! field's embedding. Their product splits by rows of W into the part from fields that are
+//! the same for every candidate of a request (user, context: `request_fields` in the
+//! configuration) and the rest; the plan computes the request part once per request
+//! instead of N times, for every model kind whose layers read the input.
 
-use tensor::{GemmScratch, MatMut, MatRef, Matrix, gemm_with, ops};
-
-use autodiff::{ParamStore, Tape};
+use tensor::{Matrix, ops};
 
 use crate::config::FusionKind;
 use crate::error::ModelError;
 use crate::layout::Pooling;
-use crate::network::{Forward, Mode, Network, Scratch};
-use crate::serving::ServingModel;
+use crate::model::Model;
+use crate::plan::{InputSplit, Plan, PlanBuffers};
 
 /// A multi-valued field's ids for a list of rows: row `r` owns `ids[offsets[r]..offsets[r + 1]]`.
 #[derive(Debug, Clone, Copy)]
@@ -74,43 +64,31 @@ struct FieldPlan {
     column: usize,
 }
 
-/// Per-task first-layer weights, split into candidate and request rows.
-#[derive(Debug, Clone)]
-struct FirstLayer {
-    cand: Matrix,
-    req: Matrix,
-}
-
-/// Scores requests for one [`ServingModel`]; immutable, shareable across threads.
+/// Scores requests for one [`Model`]; immutable, shareable across threads.
 #[derive(Debug, Clone)]
 pub struct Scorer {
-    model: ServingModel,
+    model: Model,
     cand_single: Vec<FieldPlan>,
     cand_bags: Vec<FieldPlan>,
     req_single: Vec<FieldPlan>,
     req_bags: Vec<FieldPlan>,
     cand_width: usize,
     req_width: usize,
-    first: Vec<FirstLayer>,
+    plan: Plan,
     fusion: Vec<f32>,
-    /// A baseline's input BatchNorm and head (`None` for ResFlow's towers).
-    head: Option<(Network, ParamStore)>,
 }
 
 /// Per-thread buffers of a [`Scorer`]; they grow to the largest request and are reused.
+/// A workspace holds every buffer a request needs, the GEMMs' packing scratch included, so
+/// it can move between threads.
 #[derive(Debug, Default)]
 pub struct Workspace {
     capacity: usize,
     x_cand: Matrix,
     x_req: Matrix,
-    req_part: Vec<Matrix>,
-    hidden: Vec<Vec<Matrix>>,
-    logits: Vec<Matrix>,
-    gemm: GemmScratch,
-    /// The generic path: the tape it runs on (the input is written onto it in layout order).
-    tape: Tape,
-    scratch: Scratch,
-    forward: Forward,
+    /// One task's probabilities.
+    probs: Matrix,
+    plan: PlanBuffers,
 }
 
 impl Workspace {
@@ -121,10 +99,8 @@ impl Workspace {
 }
 
 impl Scorer {
-    /// Prepares a scorer: checks the model and splits its first layer by field group.
-    pub fn new(model: ServingModel) -> Result<Self, ModelError> {
-        // Validation builds a baseline's head; it is kept, not built again.
-        let head = model.checked_head()?;
+    /// Prepares a scorer: checks the model, groups its fields, and compiles its plan.
+    pub fn new(model: Model) -> Result<Self, ModelError> {
         let dim = model.config.embedding_dim;
         let layout = &model.layout;
         let mut is_request = vec![false; layout.fields.len()];
@@ -175,28 +151,15 @@ impl Scorer {
         cand_rows.push(dense_start..dense_start + layout.dense);
         cand_width += layout.dense;
 
-        let gather = |w: &Matrix, ranges: &[std::ops::Range<usize>], width: usize| {
-            let mut out = Matrix::zeros(width, w.cols());
-            let mut r = 0;
-            for range in ranges {
-                for src in range.clone() {
-                    out.row_mut(r).copy_from_slice(w.row(src));
-                    r += 1;
-                }
-            }
-            out
+        let rows =
+            |ranges: &[std::ops::Range<usize>]| ranges.iter().flat_map(|r| r.clone()).collect();
+        let split = InputSplit {
+            cand_rows: rows(&cand_rows),
+            req_rows: rows(&req_rows),
         };
-        let first = model
-            .towers
-            .iter()
-            .map(|t| FirstLayer {
-                cand: gather(&t.layers[0].weight, &cand_rows, cand_width),
-                req: gather(&t.layers[0].weight, &req_rows, req_width),
-            })
-            .collect();
+        let plan = Plan::compile(&model, &split)?;
         let fusion = model.config.fusion_weights();
         Ok(Self {
-            head,
             model,
             cand_single,
             cand_bags,
@@ -204,13 +167,18 @@ impl Scorer {
             req_bags,
             cand_width,
             req_width,
-            first,
+            plan,
             fusion,
         })
     }
 
+    /// The compiled plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// The model being served.
-    pub fn model(&self) -> &ServingModel {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 
@@ -249,32 +217,14 @@ impl Scorer {
     }
 
     fn reserve(&self, ws: &mut Workspace, n: usize) {
-        if ws.capacity >= n && !ws.logits.is_empty() {
-            return;
+        if ws.capacity < n || ws.x_req.cols() != self.req_width || ws.x_cand.rows() == 0 {
+            let n = n.max(1).max(ws.capacity);
+            ws.capacity = n;
+            ws.x_cand = Matrix::zeros(n, self.cand_width);
+            ws.x_req = Matrix::zeros(1, self.req_width);
+            ws.probs = Matrix::zeros(n, 1);
         }
-        let n = n.max(1);
-        let tasks = self.tasks();
-        ws.capacity = n;
-        ws.x_cand = Matrix::zeros(n, self.cand_width);
-        ws.x_req = Matrix::zeros(1, self.req_width);
-        ws.logits = (0..tasks).map(|_| Matrix::zeros(n, 1)).collect();
-        if self.head.is_some() {
-            // The generic path keeps its activations on the workspace's tape.
-            return;
-        }
-        ws.req_part = (0..tasks)
-            .map(|_| Matrix::zeros(1, self.model.config.hidden[0]))
-            .collect();
-        ws.hidden = (0..tasks)
-            .map(|_| {
-                self.model
-                    .config
-                    .hidden
-                    .iter()
-                    .map(|&h| Matrix::zeros(n, h))
-                    .collect()
-            })
-            .collect();
+        self.plan.reserve(&mut ws.plan, ws.capacity);
     }
 
     /// Scores one request into `probs` (`N x T`, row-major) and `fused` (`N`).
@@ -307,10 +257,19 @@ impl Scorer {
         }
         self.reserve(ws, n);
         self.gather(ws, req)?;
-        if let Some((net, store)) = &self.head {
-            self.score_head(net, store, ws, n, probs)?;
-        } else {
-            self.score_towers(ws, n, probs)?;
+        self.plan.run(
+            &mut ws.plan,
+            ws.x_cand.view().sub(0, 0, n, self.cand_width),
+            ws.x_req.view(),
+            n,
+        )?;
+        // Probabilities, interleaved N x T.
+        for t in 0..tasks {
+            let p = &mut ws.probs.as_mut_slice()[..n];
+            ops::sigmoid(self.plan.logit(&ws.plan, t, n), p);
+            for (r, &v) in p.iter().enumerate() {
+                probs[r * tasks + t] = v;
+            }
         }
         let weights = &self.fusion;
         for (r, f) in fused.iter_mut().enumerate().take(n) {
@@ -321,164 +280,6 @@ impl Scorer {
                     p.iter().zip(weights).map(|(p, w)| p.powf(*w)).product()
                 }
             };
-        }
-        Ok(())
-    }
-
-    /// The generic path: `x` in layout order from the gathered groups, then the head on the
-    /// workspace's tape.
-    fn score_head(
-        &self,
-        net: &Network,
-        store: &ParamStore,
-        ws: &mut Workspace,
-        n: usize,
-        probs: &mut [f32],
-    ) -> Result<(), ModelError> {
-        let dim = self.model.config.embedding_dim;
-        let width = self.model.layout.input_width(dim);
-        let d = self.model.layout.dense;
-        ws.tape.reset();
-        // x in layout order, written straight onto the tape.
-        let (x_cand, x_req) = (&ws.x_cand, &ws.x_req);
-        let xv = ws.tape.input_with(n, width, |x| {
-            let req = x_req.row(0);
-            for (r, out) in x.chunks_exact_mut(width).enumerate() {
-                let cand = x_cand.row(r);
-                for p in self.cand_single.iter().chain(&self.cand_bags) {
-                    out[p.field * dim..(p.field + 1) * dim]
-                        .copy_from_slice(&cand[p.column..p.column + dim]);
-                }
-                for p in self.req_single.iter().chain(&self.req_bags) {
-                    out[p.field * dim..(p.field + 1) * dim]
-                        .copy_from_slice(&req[p.column..p.column + dim]);
-                }
-                out[width - d..].copy_from_slice(&cand[self.cand_width - d..self.cand_width]);
-            }
-        });
-        net.forward_input(
-            &mut ws.tape,
-            store,
-            xv,
-            Mode::Eval,
-            None,
-            &mut ws.scratch,
-            &mut ws.forward,
-        )?;
-        let tasks = self.tasks();
-        for (t, &z) in ws.forward.logits.iter().enumerate() {
-            let p = &mut ws.logits[t].as_mut_slice()[..n];
-            ops::sigmoid(ws.tape.value(z), p);
-            for (r, &v) in p.iter().enumerate() {
-                probs[r * tasks + t] = v;
-            }
-        }
-        Ok(())
-    }
-
-    /// ResFlow's towers, fused by hand (see the module documentation).
-    fn score_towers(
-        &self,
-        ws: &mut Workspace,
-        n: usize,
-        probs: &mut [f32],
-    ) -> Result<(), ModelError> {
-        let tasks = self.tasks();
-
-        let config = &self.model.config;
-        let residual = config.links();
-        // The GEMMs use the workspace's own scratch, so a workspace carries all the memory a
-        // request needs to whichever thread uses it.
-        let tier = tensor::Tier::active();
-        for t in 0..tasks {
-            let tower = &self.model.towers[t];
-            // Layer 1: candidate part by GEMM, request part once, as a bias.
-            let l0 = &tower.layers[0];
-            let bias = ws.req_part[t].row_mut(0);
-            bias.copy_from_slice(&l0.bias);
-            if self.req_width > 0 {
-                let (x_req, first) = (ws.x_req.view(), &self.first[t]);
-                gemm_with(
-                    tier,
-                    1.0,
-                    x_req,
-                    first.req.view(),
-                    1.0,
-                    ws.req_part[t].view_mut(),
-                    &mut ws.gemm,
-                )?;
-            }
-            for l in 0..tower.layers.len() {
-                let layer = &tower.layers[l];
-                let (done, rest) = ws.hidden.split_at_mut(t);
-                let own = &mut rest[0];
-                let (before, current) = own.split_at_mut(l);
-                let out = &mut current[0];
-                let rows = n * layer.bias.len();
-                {
-                    let c = rows_of(out, n);
-                    if l == 0 {
-                        gemm_with(
-                            tier,
-                            1.0,
-                            rows_ref(&ws.x_cand, n),
-                            self.first[t].cand.view(),
-                            0.0,
-                            c,
-                            &mut ws.gemm,
-                        )?;
-                        ops::add_bias_rows(&mut out.as_mut_slice()[..rows], ws.req_part[t].row(0));
-                    } else {
-                        gemm_with(
-                            tier,
-                            1.0,
-                            rows_ref(&before[l - 1], n),
-                            layer.weight.view(),
-                            0.0,
-                            c,
-                            &mut ws.gemm,
-                        )?;
-                        ops::add_bias_rows(&mut out.as_mut_slice()[..rows], &layer.bias);
-                    }
-                }
-                let y = &mut out.as_mut_slice()[..rows];
-                ops::prelu_scale_shift(y, &layer.slope, &layer.scale, &layer.shift);
-                if residual.hidden && t > 0 {
-                    ops::axpy(1.0, &done[t - 1][l].as_slice()[..rows], y);
-                }
-            }
-            let last = &ws.hidden[t][tower.layers.len() - 1];
-            let w = MatRef::from_slice(&tower.logit_weight, tower.logit_weight.len(), 1, 1)?;
-            gemm_with(
-                tier,
-                1.0,
-                rows_ref(last, n),
-                w,
-                0.0,
-                rows_of(&mut ws.logits[t], n),
-                &mut ws.gemm,
-            )?;
-            let (done, rest) = ws.logits.split_at_mut(t);
-            let z = &mut rest[0].as_mut_slice()[..n];
-            for v in z.iter_mut() {
-                *v += tower.logit_bias;
-            }
-            if residual.logits && t > 0 {
-                let prev = &done[t - 1].as_slice()[..n];
-                for (v, &p) in z.iter_mut().zip(prev) {
-                    *v = p + if residual.monotone { v.min(0.0) } else { *v };
-                }
-            }
-        }
-        // Probabilities (interleaved N x T) and the fused score.
-        for t in 0..tasks {
-            // The first hidden buffer is no longer needed: it holds the sigmoid outputs.
-            let z = &ws.logits[t].as_slice()[..n];
-            let p = &mut ws.hidden[t][0].as_mut_slice()[..n];
-            ops::sigmoid(z, p);
-            for (r, &v) in p.iter().enumerate() {
-                probs[r * tasks + t] = v;
-            }
         }
         Ok(())
     }
@@ -663,15 +464,4 @@ impl Scorer {
         }
         Ok(())
     }
-}
-
-/// The first `n` rows of `m`, read-only.
-fn rows_ref(m: &Matrix, n: usize) -> MatRef<'_> {
-    m.view().sub(0, 0, n, m.cols())
-}
-
-/// The first `n` rows of `m`, mutable.
-fn rows_of(m: &mut Matrix, n: usize) -> MatMut<'_> {
-    let cols = m.cols();
-    m.view_mut().sub(0, 0, n, cols)
 }

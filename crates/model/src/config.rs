@@ -151,11 +151,6 @@ impl ModelKind {
         "ple",
         "aitm",
     ];
-
-    /// Whether this kind is ResFlow's tower chain (ResFlow itself or its ablation).
-    pub fn is_tower_chain(&self) -> bool {
-        matches!(self, ModelKind::Resflow | ModelKind::Independent)
-    }
 }
 
 /// The most experts a gate may mix (MMoE's `experts`, each of PLE's expert counts): far

@@ -3,11 +3,11 @@
 
 use autodiff::{Grads, ParamStore, Tape};
 
-use crate::config::{BatchNormMode, ModelConfig, ModelKind};
-use crate::layout::{Field, InputLayout};
+use model::config::{BatchNormMode, ModelConfig, ModelKind};
+use model::rng::SplitMix64;
+use model::{Field, InputLayout, Model};
+
 use crate::network::{Forward, Mode, Network, Scratch};
-use crate::params::ModelParams;
-use crate::rng::SplitMix64;
 
 const ROWS: usize = 6;
 
@@ -78,7 +78,7 @@ fn config(kind: &str, tasks: usize, bn: BatchNormMode) -> ModelConfig {
 /// every path carries gradient) and a random input.
 fn instance(c: &ModelConfig, seed: u64) -> (Network, ParamStore, Vec<f32>) {
     let l = layout(c.tasks.len());
-    let params = ModelParams::init(c.clone(), l.clone()).unwrap();
+    let params = Model::init(c.clone(), l.clone()).unwrap();
     let (net, mut store) = Network::from_params(&params).unwrap();
     let mut rng = SplitMix64::new(seed);
     for p in &mut store.dense {
@@ -189,16 +189,19 @@ fn every_head_matches_finite_differences() {
 }
 
 #[test]
-fn batch_norm_layers_are_listed_in_forward_order() {
+fn every_batch_norm_is_recorded_with_its_own_statistics() {
     for kind in ModelKind::NAMES {
         let tasks = if kind == "esmm" { 2 } else { 3 };
         let c = config(kind, tasks, BatchNormMode::Batch);
-        let (mut net, store, x) = instance(&c, 3);
+        let (net, store, x) = instance(&c, 3);
         let (_, out) = forward(&net, &store, &x, Mode::Train, None);
-        let listed: Vec<_> = net.bn_layers_mut().iter().map(|b| b.gamma).collect();
-        assert_eq!(out.bn_params, listed, "{kind}");
         assert_eq!(out.logits.len(), tasks, "{kind}");
-        assert!(out.bn_params.len() > 1, "{kind}");
+        assert_eq!(out.bn_outputs.len(), out.bn_stats.len(), "{kind}");
+        // Every statistic belongs to exactly one recorded BatchNorm.
+        let mut seen: Vec<usize> = out.bn_stats.iter().flat_map(|&(m, v)| [m, v]).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..net.stats.len()).collect::<Vec<_>>(), "{kind}");
+        assert!(out.bn_stats.len() > 1, "{kind}");
     }
 }
 

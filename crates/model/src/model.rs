@@ -1,0 +1,251 @@
+//! A model: its configuration, its input layout, one embedding table per field, and every
+//! other parameter as a named tensor. The one representation of every model kind, for
+//! training (initial values, checkpoints), the model file and serving.
+//!
+//! ```text
+//! x  = [emb(f_0) | ... | emb(f_F-1) | dense]       (N x I), I = F dim + D
+//! x' = BN_in(x)                                     input_bn/{gamma,beta,running_mean,running_var}
+//! z_1..z_T = head(x')                               head/<kind>/...   (see models/)
+//! p_t = sigmoid(z_t)
+//! ```
+//!
+//! [`Net`] is the structure a model's tensors describe (the input BatchNorm and the head,
+//! holding references into the tensors); [`Model::net`] builds it and so checks that every
+//! tensor is there with its shape and none is left over.
+
+use tensor::Matrix;
+
+use crate::config::{BatchNormMode, ModelConfig};
+use crate::error::ModelError;
+use crate::graph::{Graph, Node};
+use crate::layers::{BatchNorm, Builder};
+use crate::layout::InputLayout;
+use crate::models::{self, Head};
+use crate::rng::SplitMix64;
+
+/// Every parameter of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The configuration.
+    pub config: ModelConfig,
+    /// The inputs and tasks.
+    pub layout: InputLayout,
+    /// One `vocab x dim` table per field, in layout order.
+    pub embeddings: Vec<Matrix>,
+    /// The input BatchNorm and the head, as named tensors (running statistics included),
+    /// in the order [`Model::net`] finds them in.
+    pub tensors: Vec<(String, Matrix)>,
+}
+
+/// The structure of a model: the input BatchNorm and the head.
+#[derive(Debug)]
+pub struct Net {
+    /// `BN_in`, on the concatenated input.
+    pub input_bn: BatchNorm,
+    /// Everything from `x'` to the logits.
+    pub head: Box<dyn Head>,
+}
+
+impl Net {
+    /// Creates (`b` initialising) or finds (`b` loading) the input BatchNorm and the head of
+    /// `config` for inputs of `layout`.
+    pub fn build(
+        config: &ModelConfig,
+        layout: &InputLayout,
+        b: &mut Builder<'_>,
+    ) -> Result<Self, ModelError> {
+        let input = layout.input_width(config.embedding_dim);
+        Ok(Self {
+            input_bn: b.batch_norm("input_bn", input)?,
+            head: models::build(config, input, b)?,
+        })
+    }
+
+    /// Records `x' = BN_in(x)` and the head on `g`: one `N x 1` logit per task into
+    /// `logits` (cleared first).
+    pub fn forward(
+        &self,
+        g: &mut dyn Graph,
+        x: Node,
+        logits: &mut Vec<Node>,
+    ) -> Result<(), ModelError> {
+        logits.clear();
+        let x = g.batch_norm(x, &self.input_bn)?;
+        self.head.forward(g, x, logits)
+    }
+}
+
+impl Model {
+    /// Freshly initialised parameters, seeded by `config.seed`: embeddings
+    /// `U(-0.05, 0.05)`, then the layers as [`crate::layers`] describes.
+    pub fn init(config: ModelConfig, layout: InputLayout) -> Result<Self, ModelError> {
+        config.validate()?;
+        layout.validate()?;
+        if layout.tasks.len() != config.tasks.len() {
+            return Err(ModelError::Layout(format!(
+                "the data has {} tasks ({:?}), the configuration {}",
+                layout.tasks.len(),
+                layout.tasks,
+                config.tasks.len()
+            )));
+        }
+        let mut rng = SplitMix64::new(config.seed);
+        let dim = config.embedding_dim;
+        let embeddings = layout
+            .fields
+            .iter()
+            .map(|f| Matrix::from_fn(f.vocab as usize, dim, |_, _| rng.uniform(0.05)))
+            .collect();
+        let mut b = Builder::init(rng);
+        Net::build(&config, &layout, &mut b)?;
+        let tensors = b.finish()?;
+        Ok(Self {
+            config,
+            layout,
+            embeddings,
+            tensors,
+        })
+    }
+
+    /// A model with random parameters everywhere (not the initial zeros and ones: random
+    /// biases, PReLU slopes, BatchNorm scales, shifts and statistics), for tests and
+    /// benchmarks of the serving path.
+    pub fn random(config: ModelConfig, layout: InputLayout, seed: u64) -> Result<Self, ModelError> {
+        let mut model = Self::init(ModelConfig { seed, ..config }, layout)?;
+        let mut rng = SplitMix64::new(seed ^ 0x5EED);
+        for (name, m) in &mut model.tensors {
+            let draw: Option<(f32, f32)> = [
+                ("/bias", (0.0, 0.1)),
+                ("/slope", (0.0, 0.25)),
+                ("/gamma", (1.0, 0.2)),
+                ("/beta", (0.0, 0.1)),
+                ("/running_mean", (0.0, 0.1)),
+                ("/running_var", (1.0, 0.2)),
+            ]
+            .iter()
+            .find(|(suffix, _)| name.ends_with(suffix))
+            .map(|&(_, d)| d);
+            if let Some((centre, spread)) = draw {
+                *m = Matrix::from_fn(m.rows(), m.cols(), |_, _| centre + rng.uniform(spread));
+            }
+        }
+        model.config.seed = config.seed;
+        Ok(model)
+    }
+
+    /// The model's structure, built from its tensors: checks the configuration, the layout,
+    /// every tensor's presence and shape, and that none is left over.
+    pub fn net(&self) -> Result<Net, ModelError> {
+        self.config.validate()?;
+        self.layout.validate()?;
+        let bad = |d: String| Err(ModelError::Layout(d));
+        if self.layout.tasks.len() != self.config.tasks.len() {
+            return bad(format!(
+                "{} layout tasks for {} configured tasks",
+                self.layout.tasks.len(),
+                self.config.tasks.len()
+            ));
+        }
+        let dim = self.config.embedding_dim;
+        if self.embeddings.len() != self.layout.fields.len() {
+            return bad(format!(
+                "{} embedding tables for {} fields",
+                self.embeddings.len(),
+                self.layout.fields.len()
+            ));
+        }
+        for (table, field) in self.embeddings.iter().zip(&self.layout.fields) {
+            if table.shape() != (field.vocab as usize, dim) {
+                return bad(format!(
+                    "table of {:?} is {:?}, expected ({}, {dim})",
+                    field.name,
+                    table.shape(),
+                    field.vocab
+                ));
+            }
+        }
+        let mut b = Builder::load(&self.tensors)?;
+        let net = Net::build(&self.config, &self.layout, &mut b)?;
+        b.finish()?;
+        Ok(net)
+    }
+
+    /// Checks that every tensor has the shape the configuration and layout imply.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        self.net().map(|_| ())
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&Matrix> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, m)| m)
+    }
+
+    /// Number of trainable floats (embedding tables included): running statistics never,
+    /// PReLU slopes only with PReLU, BatchNorm scale and shift only with BatchNorm.
+    pub fn parameter_count(&self) -> usize {
+        self.embeddings
+            .iter()
+            .map(|t| t.rows() * t.cols())
+            .sum::<usize>()
+            + self.dense_parameter_count()
+    }
+
+    /// Trainable floats outside the embedding tables.
+    pub fn dense_parameter_count(&self) -> usize {
+        models::trainable(&self.config, &self.tensors)
+    }
+
+    /// Multiply-adds of the dense layers for one candidate (the embedding lookups and the
+    /// element-wise work are not counted; a FLOP count is twice this).
+    pub fn multiply_adds(&self) -> usize {
+        models::multiply_adds(&self.tensors)
+    }
+}
+
+/// The names of a model's tensors (embeddings aside) in creation order.
+pub(crate) fn tensor_names(
+    config: &ModelConfig,
+    layout: &InputLayout,
+) -> Result<Vec<String>, ModelError> {
+    let mut b = Builder::init(SplitMix64::new(0));
+    Net::build(config, layout, &mut b)?;
+    Ok(b.finish()?.into_iter().map(|(n, _)| n).collect())
+}
+
+/// The inference-time transform `y = scale x + shift` of a BatchNorm with these values:
+///
+/// - `affine` (the authors' code): statistics frozen at 0 / 1, so
+///   `scale = gamma / sqrt(1 + eps)`, `shift = beta`;
+/// - `batch`: `scale = gamma / sqrt(var + eps)`, `shift = beta - mean scale`;
+/// - `none`: the identity.
+pub fn bn_scale_shift(
+    mode: BatchNormMode,
+    eps: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let n = gamma.len();
+    match mode {
+        BatchNormMode::None => (vec![1.0; n], vec![0.0; n]),
+        BatchNormMode::Affine => (
+            gamma.iter().map(|g| g / (1.0 + eps).sqrt()).collect(),
+            beta.to_vec(),
+        ),
+        BatchNormMode::Batch => {
+            let scale: Vec<f32> = gamma
+                .iter()
+                .zip(var)
+                .map(|(g, v)| g / (v + eps).sqrt())
+                .collect();
+            let shift = beta
+                .iter()
+                .zip(mean)
+                .zip(&scale)
+                .map(|((b, m), s)| b - m * s)
+                .collect();
+            (scale, shift)
+        }
+    }
+}

@@ -1,0 +1,842 @@
+//! The serving plan: a model's forward pass compiled, once, into a list of steps over
+//! preallocated buffers.
+//!
+//! The head's forward pass (the same code that trains) is recorded on a [`Graph`] that
+//! only notes each op; then the recording is compiled:
+//!
+//! ```text
+//! record:   x -> BN_in -> dense -> dense -> add -> linear -> ...      (every model kind)
+//! compile:  1. BN_in folded into every linear map that reads it:
+//!              (s x + t) W + b = x (diag(s) W) + (t W + b)
+//!           2. each hidden layer one GEMM with a fused epilogue:
+//!              y = x W + b, then y <- scale * prelu(y) + shift  in one pass
+//!              (BatchNorm at inference is a per-column scale and shift)
+//!           3. every linear map that reads the input concatenation split by rows of W:
+//!              x W = x_req W_req + x_cand W_cand; the request part (fields the same for
+//!              every candidate, `request_fields`) is one row, computed once per request
+//!              and added as the bias of the candidates' GEMM
+//!           4. a residual add in place when one operand has no other reader
+//! run:      the steps in order, on a workspace's buffers (no allocation once warm)
+//! ```
+//!
+//! The hidden BatchNorm cannot be folded into the next layer in general: ResFlow's
+//! residual link adds the previous task's output *after* it, so the next layer sees
+//! `scale a_t + shift + o_(t-1)`, and no change of W scales `a_t` without `o_(t-1)`.
+
+use tensor::{GemmScratch, MatMut, MatRef, Matrix, Tier, gemm_with, ops};
+
+use crate::config::{Activation, ModelConfig};
+use crate::error::ModelError;
+use crate::graph::{Graph, Node, op_error};
+use crate::layers::{BatchNorm, Dense, Linear, ParamRef};
+use crate::model::{Model, bn_scale_shift};
+
+/// What a recorded op computes.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// The concatenated input (never materialised: the scorer gathers it in two parts).
+    Input,
+    /// `scale x + shift` of the input: the input BatchNorm, folded into its readers.
+    InputBn {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    /// `x W + b`, then `scale * prelu(.) + shift` when `epilogue` is given.
+    Gemm {
+        weight: Matrix,
+        bias: Vec<f32>,
+        epilogue: Option<Epilogue>,
+    },
+    /// PReLU (slopes 0 for ReLU).
+    Act {
+        slope: Vec<f32>,
+    },
+    /// `scale x + shift` per column.
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    Add,
+    Scale(f32),
+    MinZero,
+    Relu,
+    Sigmoid,
+    Softmax,
+    Mix,
+    RowDot,
+    Concat,
+    ProductLogit,
+}
+
+/// The fused epilogue of a hidden layer: `y = scale * prelu(y) + shift`.
+#[derive(Debug, Clone)]
+struct Epilogue {
+    slope: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+struct Op {
+    kind: Kind,
+    inputs: Vec<Node>,
+    cols: usize,
+}
+
+/// The recording graph.
+struct Recorder<'a> {
+    model: &'a Model,
+    ops: Vec<Op>,
+}
+
+impl Recorder<'_> {
+    fn param(&self, p: ParamRef) -> &Matrix {
+        &self.model.tensors[p.0].1
+    }
+
+    fn row(&self, p: ParamRef) -> Vec<f32> {
+        self.param(p).to_vec()
+    }
+
+    fn push(&mut self, kind: Kind, inputs: &[Node], cols: usize) -> Node {
+        self.ops.push(Op {
+            kind,
+            inputs: inputs.to_vec(),
+            cols,
+        });
+        Node(self.ops.len() as u32 - 1)
+    }
+
+    fn cols(&self, x: Node) -> usize {
+        self.ops[x.index()].cols
+    }
+
+    /// Refuses the input as the operand of anything but a linear map.
+    fn value(&self, op: &'static str, x: Node) -> Result<Node, ModelError> {
+        match self.ops[x.index()].kind {
+            Kind::Input | Kind::InputBn { .. } => Err(op_error(
+                op,
+                "the serving plan reads the input concatenation only through linear maps",
+            )),
+            _ => Ok(x),
+        }
+    }
+
+    fn same(&self, op: &'static str, a: Node, b: Node) -> Result<(), ModelError> {
+        self.value(op, a)?;
+        self.value(op, b)?;
+        if self.cols(a) != self.cols(b) {
+            return Err(op_error(op, "operands of different widths"));
+        }
+        Ok(())
+    }
+
+    fn bn(&self, bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
+        let c = &self.model.config;
+        bn_scale_shift(
+            c.batch_norm,
+            c.bn_epsilon,
+            &self.row(bn.gamma),
+            &self.row(bn.beta),
+            &self.row(bn.mean),
+            &self.row(bn.var),
+        )
+    }
+
+    /// `x W + b` with the input BatchNorm folded in when `x` is the normalised input.
+    fn gemm(
+        &mut self,
+        x: Node,
+        l: &Linear,
+        epilogue: Option<Epilogue>,
+    ) -> Result<Node, ModelError> {
+        let w = self.param(l.weight).clone();
+        if w.rows() != self.cols(x) {
+            return Err(op_error(
+                "linear",
+                format!("{} inputs, weight {:?}", self.cols(x), w.shape()),
+            ));
+        }
+        let mut bias = match l.bias {
+            Some(b) => self.row(b),
+            None => vec![0.0; w.cols()],
+        };
+        let (weight, src) = match &self.ops[x.index()].kind {
+            Kind::InputBn { scale, shift } => {
+                // (s x + t) W + b = x (diag(s) W) + (t W + b)
+                for (j, b) in bias.iter_mut().enumerate() {
+                    *b += (0..w.rows()).map(|i| shift[i] * w.get(i, j)).sum::<f32>();
+                }
+                let folded = Matrix::from_fn(w.rows(), w.cols(), |i, j| scale[i] * w.get(i, j));
+                (folded, self.ops[x.index()].inputs[0])
+            }
+            _ => (w, x),
+        };
+        let cols = weight.cols();
+        Ok(self.push(
+            Kind::Gemm {
+                weight,
+                bias,
+                epilogue,
+            },
+            &[src],
+            cols,
+        ))
+    }
+}
+
+impl Graph for Recorder<'_> {
+    fn linear(&mut self, x: Node, l: &Linear) -> Result<Node, ModelError> {
+        self.gemm(x, l, None)
+    }
+
+    fn activation(&mut self, x: Node, slope: ParamRef) -> Result<Node, ModelError> {
+        let x = self.value("activation", x)?;
+        let slope = self.slopes(slope);
+        Ok(self.push(Kind::Act { slope }, &[x], self.cols(x)))
+    }
+
+    fn batch_norm(&mut self, x: Node, bn: &BatchNorm) -> Result<Node, ModelError> {
+        let (scale, shift) = self.bn(bn);
+        if scale.len() != self.cols(x) {
+            return Err(op_error(
+                "batch_norm",
+                "channels differ from the input's width",
+            ));
+        }
+        if matches!(self.ops[x.index()].kind, Kind::Input) {
+            return Ok(self.push(Kind::InputBn { scale, shift }, &[x], self.cols(x)));
+        }
+        let x = self.value("batch_norm", x)?;
+        Ok(self.push(Kind::Affine { scale, shift }, &[x], self.cols(x)))
+    }
+
+    fn dense(&mut self, x: Node, d: &Dense) -> Result<Node, ModelError> {
+        let (scale, shift) = self.bn(&d.bn);
+        let epilogue = Epilogue {
+            slope: self.slopes(d.slope),
+            scale,
+            shift,
+        };
+        self.gemm(x, &d.linear, Some(epilogue))
+    }
+
+    fn add(&mut self, a: Node, b: Node) -> Result<Node, ModelError> {
+        self.same("add", a, b)?;
+        Ok(self.push(Kind::Add, &[a, b], self.cols(a)))
+    }
+
+    fn scale(&mut self, x: Node, c: f32) -> Result<Node, ModelError> {
+        let x = self.value("scale", x)?;
+        Ok(self.push(Kind::Scale(c), &[x], self.cols(x)))
+    }
+
+    fn min_zero(&mut self, x: Node) -> Result<Node, ModelError> {
+        let x = self.value("min_zero", x)?;
+        Ok(self.push(Kind::MinZero, &[x], self.cols(x)))
+    }
+
+    fn relu(&mut self, x: Node) -> Result<Node, ModelError> {
+        let x = self.value("relu", x)?;
+        Ok(self.push(Kind::Relu, &[x], self.cols(x)))
+    }
+
+    fn sigmoid(&mut self, x: Node) -> Result<Node, ModelError> {
+        let x = self.value("sigmoid", x)?;
+        Ok(self.push(Kind::Sigmoid, &[x], self.cols(x)))
+    }
+
+    fn softmax(&mut self, x: Node) -> Result<Node, ModelError> {
+        let x = self.value("softmax", x)?;
+        Ok(self.push(Kind::Softmax, &[x], self.cols(x)))
+    }
+
+    fn mix(&mut self, xs: &[Node], gate: Node) -> Result<Node, ModelError> {
+        let first = *xs.first().ok_or_else(|| op_error("mix", "no inputs"))?;
+        for &x in xs {
+            self.same("mix", first, x)?;
+        }
+        if self.cols(self.value("mix", gate)?) != xs.len() {
+            return Err(op_error("mix", "the gate needs one column per input"));
+        }
+        let mut inputs = vec![gate];
+        inputs.extend_from_slice(xs);
+        Ok(self.push(Kind::Mix, &inputs, self.cols(first)))
+    }
+
+    fn row_dot(&mut self, a: Node, b: Node) -> Result<Node, ModelError> {
+        self.same("row_dot", a, b)?;
+        Ok(self.push(Kind::RowDot, &[a, b], 1))
+    }
+
+    fn concat(&mut self, xs: &[Node]) -> Result<Node, ModelError> {
+        let mut cols = 0;
+        for &x in xs {
+            cols += self.cols(self.value("concat", x)?);
+        }
+        Ok(self.push(Kind::Concat, xs, cols))
+    }
+
+    fn product_logit(&mut self, a: Node, b: Node) -> Result<Node, ModelError> {
+        self.same("product_logit", a, b)?;
+        Ok(self.push(Kind::ProductLogit, &[a, b], self.cols(a)))
+    }
+
+    fn sum(&mut self, _x: Node) -> Result<Node, ModelError> {
+        Err(op_error(
+            "sum",
+            "a training loss has no place in a serving plan",
+        ))
+    }
+
+    fn list(&mut self) -> Vec<Node> {
+        Vec::new()
+    }
+
+    fn recycle(&mut self, _list: Vec<Node>) {}
+}
+
+impl Recorder<'_> {
+    fn slopes(&self, slope: ParamRef) -> Vec<f32> {
+        match self.model.config.activation {
+            Activation::Prelu => self.row(slope),
+            Activation::Relu => vec![0.0; self.param(slope).cols()],
+        }
+    }
+}
+
+/// Where a GEMM reads its left operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    /// The gathered input: `x_cand` (and the request row `x_req`).
+    Input,
+    /// A buffer.
+    Buf(usize),
+}
+
+/// One step of a plan. Buffers are `rows x cols` matrices of the workspace; `out` may be
+/// one of the inputs (the step then works in place).
+#[derive(Debug, Clone)]
+enum Step {
+    /// `out = src W + b` (from the input: `x_cand W_cand + (x_req W_req + b)`), then the
+    /// epilogue.
+    Gemm {
+        src: Src,
+        cand: Matrix,
+        /// Request rows of W (none when the model has no request-level field, or the
+        /// GEMM does not read the input).
+        req: Option<Matrix>,
+        bias: Vec<f32>,
+        /// The workspace row holding `x_req W_req + b` for this request.
+        row: usize,
+        epilogue: Option<Epilogue>,
+        out: usize,
+    },
+    Act {
+        x: usize,
+        slope: Vec<f32>,
+        out: usize,
+    },
+    Affine {
+        x: usize,
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+        out: usize,
+    },
+    Add {
+        a: usize,
+        b: usize,
+        out: usize,
+    },
+    Scale {
+        x: usize,
+        c: f32,
+        out: usize,
+    },
+    MinZero {
+        x: usize,
+        out: usize,
+    },
+    Relu {
+        x: usize,
+        out: usize,
+    },
+    Sigmoid {
+        x: usize,
+        out: usize,
+    },
+    Softmax {
+        x: usize,
+        out: usize,
+    },
+    Mix {
+        gate: usize,
+        xs: Vec<usize>,
+        out: usize,
+    },
+    RowDot {
+        a: usize,
+        b: usize,
+        out: usize,
+    },
+    Concat {
+        xs: Vec<usize>,
+        out: usize,
+    },
+    ProductLogit {
+        a: usize,
+        b: usize,
+        out: usize,
+    },
+}
+
+/// How the input concatenation splits between the candidates' gathered input and the
+/// request row: the rows of a first-layer W that go to each, in their column order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InputSplit {
+    /// Rows of W for `x_cand`'s columns.
+    pub cand_rows: Vec<usize>,
+    /// Rows of W for `x_req`'s columns.
+    pub req_rows: Vec<usize>,
+}
+
+/// A compiled model: steps, buffer widths, and the buffers holding the task logits.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    steps: Vec<Step>,
+    /// Columns of each buffer.
+    buffers: Vec<usize>,
+    /// Width of each request row.
+    rows: Vec<usize>,
+    /// The buffer of each task's logit (`N x 1`).
+    logits: Vec<usize>,
+    split: bool,
+}
+
+/// The buffers a plan runs on, for up to `capacity` rows.
+#[derive(Debug, Default)]
+pub(crate) struct PlanBuffers {
+    capacity: usize,
+    bufs: Vec<Matrix>,
+    rows: Vec<Matrix>,
+    gemm: GemmScratch,
+}
+
+impl Plan {
+    /// Records `model` and compiles it (see the module documentation).
+    pub(crate) fn compile(model: &Model, split: &InputSplit) -> Result<Self, ModelError> {
+        let net = model.net()?;
+        let width = model.layout.input_width(model.config.embedding_dim);
+        let mut rec = Recorder {
+            model,
+            ops: Vec::new(),
+        };
+        let input = rec.push(Kind::Input, &[], width);
+        let mut logits = Vec::new();
+        net.forward(&mut rec, input, &mut logits)?;
+        Self::emit(rec.ops, &logits, split, &model.config)
+    }
+
+    fn emit(
+        ops: Vec<Op>,
+        logits: &[Node],
+        split: &InputSplit,
+        _config: &ModelConfig,
+    ) -> Result<Self, ModelError> {
+        let mut uses = vec![0usize; ops.len()];
+        for op in &ops {
+            for x in &op.inputs {
+                uses[x.index()] += 1;
+            }
+        }
+        for z in logits {
+            uses[z.index()] += 1;
+        }
+        let mut buffers: Vec<usize> = Vec::new();
+        let mut rows: Vec<usize> = Vec::new();
+        let mut buf_of: Vec<Option<usize>> = vec![None; ops.len()];
+        let mut steps = Vec::new();
+        let split_on = !split.req_rows.is_empty();
+        for (i, op) in ops.into_iter().enumerate() {
+            let buf = |x: &Node| -> Result<usize, ModelError> {
+                buf_of[x.index()].ok_or_else(|| op_error("plan", "an op reads the unfolded input"))
+            };
+            // A fresh buffer, or the first input's when this op is its only reader.
+            let fresh = |buffers: &mut Vec<usize>| {
+                buffers.push(op.cols);
+                buffers.len() - 1
+            };
+            let in_place = |x: &Node| uses[x.index()] == 1 && buf_of[x.index()].is_some();
+            let unary_out =
+                |buffers: &mut Vec<usize>, x: &Node| -> Result<(usize, usize), ModelError> {
+                    Ok((buf(x)?, fresh(buffers)))
+                };
+            let step = match op.kind {
+                Kind::Input | Kind::InputBn { .. } => continue,
+                Kind::Gemm {
+                    weight,
+                    bias,
+                    epilogue,
+                } => {
+                    let x = op.inputs[0];
+                    let out = fresh(&mut buffers);
+                    if buf_of[x.index()].is_none() {
+                        // Reads the input: split W by rows.
+                        let gather = |sel: &[usize]| {
+                            Matrix::from_fn(sel.len(), weight.cols(), |r, j| weight.get(sel[r], j))
+                        };
+                        let cand = gather(&split.cand_rows);
+                        let req = split_on.then(|| gather(&split.req_rows));
+                        rows.push(weight.cols());
+                        Step::Gemm {
+                            src: Src::Input,
+                            cand,
+                            req,
+                            bias,
+                            row: rows.len() - 1,
+                            epilogue,
+                            out,
+                        }
+                    } else {
+                        Step::Gemm {
+                            src: Src::Buf(buf(&x)?),
+                            cand: weight,
+                            req: None,
+                            bias,
+                            row: usize::MAX,
+                            epilogue,
+                            out,
+                        }
+                    }
+                }
+                Kind::Act { slope } => {
+                    let (x, out) = unary_out(&mut buffers, &op.inputs[0])?;
+                    Step::Act { x, slope, out }
+                }
+                Kind::Affine { scale, shift } => {
+                    let (x, out) = unary_out(&mut buffers, &op.inputs[0])?;
+                    Step::Affine {
+                        x,
+                        scale,
+                        shift,
+                        out,
+                    }
+                }
+                Kind::Add => {
+                    let (a, b) = (buf(&op.inputs[0])?, buf(&op.inputs[1])?);
+                    let out = if in_place(&op.inputs[0]) && a != b {
+                        a
+                    } else if in_place(&op.inputs[1]) && a != b {
+                        b
+                    } else {
+                        fresh(&mut buffers)
+                    };
+                    Step::Add { a, b, out }
+                }
+                Kind::Scale(c) => {
+                    let (x, out) = unary_out(&mut buffers, &op.inputs[0])?;
+                    Step::Scale { x, c, out }
+                }
+                Kind::MinZero => {
+                    let (x, out) = unary_out(&mut buffers, &op.inputs[0])?;
+                    Step::MinZero { x, out }
+                }
+                Kind::Relu => {
+                    let (x, out) = unary_out(&mut buffers, &op.inputs[0])?;
+                    Step::Relu { x, out }
+                }
+                Kind::Sigmoid => {
+                    let (x, out) = unary_out(&mut buffers, &op.inputs[0])?;
+                    Step::Sigmoid { x, out }
+                }
+                Kind::Softmax => Step::Softmax {
+                    x: buf(&op.inputs[0])?,
+                    out: fresh(&mut buffers),
+                },
+                Kind::Mix => Step::Mix {
+                    gate: buf(&op.inputs[0])?,
+                    xs: op.inputs[1..].iter().map(buf).collect::<Result<_, _>>()?,
+                    out: fresh(&mut buffers),
+                },
+                Kind::RowDot => Step::RowDot {
+                    a: buf(&op.inputs[0])?,
+                    b: buf(&op.inputs[1])?,
+                    out: fresh(&mut buffers),
+                },
+                Kind::Concat => Step::Concat {
+                    xs: op.inputs.iter().map(buf).collect::<Result<_, _>>()?,
+                    out: fresh(&mut buffers),
+                },
+                Kind::ProductLogit => Step::ProductLogit {
+                    a: buf(&op.inputs[0])?,
+                    b: buf(&op.inputs[1])?,
+                    out: fresh(&mut buffers),
+                },
+            };
+            buf_of[i] = Some(step_out(&step));
+            steps.push(step);
+        }
+        let logits = logits
+            .iter()
+            .map(|z| buf_of[z.index()].ok_or_else(|| op_error("plan", "a logit is the raw input")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if logits.iter().any(|&b| buffers[b] != 1) {
+            return Err(op_error("plan", "a task logit is not one column wide"));
+        }
+        Ok(Self {
+            steps,
+            buffers,
+            rows,
+            logits,
+            split: split_on,
+        })
+    }
+
+    /// Number of steps (GEMMs and element-wise passes).
+    pub fn steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether the plan computes a request-level part of its first layers once per request.
+    pub fn splits_requests(&self) -> bool {
+        self.split
+    }
+
+    /// Grows `ws` to hold `n` rows.
+    pub(crate) fn reserve(&self, ws: &mut PlanBuffers, n: usize) {
+        if ws.capacity >= n && ws.bufs.len() == self.buffers.len() {
+            return;
+        }
+        let n = n.max(1).max(ws.capacity);
+        ws.capacity = n;
+        ws.bufs = self.buffers.iter().map(|&c| Matrix::zeros(n, c)).collect();
+        ws.rows = self.rows.iter().map(|&c| Matrix::zeros(1, c)).collect();
+    }
+
+    /// Runs the plan on `n` gathered rows (`x_cand`, `n x C`, and the request row `x_req`),
+    /// leaving task `t`'s logits in [`Plan::logit`]`(ws, t)`.
+    pub(crate) fn run(
+        &self,
+        ws: &mut PlanBuffers,
+        x_cand: MatRef<'_>,
+        x_req: MatRef<'_>,
+        n: usize,
+    ) -> Result<(), ModelError> {
+        let tier = Tier::active();
+        for step in &self.steps {
+            match step {
+                Step::Gemm {
+                    src,
+                    cand,
+                    req,
+                    bias,
+                    row,
+                    epilogue,
+                    out,
+                } => {
+                    let mut y = std::mem::take(&mut ws.bufs[*out]);
+                    let cols = cand.cols();
+                    {
+                        let a = match src {
+                            Src::Input => x_cand,
+                            Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
+                        };
+                        gemm_with(
+                            tier,
+                            1.0,
+                            a,
+                            cand.view(),
+                            0.0,
+                            rows_mut(&mut y, n),
+                            &mut ws.gemm,
+                        )?;
+                    }
+                    let y_rows = &mut y.as_mut_slice()[..n * cols];
+                    match req {
+                        Some(w_req) => {
+                            // The request part once: x_req W_req + b.
+                            let r = &mut ws.rows[*row];
+                            r.as_mut_slice().copy_from_slice(bias);
+                            gemm_with(
+                                tier,
+                                1.0,
+                                x_req,
+                                w_req.view(),
+                                1.0,
+                                r.view_mut(),
+                                &mut ws.gemm,
+                            )?;
+                            ops::add_bias_rows(y_rows, r.row(0));
+                        }
+                        None => ops::add_bias_rows(y_rows, bias),
+                    }
+                    if let Some(e) = epilogue {
+                        ops::prelu_scale_shift(y_rows, &e.slope, &e.scale, &e.shift);
+                    }
+                    ws.bufs[*out] = y;
+                }
+                Step::Act { x, slope, out } => unary(ws, *x, *out, n, |x, y, _| {
+                    ops::prelu(x, slope, y);
+                }),
+                Step::Affine {
+                    x,
+                    scale,
+                    shift,
+                    out,
+                } => unary(ws, *x, *out, n, |x, y, c| {
+                    for (i, (a, o)) in x.iter().zip(y).enumerate() {
+                        *o = scale[i % c] * a + shift[i % c];
+                    }
+                }),
+                Step::Add { a, b, out } => {
+                    let mut y = std::mem::take(&mut ws.bufs[*out]);
+                    let len = n * self.buffers[*out];
+                    let ys = &mut y.as_mut_slice()[..len];
+                    if out == a {
+                        ops::axpy(1.0, &ws.bufs[*b].as_slice()[..len], ys);
+                    } else if out == b {
+                        ops::axpy(1.0, &ws.bufs[*a].as_slice()[..len], ys);
+                    } else {
+                        ops::add(
+                            &ws.bufs[*a].as_slice()[..len],
+                            &ws.bufs[*b].as_slice()[..len],
+                            ys,
+                        );
+                    }
+                    ws.bufs[*out] = y;
+                }
+                Step::Scale { x, c, out } => unary(ws, *x, *out, n, |x, y, _| {
+                    y.copy_from_slice(x);
+                    ops::scale(*c, y);
+                }),
+                Step::MinZero { x, out } => unary(ws, *x, *out, n, |x, y, _| {
+                    for (o, &a) in y.iter_mut().zip(x) {
+                        *o = a.min(0.0);
+                    }
+                }),
+                Step::Relu { x, out } => unary(ws, *x, *out, n, |x, y, _| ops::relu(x, y)),
+                Step::Sigmoid { x, out } => unary(ws, *x, *out, n, |x, y, _| ops::sigmoid(x, y)),
+                Step::Softmax { x, out } => {
+                    unary(ws, *x, *out, n, |x, y, c| ops::softmax_rows(x, c, y))
+                }
+                Step::Mix { gate, xs, out } => {
+                    let mut y = std::mem::take(&mut ws.bufs[*out]);
+                    let c = self.buffers[*out];
+                    let k = xs.len();
+                    let ys = &mut y.as_mut_slice()[..n * c];
+                    ys.fill(0.0);
+                    let g = &ws.bufs[*gate].as_slice()[..n * k];
+                    for (j, &x) in xs.iter().enumerate() {
+                        let xv = &ws.bufs[x].as_slice()[..n * c];
+                        for r in 0..n {
+                            ops::axpy(
+                                g[r * k + j],
+                                &xv[r * c..(r + 1) * c],
+                                &mut ys[r * c..(r + 1) * c],
+                            );
+                        }
+                    }
+                    ws.bufs[*out] = y;
+                }
+                Step::RowDot { a, b, out } => {
+                    let mut y = std::mem::take(&mut ws.bufs[*out]);
+                    let c = self.buffers[*a];
+                    let (av, bv) = (
+                        &ws.bufs[*a].as_slice()[..n * c],
+                        &ws.bufs[*b].as_slice()[..n * c],
+                    );
+                    for (r, o) in y.as_mut_slice()[..n].iter_mut().enumerate() {
+                        *o = av[r * c..(r + 1) * c]
+                            .iter()
+                            .zip(&bv[r * c..(r + 1) * c])
+                            .map(|(p, q)| p * q)
+                            .sum();
+                    }
+                    ws.bufs[*out] = y;
+                }
+                Step::Concat { xs, out } => {
+                    let mut y = std::mem::take(&mut ws.bufs[*out]);
+                    let width = self.buffers[*out];
+                    let ys = y.as_mut_slice();
+                    let mut col = 0;
+                    for &x in xs {
+                        let c = self.buffers[x];
+                        let xv = ws.bufs[x].as_slice();
+                        for r in 0..n {
+                            ys[r * width + col..r * width + col + c]
+                                .copy_from_slice(&xv[r * c..(r + 1) * c]);
+                        }
+                        col += c;
+                    }
+                    ws.bufs[*out] = y;
+                }
+                Step::ProductLogit { a, b, out } => {
+                    let mut y = std::mem::take(&mut ws.bufs[*out]);
+                    let len = n * self.buffers[*out];
+                    let (av, bv) = (
+                        &ws.bufs[*a].as_slice()[..len],
+                        &ws.bufs[*b].as_slice()[..len],
+                    );
+                    for ((o, &p), &q) in y.as_mut_slice()[..len].iter_mut().zip(av).zip(bv) {
+                        *o = tensor::ops::product_logit(p, q);
+                    }
+                    ws.bufs[*out] = y;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Task `t`'s logits after [`Plan::run`] on `n` rows.
+    pub(crate) fn logit<'w>(&self, ws: &'w PlanBuffers, t: usize, n: usize) -> &'w [f32] {
+        &ws.bufs[self.logits[t]].as_slice()[..n]
+    }
+}
+
+fn step_out(step: &Step) -> usize {
+    match step {
+        Step::Gemm { out, .. }
+        | Step::Act { out, .. }
+        | Step::Affine { out, .. }
+        | Step::Add { out, .. }
+        | Step::Scale { out, .. }
+        | Step::MinZero { out, .. }
+        | Step::Relu { out, .. }
+        | Step::Sigmoid { out, .. }
+        | Step::Softmax { out, .. }
+        | Step::Mix { out, .. }
+        | Step::RowDot { out, .. }
+        | Step::Concat { out, .. }
+        | Step::ProductLogit { out, .. } => *out,
+    }
+}
+
+/// `out = f(x)` over the first `n` rows (`f` gets the input, the output and the width).
+fn unary(
+    ws: &mut PlanBuffers,
+    x: usize,
+    out: usize,
+    n: usize,
+    f: impl FnOnce(&[f32], &mut [f32], usize),
+) {
+    let c = ws.bufs[out].cols();
+    let len = n * c;
+    let mut y = std::mem::take(&mut ws.bufs[out]);
+    f(
+        &ws.bufs[x].as_slice()[..len],
+        &mut y.as_mut_slice()[..len],
+        c,
+    );
+    ws.bufs[out] = y;
+}
+
+/// The first `n` rows of `m`, read-only.
+fn rows_ref(m: &Matrix, n: usize) -> MatRef<'_> {
+    m.view().sub(0, 0, n, m.cols())
+}
+
+/// The first `n` rows of `m`, mutable.
+fn rows_mut(m: &mut Matrix, n: usize) -> MatMut<'_> {
+    let cols = m.cols();
+    m.view_mut().sub(0, 0, n, cols)
+}
