@@ -10,7 +10,7 @@ use resflow::{
 };
 
 /// Folding reorders a few hundred multiply-adds per unit before a sigmoid.
-const FOLD_TOLERANCE: f32 = 2e-6;
+const FOLD_TOLERANCE: f32 = tensor::tolerance::PROBABILITY;
 
 fn setup(mode: BatchNormMode, activation: Activation) -> Model {
     let layout = InputLayout {

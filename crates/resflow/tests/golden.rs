@@ -15,7 +15,7 @@ use shards::{DenseSpec, FORMAT_VERSION, MultiField, Row, Schema, ShardWriter, Si
 use tensor::Matrix;
 
 /// f32 forward and backward against a float64 reference: a few hundred roundings.
-const GOLDEN: f32 = 2e-5;
+const GOLDEN: f32 = tensor::tolerance::F64_REFERENCE;
 
 fn m(rows: usize, cols: usize, v: &[f32]) -> Matrix {
     Matrix::from_slice(rows, cols, v).unwrap()

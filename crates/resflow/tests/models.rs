@@ -11,7 +11,7 @@ use resflow::config::{BatchNormMode, ModelKind};
 use resflow::{InputLayout, Model, ModelConfig, Scorer, Trainer};
 
 /// The scorer runs the same head on a tape, with batches of another size.
-const SERVE_TOLERANCE: f32 = 1e-5;
+const SERVE_TOLERANCE: f32 = tensor::tolerance::APPROXIMATE;
 
 /// Small sizes for every kind, so the whole test runs in seconds.
 fn config(kind: &str) -> ModelConfig {
@@ -41,11 +41,7 @@ fn config(kind: &str) -> ModelConfig {
 }
 
 fn max_gap(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max)
+    testkit::max_abs_diff(a, b)
 }
 
 #[test]

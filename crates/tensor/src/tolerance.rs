@@ -17,6 +17,15 @@ pub const APPROXIMATE: f32 = 1e-5;
 /// every reduction through several layers).
 pub const MODEL: f32 = 1e-4;
 
+/// Agreement of two implementations of a model's probabilities (fused and folded against
+/// plain, one op at a time): a few hundred reordered multiply-adds before a sigmoid, which
+/// flattens logit differences.
+pub const PROBABILITY: f32 = 2e-6;
+
+/// An f32 forward or backward pass against a float64 reference of the same equations: a
+/// few hundred roundings.
+pub const F64_REFERENCE: f32 = 2e-5;
+
 /// Unit roundoff of f32 (`2^-24`).
 pub const UNIT_ROUNDOFF: f64 = 5.960_464_477_539_063e-8;
 

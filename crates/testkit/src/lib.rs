@@ -43,3 +43,33 @@ unsafe impl GlobalAlloc for CountingAllocator {
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
+
+/// The largest `|a_i - b_i|`, NaN if any difference is NaN (so that `gap <= tolerance`
+/// fails on a NaN instead of folding it away). Panics when the lengths differ.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "compared slices differ in length");
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        let d = (x - y).abs();
+        if d.is_nan() {
+            return f32::NAN;
+        }
+        worst = worst.max(d);
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_abs_diff;
+
+    #[test]
+    fn max_abs_diff_keeps_nan() {
+        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
+        assert!(max_abs_diff(&[1.0, f32::NAN], &[1.0, 0.0]).is_nan());
+        assert!(max_abs_diff(&[f32::NAN], &[f32::NAN]).is_nan());
+        assert_eq!(max_abs_diff(&[], &[]), 0.0);
+        // A NaN gap fails a tolerance check.
+        assert!(!(max_abs_diff(&[f32::NAN], &[0.0]) <= 1.0));
+    }
+}

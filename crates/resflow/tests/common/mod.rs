@@ -58,9 +58,5 @@ pub fn served(scorer: &Scorer, data: &Dataset) -> Vec<f32> {
 /// The largest difference between the trainer's evaluation pass and the scorer over `data`.
 pub fn serving_gap(t: &mut Trainer, scorer: &Scorer, data: &Dataset) -> f32 {
     let (a, b) = (predictions(t, data), served(scorer, data));
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max)
+    testkit::max_abs_diff(&a, &b)
 }
