@@ -13,8 +13,9 @@ use std::time::Instant;
 use autodiff::{ParamStore, Tape};
 use resflow::config::TaskConfig;
 use resflow::network::{Forward, Mode, Network, Scratch};
-use resflow::rng::SplitMix64;
-use resflow::{Bag, Field, InputLayout, Model, ModelConfig, ModelError, Pooling, Request, Scorer};
+use resflow::{
+    Field, InputLayout, Model, ModelConfig, ModelError, Pooling, RequestBuffers, Scorer,
+};
 use serde::Serialize;
 use shards::Batch;
 use shards::synth::{ALICCP_MULTI, ALICCP_SINGLE};
@@ -73,69 +74,6 @@ pub struct ScoreReport {
     pub requests: Vec<ScoreResult>,
 }
 
-/// A request's owned buffers, in the scorer's field groups.
-struct RequestData {
-    n: usize,
-    ids: Vec<u32>,
-    bags: Vec<(Vec<u64>, Vec<u32>)>,
-    request_ids: Vec<u32>,
-    request_bags: Vec<(Vec<u64>, Vec<u32>)>,
-    dense: Vec<f32>,
-}
-
-impl RequestData {
-    fn new(scorer: &Scorer, n: usize, rng: &mut SplitMix64) -> Self {
-        let layout = &scorer.model().layout;
-        let vocab = |name: &str| layout.fields[layout.field_index(name).unwrap()].vocab as u64;
-        let is_bag = |name: &str| {
-            layout.fields[layout.field_index(name).unwrap()]
-                .bag
-                .is_some()
-        };
-        let cand = scorer.candidate_fields();
-        let req = scorer.request_fields();
-        let bag = |name: &str, rows: usize, rng: &mut SplitMix64| {
-            let mut offsets = vec![0u64];
-            let mut ids = vec![];
-            for _ in 0..rows {
-                for _ in 0..1 + rng.below(3) {
-                    ids.push(rng.below(vocab(name)) as u32);
-                }
-                offsets.push(ids.len() as u64);
-            }
-            (offsets, ids)
-        };
-        let single_c: Vec<&str> = cand.iter().copied().filter(|f| !is_bag(f)).collect();
-        let ids = (0..n * single_c.len())
-            .map(|i| rng.below(vocab(single_c[i % single_c.len()])) as u32)
-            .collect();
-        let bags = cand
-            .iter()
-            .filter(|f| is_bag(f))
-            .map(|f| bag(f, n, rng))
-            .collect();
-        let request_ids = req
-            .iter()
-            .filter(|f| !is_bag(f))
-            .map(|f| rng.below(vocab(f)) as u32)
-            .collect();
-        let request_bags = req
-            .iter()
-            .filter(|f| is_bag(f))
-            .map(|f| bag(f, 1, rng))
-            .collect();
-        let dense = (0..n * layout.dense).map(|_| rng.next_f32()).collect();
-        Self {
-            n,
-            ids,
-            bags,
-            request_ids,
-            request_bags,
-            dense,
-        }
-    }
-}
-
 /// The `q` quantile (0..=1) of sorted values, by nearest rank.
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
@@ -149,39 +87,22 @@ pub fn latencies(
     calls: usize,
     seed: u64,
 ) -> Result<Vec<f64>, ModelError> {
-    let mut rng = SplitMix64::new(seed);
-    // A handful of different requests, cycled, so caches see varied ids.
-    let data: Vec<RequestData> = (0..8)
-        .map(|_| RequestData::new(scorer, n, &mut rng))
+    // A handful of different requests, cycled, so caches see varied ids (built by the
+    // library's request builder: see `RequestBuffers::random` for their distribution).
+    let data: Vec<RequestBuffers> = (0..8u64)
+        .map(|i| RequestBuffers::random(scorer, n, seed.wrapping_mul(8).wrapping_add(i)))
         .collect();
     let tasks = scorer.tasks();
     let (mut probs, mut fused) = (vec![0.0f32; n * tasks], vec![0.0f32; n]);
     let mut ws = scorer.workspace(n);
     let mut out = Vec::with_capacity(calls);
     for i in 0..calls + 3 {
-        let d = &data[i % data.len()];
-        let bags: Vec<Bag> = d
-            .bags
-            .iter()
-            .map(|(o, ids)| Bag { offsets: o, ids })
-            .collect();
-        let rbags: Vec<Bag> = d
-            .request_bags
-            .iter()
-            .map(|(o, ids)| Bag { offsets: o, ids })
-            .collect();
-        let req = Request {
-            candidates: d.n,
-            ids: &d.ids,
-            bags: &bags,
-            dense: &d.dense,
-            dense_stride: scorer.model().layout.dense,
-            request_ids: &d.request_ids,
-            request_bags: &rbags,
-        };
-        let start = Instant::now();
-        scorer.score(&mut ws, &req, &mut probs, &mut fused)?;
-        let t = start.elapsed().as_secs_f64();
+        let t = data[i % data.len()].with_request(|req| {
+            let start = Instant::now();
+            scorer
+                .score(&mut ws, req, &mut probs, &mut fused)
+                .map(|()| start.elapsed().as_secs_f64())
+        })?;
         if i >= 3 {
             out.push(t);
         }

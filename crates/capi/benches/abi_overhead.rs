@@ -77,7 +77,7 @@ fn main() {
     for n in [1usize, 100, 500, 2000] {
         let calls = (4000 * 100 / n.max(100)).max(100);
         let data: Vec<RequestData> = (0..8)
-            .map(|i| RequestData::generate(&scorer, n, 1000 + i))
+            .map(|i| RequestData::random(&scorer, n, 1000 + i))
             .collect();
         let tasks = scorer.tasks();
         let (mut probs, mut fused) = (vec![0.0f32; n * tasks], vec![0.0f32; n]);
@@ -93,12 +93,18 @@ fn main() {
             let bags: Vec<Bag> = d
                 .bags
                 .iter()
-                .map(|(o, ids)| Bag { offsets: o, ids })
+                .map(|b| Bag {
+                    offsets: &b.offsets,
+                    ids: &b.ids,
+                })
                 .collect();
             let rbags: Vec<Bag> = d
                 .request_bags
                 .iter()
-                .map(|(o, ids)| Bag { offsets: o, ids })
+                .map(|b| Bag {
+                    offsets: &b.offsets,
+                    ids: &b.ids,
+                })
                 .collect();
             let req = Request {
                 candidates: n,
@@ -110,11 +116,11 @@ fn main() {
                 request_bags: &rbags,
             };
             // Through the ABI: the C request, built as a C caller would.
-            let cbag = |(o, ids): &(Vec<u64>, Vec<u32>)| ResflowBag {
-                offsets: o.as_ptr(),
-                offsets_len: o.len(),
-                ids: ids.as_ptr(),
-                ids_len: ids.len(),
+            let cbag = |b: &resflow::BagBuffer| ResflowBag {
+                offsets: b.offsets.as_ptr(),
+                offsets_len: b.offsets.len(),
+                ids: b.ids.as_ptr(),
+                ids_len: b.ids.len(),
             };
             let cbags: Vec<ResflowBag> = d.bags.iter().map(cbag).collect();
             let crbags: Vec<ResflowBag> = d.request_bags.iter().map(cbag).collect();

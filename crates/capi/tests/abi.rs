@@ -91,11 +91,11 @@ struct CRequest {
 
 impl CRequest {
     fn new(d: &RequestData) -> Self {
-        let cbag = |(o, ids): &(Vec<u64>, Vec<u32>)| ResflowBag {
-            offsets: o.as_ptr(),
-            offsets_len: o.len(),
-            ids: ids.as_ptr(),
-            ids_len: ids.len(),
+        let cbag = |b: &resflow::BagBuffer| ResflowBag {
+            offsets: b.offsets.as_ptr(),
+            offsets_len: b.offsets.len(),
+            ids: b.ids.as_ptr(),
+            ids_len: b.ids.len(),
         };
         Self {
             bags: d.bags.iter().map(cbag).collect(),
@@ -106,7 +106,7 @@ impl CRequest {
     fn view(&self, d: &RequestData) -> ResflowRequest {
         ResflowRequest {
             struct_size: size_of::<ResflowRequest>(),
-            candidates: d.n,
+            candidates: d.candidates,
             ids: d.ids.as_ptr(),
             ids_len: d.ids.len(),
             bags: self.bags.as_ptr(),
@@ -185,7 +185,7 @@ fn baseline_models_load_and_score_through_the_abi() {
         let (model, scorer) = load_model(test_model_of(kind, 5));
         let ws = workspace(model, 32);
         let tasks = scorer.tasks();
-        let d = RequestData::generate(&scorer, 23, 7);
+        let d = RequestData::random(&scorer, 23, 7);
         let c = CRequest::new(&d);
         let (mut probs, mut fused) = (vec![f32::NAN; 23 * tasks], vec![f32::NAN; 23]);
         let st = score(model, ws, &c.view(&d), &mut probs, &mut fused);
@@ -195,7 +195,7 @@ fn baseline_models_load_and_score_through_the_abi() {
         let st = score(model, ws, &c.view(&d), &mut probs, &mut fused);
         assert_eq!(allocations() - before, 0, "{kind}: the warm call allocated");
         assert_eq!(st, ResflowStatus::Ok, "{kind}: {}", last_error());
-        let (want_p, want_f) = d.score(&scorer);
+        let (want_p, want_f) = common::score_request(&d, &scorer);
         assert_eq!(probs, want_p, "{kind}");
         assert_eq!(fused, want_f, "{kind}");
         // SAFETY: handles from this loop iteration, freed once, workspace first.
@@ -213,7 +213,7 @@ fn abi_scores_equal_scorer_and_do_not_allocate() {
     let ws = workspace(model, 64);
     let tasks = scorer.tasks();
     for (n, seed) in [(0, 1), (1, 2), (17, 3), (64, 4)] {
-        let d = RequestData::generate(&scorer, n, seed);
+        let d = RequestData::random(&scorer, n, seed);
         let c = CRequest::new(&d);
         let req = c.view(&d);
         let (mut probs, mut fused) = (vec![f32::NAN; n * tasks], vec![f32::NAN; n]);
@@ -225,7 +225,7 @@ fn abi_scores_equal_scorer_and_do_not_allocate() {
             during, 0,
             "{n} candidates: the score call allocated {during} times"
         );
-        let (want_p, want_f) = d.score(&scorer);
+        let (want_p, want_f) = common::score_request(&d, &scorer);
         assert_eq!(probs, want_p);
         assert_eq!(fused, want_f);
     }
@@ -250,11 +250,11 @@ fn two_threads_share_one_model() {
                     let ws = workspace(model, 100);
                     let mut ok = true;
                     for i in 0..20 {
-                        let d = RequestData::generate(scorer, 100, t * 100 + i);
+                        let d = RequestData::random(scorer, 100, t * 100 + i);
                         let c = CRequest::new(&d);
                         let (mut p, mut f) = (vec![0.0; 100 * scorer.tasks()], vec![0.0; 100]);
                         ok &= score(model, ws, &c.view(&d), &mut p, &mut f) == ResflowStatus::Ok;
-                        ok &= (p, f) == d.score(scorer);
+                        ok &= (p, f) == common::score_request(&d, scorer);
                     }
                     // SAFETY: made above, freed once.
                     unsafe { resflow_workspace_free(ws) };

@@ -27,7 +27,7 @@ fn compare_host(host: &Path, model_path: &Path, scorer: &Scorer, env: &[(&str, &
                 &seed.to_string(),
             ])
             .envs(env.iter().copied()));
-        let (probs, fused) = RequestData::generate(scorer, n, seed).score(scorer);
+        let (probs, fused) = common::score_request(&RequestData::random(scorer, n, seed), scorer);
         let tasks = scorer.tasks();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), n, "one line per candidate:\n{out}");

@@ -12,6 +12,7 @@
 //! plan.rs                the serving plan: a model's forward pass compiled (BN folded, fused
 //!                        epilogues, the request-level split of the first layers)
 //! scorer.rs              Scorer, Request, Workspace: a request in, probabilities out
+//! request.rs             RequestBuffers: a request that owns its buffers
 //! ```
 //!
 //! The training side (the autodiff tape as a [`Graph`], the trainer, checkpoints) lives in
@@ -28,6 +29,7 @@ mod model_file;
 pub mod models;
 pub mod plan;
 mod reference;
+mod request;
 pub mod rng;
 mod scorer;
 
@@ -39,4 +41,5 @@ pub use model::{Model, Net, bn_scale_shift};
 pub use model_file::{FORMAT, VERSION, VERSION_1, from_v1_towers, write_atomically};
 pub use plan::Plan;
 pub use reference::{CandidateRef, concat_inputs};
+pub use request::{BagBuffer, RequestBuffers};
 pub use scorer::{Bag, Request, Scorer, Workspace};

@@ -17,9 +17,10 @@ mod score_data;
 mod trainer;
 
 pub use model::{
-    Bag, CandidateRef, FORMAT, Field, Graph, InputLayout, Model, ModelConfig, ModelError, Net,
-    Node, Plan, Pooling, Request, Scorer, VERSION, VERSION_1, Workspace, bn_scale_shift,
-    concat_inputs, config, from_v1_towers, graph, layers, layout, models, rng, write_atomically,
+    Bag, BagBuffer, CandidateRef, FORMAT, Field, Graph, InputLayout, Model, ModelConfig,
+    ModelError, Net, Node, Plan, Pooling, Request, RequestBuffers, Scorer, VERSION, VERSION_1,
+    Workspace, bn_scale_shift, concat_inputs, config, from_v1_towers, graph, layers, layout,
+    models, rng, write_atomically,
 };
 
 pub use checkpoint::CHECKPOINT_FILE;

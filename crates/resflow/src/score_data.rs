@@ -4,18 +4,49 @@
 
 use shards::{BatchView, Dataset};
 
-use model::{Bag, ModelError, Request, Scorer, Workspace};
+use model::{ModelError, RequestBuffers, Scorer};
 
 use crate::error::Error;
 use crate::network::layout_of;
 
-/// Reusable request buffers.
+/// Where each of the scorer's field groups sits in a batch: the single-valued fields'
+/// columns and the bags' indices.
 #[derive(Debug, Default)]
-struct Buffers {
-    ids: Vec<u32>,
-    bags: Vec<(Vec<u64>, Vec<u32>)>,
-    request_ids: Vec<u32>,
-    request_bags: Vec<(Vec<u64>, Vec<u32>)>,
+struct Columns {
+    cand_single: Vec<usize>,
+    cand_bags: Vec<usize>,
+    req_single: Vec<usize>,
+    req_bags: Vec<usize>,
+    /// Names of the single-valued request fields (for errors).
+    req_names: Vec<String>,
+    dense: usize,
+}
+
+impl Columns {
+    fn new(scorer: &Scorer, ns: usize) -> Self {
+        let layout = &scorer.model().layout;
+        let index = |name: &&str| layout.field_index(name).expect("a field of the model");
+        let (cand, req) = (scorer.candidate_fields(), scorer.request_fields());
+        let single = |v: &[&str]| v.iter().map(index).filter(|&i| i < ns).collect();
+        let bags = |v: &[&str]| {
+            v.iter()
+                .map(index)
+                .filter(|&i| i >= ns)
+                .map(|i| i - ns)
+                .collect()
+        };
+        Self {
+            cand_single: single(&cand),
+            cand_bags: bags(&cand),
+            req_single: single(&req),
+            req_bags: bags(&req),
+            req_names: single(&req)
+                .into_iter()
+                .map(|i: usize| layout.fields[i].name.clone())
+                .collect(),
+            dense: layout.dense,
+        }
+    }
 }
 
 /// Scores every row of `data` in storage order; `sink` receives, per batch, the
@@ -48,7 +79,10 @@ pub fn score_dataset(
     let has_request = !scorer.request_fields().is_empty();
     let tasks = scorer.tasks();
     let mut ws = scorer.workspace(8192);
-    let mut buf = Buffers::default();
+    let mut buf = RequestBuffers::new(scorer);
+    let ns = model.fields.iter().filter(|f| f.bag.is_none()).count();
+    let columns = Columns::new(scorer, ns);
+    let mut ids = Vec::new();
     let (mut probs, mut fused) = (Vec::new(), Vec::new());
     let mut batches = data.batches(8192, None);
     let mut batch = data.new_batch();
@@ -64,13 +98,10 @@ pub fn score_dataset(
             } else {
                 batch.rows
             };
-            score_rows(
+            fill(&mut buf, &columns, &view, start, end, ns, &mut ids)?;
+            buf.score(
                 scorer,
                 &mut ws,
-                &mut buf,
-                &view,
-                start,
-                end,
                 &mut probs[start * tasks..end * tasks],
                 &mut fused[start..end],
             )?;
@@ -81,84 +112,48 @@ pub fn score_dataset(
     Ok(())
 }
 
-/// Scores rows `start..end` of `view` as one request.
-#[allow(clippy::too_many_arguments)]
-fn score_rows(
-    scorer: &Scorer,
-    ws: &mut Workspace,
-    buf: &mut Buffers,
+/// Rows `start..end` of `view` as one request in `buf`; the request-level fields must
+/// be constant over them.
+fn fill(
+    buf: &mut RequestBuffers,
+    c: &Columns,
     view: &BatchView<'_>,
     start: usize,
     end: usize,
-    probs: &mut [f32],
-    fused: &mut [f32],
+    ns: usize,
+    ids: &mut Vec<u32>,
 ) -> Result<(), ModelError> {
-    let layout = &scorer.model().layout;
-    let ns = layout.fields.iter().filter(|f| f.bag.is_none()).count();
     let single = view.single();
-    let index = |name: &str| layout.field_index(name).expect("a field of the model");
-    let n = end - start;
-    let (cand, req) = (scorer.candidate_fields(), scorer.request_fields());
-    buf.ids.clear();
-    buf.request_ids.clear();
-    let cand_single: Vec<usize> = cand.iter().map(|f| index(f)).filter(|&i| i < ns).collect();
-    let cand_bags: Vec<usize> = cand.iter().map(|f| index(f)).filter(|&i| i >= ns).collect();
-    let req_single: Vec<usize> = req.iter().map(|f| index(f)).filter(|&i| i < ns).collect();
-    let req_bags: Vec<usize> = req.iter().map(|f| index(f)).filter(|&i| i >= ns).collect();
-    for r in start..end {
-        buf.ids
-            .extend(cand_single.iter().map(|&k| single[r * ns + k]));
-    }
-    for &k in &req_single {
+    let d = c.dense;
+    buf.clear();
+    ids.clear();
+    for (&k, name) in c.req_single.iter().zip(&c.req_names) {
         let v = single[start * ns + k];
         if (start..end).any(|r| single[r * ns + k] != v) {
             return Err(ModelError::Request(format!(
-                "request-level field {:?} varies within group {}",
-                layout.fields[k].name,
+                "request-level field {name:?} varies within group {}",
                 view.group().get(start).copied().unwrap_or(0)
             )));
         }
-        buf.request_ids.push(v);
+        ids.push(v);
     }
-    let fill =
-        |out: &mut Vec<(Vec<u64>, Vec<u32>)>, fields: &[usize], rows: std::ops::Range<usize>| {
-            out.resize_with(fields.len(), Default::default);
-            for (slot, &f) in out.iter_mut().zip(fields) {
-                let (offsets, ids) = view.bag(f - ns);
-                slot.0.clear();
-                slot.1.clear();
-                slot.0.push(0);
-                for r in rows.clone() {
-                    let (a, b) = (
-                        (offsets[r] - offsets[0]) as usize,
-                        (offsets[r + 1] - offsets[0]) as usize,
-                    );
-                    slot.1.extend_from_slice(&ids[a..b]);
-                    slot.0.push(slot.1.len() as u64);
-                }
-            }
-        };
-    fill(&mut buf.bags, &cand_bags, start..end);
-    fill(&mut buf.request_bags, &req_bags, start..start + 1);
-    let bags: Vec<Bag> = buf
-        .bags
-        .iter()
-        .map(|(o, i)| Bag { offsets: o, ids: i })
-        .collect();
-    let request_bags: Vec<Bag> = buf
-        .request_bags
-        .iter()
-        .map(|(o, i)| Bag { offsets: o, ids: i })
-        .collect();
-    let d = layout.dense;
-    let request = Request {
-        candidates: n,
-        ids: &buf.ids,
-        bags: &bags,
-        dense: &view.dense()[start * d..end * d],
-        dense_stride: d,
-        request_ids: &buf.request_ids,
-        request_bags: &request_bags,
+    let row_bag = |k: usize, r: usize| {
+        let (offsets, all) = view.bag(k);
+        let (a, b) = (
+            (offsets[r] - offsets[0]) as usize,
+            (offsets[r + 1] - offsets[0]) as usize,
+        );
+        &all[a..b]
     };
-    scorer.score(ws, &request, probs, fused)
+    let req_bags: Vec<&[u32]> = c.req_bags.iter().map(|&k| row_bag(k, start)).collect();
+    buf.set_request(ids, &req_bags);
+    let mut cand_bags: Vec<&[u32]> = Vec::with_capacity(c.cand_bags.len());
+    for r in start..end {
+        ids.clear();
+        ids.extend(c.cand_single.iter().map(|&k| single[r * ns + k]));
+        cand_bags.clear();
+        cand_bags.extend(c.cand_bags.iter().map(|&k| row_bag(k, r)));
+        buf.push_candidate(ids, &cand_bags, &view.dense()[r * d..(r + 1) * d]);
+    }
+    Ok(())
 }

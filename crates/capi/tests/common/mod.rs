@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use resflow::config::TaskConfig;
-use resflow::{Bag, Field, InputLayout, Model, ModelConfig, Pooling, Request, Scorer};
+use resflow::{Field, InputLayout, Model, ModelConfig, Pooling, Scorer};
 
 /// A small model with every kind of input: request-level single and multi-valued fields,
 /// candidate-level single and multi-valued (mean-pooled) fields, and 3 dense features.
@@ -67,109 +67,17 @@ impl SplitMix64 {
     }
 }
 
-/// A request's owned buffers, generated exactly as `rf::RequestData::generate` does.
-pub struct RequestData {
-    pub n: usize,
-    pub ids: Vec<u32>,
-    pub bags: Vec<(Vec<u64>, Vec<u32>)>,
-    pub dense: Vec<f32>,
-    pub dense_stride: usize,
-    pub request_ids: Vec<u32>,
-    pub request_bags: Vec<(Vec<u64>, Vec<u32>)>,
-}
+/// A request's owned buffers: the library's request builder, whose seeded generator
+/// (`RequestBuffers::random`) the C++ programs of these tests replay.
+pub use resflow::RequestBuffers as RequestData;
 
-impl RequestData {
-    pub fn generate(scorer: &Scorer, n: usize, seed: u64) -> Self {
-        let layout = &scorer.model().layout;
-        let field = |name: &str| &layout.fields[layout.field_index(name).unwrap()];
-        let split = |names: Vec<&str>| -> (Vec<u32>, Vec<u32>) {
-            let single = names.iter().filter(|n| field(n).bag.is_none());
-            let bags = names.iter().filter(|n| field(n).bag.is_some());
-            (
-                single.map(|n| field(n).vocab).collect(),
-                bags.map(|n| field(n).vocab).collect(),
-            )
-        };
-        let (req_single, req_bags) = split(scorer.request_fields());
-        let (cand_single, cand_bags) = split(scorer.candidate_fields());
-        let mut rng = SplitMix64(seed);
-        let request_ids = req_single
-            .iter()
-            .map(|&v| (rng.next() % v as u64) as u32)
-            .collect();
-        let request_bags = req_bags
-            .iter()
-            .map(|&v| {
-                let len = 1 + rng.next() % 3;
-                let ids = (0..len).map(|_| (rng.next() % v as u64) as u32).collect();
-                (vec![0, len], ids)
-            })
-            .collect();
-        let mut ids = Vec::new();
-        for _ in 0..n {
-            for &v in &cand_single {
-                ids.push((rng.next() % v as u64) as u32);
-            }
-        }
-        let bags = cand_bags
-            .iter()
-            .map(|&v| {
-                let (mut offsets, mut ids) = (vec![0u64], vec![]);
-                for _ in 0..n {
-                    for _ in 0..rng.next() % 4 {
-                        ids.push((rng.next() % v as u64) as u32);
-                    }
-                    offsets.push(ids.len() as u64);
-                }
-                (offsets, ids)
-            })
-            .collect();
-        let d = layout.dense;
-        let dense_stride = d + 3;
-        let mut dense = vec![0.0f32; n * dense_stride];
-        for r in 0..n {
-            for j in 0..d {
-                dense[r * dense_stride + j] =
-                    ((rng.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32;
-            }
-        }
-        Self {
-            n,
-            ids,
-            bags,
-            dense,
-            dense_stride,
-            request_ids,
-            request_bags,
-        }
-    }
-
-    /// Scores the request with the Rust [`Scorer`]: (probabilities, fused scores).
-    pub fn score(&self, scorer: &Scorer) -> (Vec<f32>, Vec<f32>) {
-        let bags: Vec<Bag> = self
-            .bags
-            .iter()
-            .map(|(o, i)| Bag { offsets: o, ids: i })
-            .collect();
-        let rbags: Vec<Bag> = self
-            .request_bags
-            .iter()
-            .map(|(o, i)| Bag { offsets: o, ids: i })
-            .collect();
-        let req = Request {
-            candidates: self.n,
-            ids: &self.ids,
-            bags: &bags,
-            dense: &self.dense,
-            dense_stride: self.dense_stride,
-            request_ids: &self.request_ids,
-            request_bags: &rbags,
-        };
-        let mut ws = scorer.workspace(self.n);
-        let (mut probs, mut fused) = (vec![0.0; self.n * scorer.tasks()], vec![0.0; self.n]);
-        scorer.score(&mut ws, &req, &mut probs, &mut fused).unwrap();
-        (probs, fused)
-    }
+/// Scores `d` with the Rust [`Scorer`]: (probabilities, fused scores).
+pub fn score_request(d: &RequestData, scorer: &Scorer) -> (Vec<f32>, Vec<f32>) {
+    let mut ws = scorer.workspace(d.candidates);
+    let n = d.candidates;
+    let (mut probs, mut fused) = (vec![0.0; n * scorer.tasks()], vec![0.0; n]);
+    d.score(scorer, &mut ws, &mut probs, &mut fused).unwrap();
+    (probs, fused)
 }
 
 /// The repository root.
