@@ -22,7 +22,6 @@
 //! name. Loading checks every tensor's dtype and shape against the configuration.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -45,23 +44,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary sibling, fsync, then rename.
+/// Writes `bytes` to `path` atomically (a temporary sibling, fsync, rename; stale
+/// temporaries of killed writers removed): [`shards::write_atomically`], with this crate's
+/// error.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
+    shards::write_atomically(path, bytes).map_err(io_err(path))
 }
 
 impl ServingModel {
