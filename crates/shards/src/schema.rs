@@ -154,6 +154,16 @@ impl Schema {
                 f.0, f.1
             ));
         }
+        // A label that is also an input would leak the answer into the features.
+        if let Some(t) = self
+            .tasks
+            .iter()
+            .find(|t| names.contains(&t.as_str()) || self.dense.names.iter().any(|n| n == *t))
+        {
+            return bad(format!(
+                "label {t:?} is also an input feature: the model would see the answer"
+            ));
+        }
         let d = &self.dense;
         if !d.names.is_empty() && d.names.len() != d.count {
             return bad(format!(

@@ -182,3 +182,12 @@ fn stray_id_in_a_learned_vocabulary_is_an_error_naming_the_line() {
     assert!(!out.exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_label_that_is_also_a_feature_is_refused() {
+    let mut schema = shards::synth::schema(&SynthConfig::default());
+    schema.dense.count = 1;
+    schema.dense.names = vec![schema.tasks[0].clone()];
+    let e = schema.validate().unwrap_err().to_string();
+    assert!(e.contains("also an input feature"), "{e}");
+}
