@@ -352,7 +352,8 @@ impl Default for OptimizerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Fusion {
-    /// Additive (`sum w_t p_t`, the paper's finding) or multiplicative (`prod p_t ^ w_t`).
+    /// Additive (`sum a_t p_t`, the paper's finding) or multiplicative (`prod q_t ^ a_t`
+    /// over the conditional probabilities `q_t = p_t / p_(t-1)`).
     pub kind: FusionKind,
     /// One weight per task; empty means 1 for every task.
     pub weights: Vec<f32>,
@@ -367,15 +368,9 @@ impl Default for Fusion {
     }
 }
 
-/// The two fusion forms compared in the paper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FusionKind {
-    /// `sum_t w_t p_t`.
-    Additive,
-    /// `prod_t p_t ^ w_t`.
-    Multiplicative,
-}
+/// The two fusion forms compared in the paper; defined (with the fused score itself) in the
+/// `metrics` crate, so that training, evaluation and serving share one definition.
+pub use metrics::FusionKind;
 
 impl ModelConfig {
     /// Parses a JSON configuration and checks it.
