@@ -4,17 +4,17 @@
 //! Only the register type and the sizes below differ from the AVX-512 tier (`avx512.rs`).
 //! The figures beside each choice were measured on an AMD EPYC Zen 3 (32 KiB L1d, 512 KiB
 //! L2 per core), one thread, GFLOP/s best of the interleaved rounds of
-//! `resflow bench gemm --shape ...` (add `--blocking MC,KC,KC_COLS,NC` to try other sizes);
-//! docs/tensor.md has the tables.
+//! `resflow bench gemm --clock thread --shape ...` (add `--blocking MC,KC,KC_COLS,NC` to
+//! try other sizes, or change the constants here); docs/tensor.md has the tables.
 
 use std::arch::x86_64::__m256;
 
 use super::kernel::{Blocking, MicroKernel, tile};
 
 /// Rows of the C tile. 6 x 16 keeps 12 accumulators + 2 B registers + 1 broadcast in the
-/// 16 ymm registers; 4 x 24, 3 x 32 and 2 x 48 need more than 16 and spill (35-39 GFLOP/s
-/// against 88-95 on 1024 x 128 x 608), 8 x 8 has only 8 chains (76), 5 x 16 and 4 x 16
-/// lose 2-6%.
+/// 16 ymm registers. On 1024 x 128 x 608 NN it ran at 94.6 GFLOP/s; 4 x 24, 3 x 32 and
+/// 2 x 48 need 16 or more registers, spill and ran at 35-39; 8 x 8 has only 8 chains
+/// (75.9); 5 x 16 and 4 x 16 reached 89.3 and 87.3.
 const MR: usize = 6;
 /// Registers per row of the C tile (NR = 16 floats).
 const NV: usize = 2;
@@ -29,12 +29,12 @@ impl MicroKernel for Avx2 {
     const MR: usize = MR;
     const NR: usize = NV * 8;
     /// - `kc = 640`: the tower's K = 608 in one pass (96 GFLOP/s on 1024 x 128 x 608
-    ///   against 93 with two passes of 304 and 93 with three of 203), and K = 1024 as two
-    ///   passes of 512 (86-88 on 1024^3 against 82 with four of 256).
+    ///   against 94 with two passes of 304 and 93 with three of 203), and K = 1024 as two
+    ///   passes of 512 (86.4 on 1024^3 against 82.4 with four of 256).
     /// - `kc_cols = 256`: a transposed A touches one line per step, so a 256-step sliver
     ///   (16 KiB) and a 256 x 16 B panel (16 KiB) fill the 32 KiB L1 (608 x 128 x 1024 TN:
     ///   85 at 256, 78 at 512, 75 at 1024).
-    /// - `nc = 512`: 1024^3 equal at 512 and 1024, 3-5% lower at 128-256.
+    /// - `nc = 512`: 1024^3 at 86.4, 87.4 at 1024 (within noise), 83.9 at 256, 78.0 at 128.
     /// - `mc = 120`: used only when A must be packed (no unit stride at all).
     const BLOCKING: Blocking = Blocking {
         mc: 120,
