@@ -67,7 +67,7 @@ fn thread_seconds() -> Option<f64> {
     };
     // SAFETY: clock_gettime writes one timespec through a valid, exclusive pointer.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    (rc == 0).then(|| t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
+    (rc == 0).then_some(t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
 }
 
 #[cfg(not(unix))]
