@@ -19,9 +19,11 @@
 //! the `resflow` crate, which re-exports everything here.
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod config;
 mod error;
 pub mod graph;
+pub mod integrity;
 pub mod layers;
 pub mod layout;
 mod model;
@@ -38,7 +40,7 @@ pub use error::ModelError;
 pub use graph::{Graph, Node};
 pub use layout::{Field, InputLayout, Pooling};
 pub use model::{Model, Net, bn_scale_shift};
-pub use model_file::{FORMAT, VERSION, VERSION_1, from_v1_towers, write_atomically};
+pub use model_file::{FORMAT, VERSION, VERSION_2, from_folded_towers, write_atomically};
 pub use plan::Plan;
 pub use reference::{CandidateRef, concat_inputs};
 pub use request::{BagBuffer, RequestBuffers};

@@ -2,7 +2,8 @@
 //! its metadata, and every tensor of the [`Model`] under its own name.
 //!
 //! ```text
-//! metadata:  format = "resflow-model", version = "2", config = {...}, layout = {...}
+//! metadata:  format = "resflow-model", version = "3", config = {...}, layout = {...},
+//!            checksums = CRC-32 of every tensor and of the other metadata (integrity.rs)
 //! tensors:   embedding/<field>                                  [vocab, dim]
 //!            input_bn/{gamma,beta,running_mean,running_var}     [1, width]
 //!            head/<kind>/...                                    [rows, cols]   (see models/)
@@ -14,35 +15,39 @@
 //! scorer folds them when it compiles its plan. safetensors is a small, widely read format
 //! (a JSON header, then raw little-endian arrays), so a model can be inspected with other
 //! tools. Files are written to a temporary name, flushed and renamed, so a crash never
-//! leaves a half-written model under the real name. Loading checks every tensor's dtype,
-//! shape and values against the configuration.
+//! leaves a half-written model under the real name. The bytes are a function of the
+//! content; loading verifies the checksums, then every tensor's dtype, shape and values
+//! against the configuration. A model holding a NaN or an infinity is never written.
 //!
-//! Version 1 files (written before every kind was stored the same way) still load:
-//! a baseline's tensors had today's names already; ResFlow's (`task/<t>/layer/<l>/...`)
+//! Version 2 files (checksums, written before every kind was stored the same way) still
+//! load: a baseline's tensors had today's names already; ResFlow's (`task/<t>/layer/<l>/...`)
 //! were stored folded, the input BatchNorm inside the first layer and each hidden BatchNorm
 //! as a `scale` and `shift`. Such a file is read back as the same function: an input
 //! BatchNorm that does nothing and hidden BatchNorms whose `gamma` and `beta` give that
-//! scale and shift (see [`from_v1_towers`]). Any other version is refused with a message
+//! scale and shift (see [`from_folded_towers`]). Version 1 files (no checksums) are refused
+//! with a message saying to export the model again; any other version with a message
 //! naming it.
 
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use tensor::Matrix;
 
 use crate::config::{BatchNormMode, ModelConfig};
 use crate::error::ModelError;
+use crate::integrity::{self, Array};
 use crate::layout::InputLayout;
 use crate::model::Model;
 
 /// The `format` value in the metadata.
 pub const FORMAT: &str = "resflow-model";
-/// The file format version this build writes.
-pub const VERSION: &str = "2";
-/// The older version this build still reads (see the module documentation).
-pub const VERSION_1: &str = "1";
+/// The file format version this build writes (3: every model kind as named tensors, with
+/// checksums).
+pub const VERSION: &str = "3";
+/// The older version this build still reads (2: checksums, ResFlow's towers stored folded;
+/// see the module documentation).
+pub const VERSION_2: &str = "2";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |source| ModelError::Io {
@@ -51,24 +56,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary sibling, fsync, then rename. The one
-/// place every file of the project (models, checkpoints, reports) is written.
+/// Writes `bytes` to `path` atomically (a temporary sibling, fsync, rename; stale
+/// temporaries of killed writers removed): [`shards::write_atomically`], with this crate's
+/// error.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
+    shards::write_atomically(path, bytes).map_err(io_err(path))
 }
 
 impl Model {
@@ -76,32 +68,23 @@ impl Model {
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         self.validate()?;
         // Owned little-endian copies; the views below borrow them.
-        let mut arrays: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        let mut push = |name: String, m: &Matrix| {
-            arrays.push((
-                name,
-                vec![m.rows(), m.cols()],
-                m.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ));
-        };
+        let mut arrays: Vec<Array<'_>> = Vec::new();
         for (table, field) in self.embeddings.iter().zip(&self.layout.fields) {
-            push(format!("embedding/{}", field.name), table);
+            arrays.push(Array::owned(
+                format!("embedding/{}", field.name),
+                vec![table.rows(), table.cols()],
+                table.to_vec(),
+            ));
         }
         for (name, m) in &self.tensors {
-            push(name.clone(), m);
+            arrays.push(Array::owned(
+                name.clone(),
+                vec![m.rows(), m.cols()],
+                m.to_vec(),
+            ));
         }
-        let views = arrays
-            .iter()
-            .map(|(name, shape, bytes)| {
-                Ok((
-                    name.as_str(),
-                    TensorView::new(Dtype::F32, shape.clone(), bytes)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(|e| ModelError::Config(format!("cannot build tensor views: {e}")))?;
         let json = |v: serde_json::Result<String>| v.map_err(|e| ModelError::Config(e.to_string()));
-        let metadata = HashMap::from([
+        let metadata = BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("version".to_string(), VERSION.to_string()),
             (
@@ -113,8 +96,7 @@ impl Model {
                 json(serde_json::to_string(&self.layout))?,
             ),
         ]);
-        safetensors::serialize(views, Some(metadata))
-            .map_err(|e| ModelError::Config(format!("cannot serialise: {e}")))
+        integrity::serialize(arrays, metadata).map_err(ModelError::NonFinite)
     }
 
     /// Writes the model file atomically.
@@ -134,11 +116,7 @@ impl Model {
             path: origin.to_string(),
             detail,
         };
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let (st, meta) = integrity::open(bytes).map_err(bad)?;
         let get = |key: &str| {
             meta.get(key)
                 .ok_or_else(|| bad(format!("metadata has no {key:?} entry")))
@@ -150,10 +128,16 @@ impl Model {
             )));
         }
         let version = get("version")?;
-        if version != VERSION && version != VERSION_1 {
+        if version != VERSION && version != VERSION_2 {
             return Err(bad(format!(
-                "format version {version:?}; this build reads versions {VERSION_1:?} and \
-                 {VERSION:?} (a newer resflow wrote it?)"
+                "format version {version:?}; this build reads versions {VERSION_2:?} and \
+                 {VERSION:?}{}",
+                if version == "1" {
+                    " (version 1 files carry no checksums: export the model again from its \
+                     checkpoint)"
+                } else {
+                    " (a newer resflow wrote it?)"
+                }
             )));
         }
         let config: ModelConfig = serde_json::from_str(get("config")?)
@@ -218,8 +202,9 @@ impl Model {
             embeddings.push(m);
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        if version == VERSION_1 && tensors.iter().any(|(n, _)| n.starts_with("task/")) {
-            tensors = from_v1_towers(&config, &layout, tensors).map_err(|e| bad(e.to_string()))?;
+        if version == VERSION_2 && tensors.iter().any(|(n, _)| n.starts_with("task/")) {
+            tensors =
+                from_folded_towers(&config, &layout, tensors).map_err(|e| bad(e.to_string()))?;
         }
         let model = Model {
             config,
@@ -252,15 +237,15 @@ impl Model {
     }
 }
 
-/// A version 1 ResFlow file's folded towers as today's tensors. Version 1 stored, per task
+/// A version 2 (or 1) ResFlow file's folded towers as today's tensors. Those versions stored, per task
 /// `t` and layer `l`, `task/<t>/layer/<l>/{weight,bias,slope,scale,shift}` with the input
 /// BatchNorm folded into layer 0 and `o = scale * prelu(x W + b) + shift`, and
 /// `task/<t>/logit/{weight,bias}`. The same function in today's form: the input BatchNorm
 /// an identity (`gamma = sqrt(1 + eps)`, `beta = 0`, statistics 0 / 1, which is exactly
 /// `x` in `affine` and `batch` mode; in `none` mode BatchNorm is skipped anyway), and each
 /// hidden BatchNorm with `gamma = scale sqrt(1 + eps)`, `beta = shift`, statistics 0 / 1.
-/// In `none` mode version 1 wrote scale 1 and shift 0, which BatchNorm-free layers are.
-pub fn from_v1_towers(
+/// In `none` mode they wrote scale 1 and shift 0, which BatchNorm-free layers are.
+pub fn from_folded_towers(
     config: &ModelConfig,
     layout: &InputLayout,
     v1: Vec<(String, Matrix)>,
@@ -269,10 +254,10 @@ pub fn from_v1_towers(
     let mut take = |name: &str, cols: usize| -> Result<Matrix, ModelError> {
         let m = old
             .remove(name)
-            .ok_or_else(|| ModelError::Layout(format!("version 1 tensor {name:?} is missing")))?;
+            .ok_or_else(|| ModelError::Layout(format!("version 2 tensor {name:?} is missing")))?;
         if m.cols() != cols {
             return Err(ModelError::Layout(format!(
-                "version 1 tensor {name:?} has shape {:?}, expected {cols} columns",
+                "version 2 tensor {name:?} has shape {:?}, expected {cols} columns",
                 m.shape()
             )));
         }
@@ -305,7 +290,7 @@ pub fn from_v1_towers(
             let weight = take(&format!("{p}/weight"), units)?;
             if weight.shape() != (input, units) {
                 return Err(ModelError::Layout(format!(
-                    "version 1 tensor {p:?}/weight has shape {:?}, expected ({input}, {units})",
+                    "version 2 tensor {p:?}/weight has shape {:?}, expected ({input}, {units})",
                     weight.shape()
                 )));
             }
@@ -334,7 +319,7 @@ pub fn from_v1_towers(
     }
     if let Some(extra) = old.keys().next() {
         return Err(ModelError::Layout(format!(
-            "version 1 tensor {extra:?} is not part of the model"
+            "version 2 tensor {extra:?} is not part of the model"
         )));
     }
     Ok(out)

@@ -5,20 +5,24 @@
 //! moments (`adam/m/<name>`, `adam/v/<name>`, `lazy_adam/m/<table>`, ...), and in the
 //! metadata the configuration, the input layout, the step, the epoch, the batches taken in
 //! the current epoch and the optimisers' step counts. Running statistics are stored as
-//! `stat/<tensor name>`. Checkpoints carry a format version (`2`); one written before
-//! every model kind was stored as named tensors (no version) is refused with a message
+//! `stat/<tensor name>`. Checkpoints carry a format version (`3`); one written before
+//! every model kind was stored as named tensors (versions 1 and 2) is refused with a message
 //! saying so: train again, or export it to a model file with the build that wrote it (old
 //! model files still load). The file is written to a temporary
 //! name, flushed and renamed, so a run killed while saving keeps the previous checkpoint.
+//! Like a model file it carries checksums and deterministic bytes ([`crate::integrity`]);
+//! one holding a NaN or an infinity is never written (the previous one is kept) and never
+//! loaded.
 //! Because batch order is a function of the seed and the epoch, a resumed run takes the
 //! same batches as an uninterrupted one and ends with the same parameters, bit for bit.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use tensor::Matrix;
 
+use model::integrity::{self, Array};
 use model::{InputLayout, Model, ModelConfig, ModelError, write_atomically};
 
 use crate::error::Error;
@@ -27,8 +31,9 @@ use crate::trainer::Trainer;
 /// File name inside a checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const FORMAT: &str = "resflow-checkpoint";
-/// The checkpoint format version this build writes and reads.
-const VERSION: &str = "2";
+/// Checkpoint version (3: statistics by tensor name, every model kind as named tensors;
+/// checksums, deterministic bytes, finite values as in 2).
+const VERSION: &str = "3";
 
 fn bad(path: &Path, detail: String) -> ModelError {
     ModelError::ModelFile {
@@ -44,13 +49,9 @@ impl Trainer {
             path: dir.display().to_string(),
             source,
         })?;
-        let mut arrays: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut arrays: Vec<Array<'_>> = Vec::new();
         let mut push = |name: String, shape: Vec<usize>, v: &[f32]| {
-            arrays.push((
-                name,
-                shape,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ))
+            arrays.push(Array::owned(name, shape, v.to_vec()))
         };
         let store = &self.store;
         for p in &store.dense {
@@ -85,13 +86,8 @@ impl Trainer {
                 stat,
             );
         }
-        let views = arrays
-            .iter()
-            .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.as_str(), v)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ModelError::Config(format!("checkpoint tensors: {e}")))?;
         let json = |v: serde_json::Result<String>| v.map_err(|e| ModelError::Config(e.to_string()));
-        let meta = HashMap::from([
+        let meta = BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("version".to_string(), VERSION.to_string()),
             (
@@ -111,8 +107,13 @@ impl Trainer {
             ("adam_steps".to_string(), adam.steps().to_string()),
             ("lazy_adam_steps".to_string(), lazy.steps().to_string()),
         ]);
-        let bytes = safetensors::serialize(views, Some(meta))
-            .map_err(|e| ModelError::Config(format!("checkpoint: {e}")))?;
+        let bytes = integrity::serialize(arrays, meta).map_err(|e| {
+            ModelError::NonFinite(format!(
+                "checkpoint at step {}: {e}; the previous checkpoint in {} is kept",
+                self.step,
+                dir.display()
+            ))
+        })?;
         Ok(write_atomically(&dir.join(CHECKPOINT_FILE), &bytes)?)
     }
 
@@ -123,11 +124,8 @@ impl Trainer {
             path: path.display().to_string(),
             source,
         })?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let (st, meta) =
+            integrity::open(&bytes).map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
         let get = |k: &str| {
             meta.get(k)
                 .ok_or_else(|| bad(&path, format!("metadata has no {k:?}")))
@@ -137,19 +135,22 @@ impl Trainer {
         }
         match meta.get("version").map(String::as_str) {
             Some(VERSION) => {}
-            Some(v) => {
+            Some(v) if v.parse::<u32>().is_ok_and(|v| v > 3) => {
                 return Err(bad(
                     &path,
                     format!("checkpoint format version {v:?}, this build reads {VERSION:?}"),
                 )
                 .into());
             }
-            None => {
+            v => {
                 return Err(bad(
                     &path,
-                    "a checkpoint of an earlier format (before version 2): train again, or \
-                     export it with the build that wrote it (its model file still loads)"
-                        .into(),
+                    format!(
+                        "a checkpoint of an earlier format (version {}; this build reads \
+                         {VERSION:?}): train again, or export it with the build that wrote \
+                         it (its model file still loads)",
+                        v.unwrap_or("1")
+                    ),
                 )
                 .into());
             }
@@ -177,10 +178,21 @@ impl Trainer {
                     ),
                 ));
             }
-            Ok(v.data()
+            let values: Vec<f32> = v
+                .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+                .collect();
+            if let Some((i, x)) = integrity::first_non_finite(&values) {
+                return Err(bad(
+                    &path,
+                    format!(
+                        "tensor {name:?} holds {x} at index {i}: the training had diverged; \
+                         resume from an earlier checkpoint or start afresh"
+                    ),
+                ));
+            }
+            Ok(values)
         };
         // Build the trainer from freshly initialised parameters of the same shapes, then
         // overwrite every value.
