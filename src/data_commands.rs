@@ -94,6 +94,19 @@ pub fn manifest_command(args: ManifestArgs) -> Result<(), Box<dyn std::error::Er
 
 /// Runs `resflow gen`.
 pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
+    resflow::OutputPlan::new()
+        .dir("--out", Some(&args.out), &[])
+        .file("--csv", args.csv.as_deref())
+        .check()?;
+    if args
+        .csv
+        .as_deref()
+        .is_some_and(|c| c.starts_with(&args.out))
+    {
+        return Err(
+            "--csv must not be inside --out (a dataset directory holds only its shards)".into(),
+        );
+    }
     let config = shards::synth::SynthConfig {
         rows: args.rows,
         seed: args.seed,
@@ -124,6 +137,11 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
     use shards::convert::{
         ConvertOptions, CsvSpec, aliccp_spec, aliexpress_spec, convert_csv, read_header,
     };
+    let mut plan = resflow::OutputPlan::new().input("--input", &args.input);
+    if let Some(s) = &args.schema {
+        plan = plan.input("--schema", s);
+    }
+    plan.dir("--out", Some(&args.out), &[]).check()?;
     if args.schema.is_some() && !matches!(args.layout, Layout::Csv) {
         return Err(
             "--schema is read only with --layout csv; the other layouts have fixed columns".into(),

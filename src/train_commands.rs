@@ -113,8 +113,14 @@ struct Report<'a> {
 }
 
 pub(crate) fn threads(n: Option<usize>) -> usize {
-    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(n) = n.filter(|&n| n > cores) {
+        eprintln!(
+            "warning: --threads {n} is more than the {cores} cores available; the workers will \
+             contend for them and run slower than with --threads {cores}"
+        );
+    }
+    n.unwrap_or(cores).max(1)
 }
 
 pub(crate) fn open(dir: &Path) -> Fallible<Dataset> {
@@ -333,13 +339,55 @@ pub(crate) fn config_for(
 
 /// Runs `resflow train`.
 pub fn train(args: TrainArgs) -> Fallible {
+    // Every output and option is checked before any data is read.
+    let mut plan = resflow::OutputPlan::new().input("--train", &args.train);
+    for (option, path) in [("--eval", &args.eval), ("--config", &args.config)] {
+        if let Some(p) = path {
+            plan = plan.input(option, p);
+        }
+    }
+    plan.file("--out", args.out.as_deref())
+        .file("--report", args.report.as_deref())
+        .dir(
+            "--checkpoint-dir",
+            args.checkpoint_dir.as_deref(),
+            &[resflow::CHECKPOINT_FILE],
+        )
+        .check()?;
+    check_train_options(&args)?;
     let train = open(&args.train)?;
+    if train.rows() == 0 {
+        return Err(format!("--train {}: the dataset has no rows", args.train.display()).into());
+    }
     let eval = args.eval.as_deref().map(open).transpose()?;
     let config = config_for(args.config.as_deref(), &train, args.epochs)?;
     let threads = threads(args.threads);
     let mut trainer = match (&args.checkpoint_dir, args.resume) {
-        (Some(dir), true) if dir.join(resflow::CHECKPOINT_FILE).exists() => {
+        (Some(dir), true) => {
+            if !dir.join(resflow::CHECKPOINT_FILE).exists() {
+                return Err(format!(
+                    "--resume: {} holds no checkpoint ({}); drop --resume to start afresh",
+                    dir.display(),
+                    resflow::CHECKPOINT_FILE
+                )
+                .into());
+            }
             let t = Trainer::load_checkpoint(dir, threads)?;
+            if let Some(path) = &args.config {
+                let diff =
+                    resflow::checks::config_differences(&t.network.config, &config, &["epochs"]);
+                if !diff.is_empty() {
+                    return Err(format!(
+                        "--resume: the checkpoint in {} was trained with another configuration \
+                         than --config {} ({}); resume without --config, or start afresh in \
+                         another --checkpoint-dir",
+                        dir.display(),
+                        path.display(),
+                        diff.join("; ")
+                    )
+                    .into());
+                }
+            }
             eprintln!(
                 "resuming from {} at epoch {}, step {}",
                 dir.display(),
@@ -355,6 +403,19 @@ pub fn train(args: TrainArgs) -> Fallible {
             threads,
         )?,
     };
+    trainer
+        .network
+        .check_layout(&InputLayout::from_schema(train.schema()))
+        .map_err(|e| format!("--train {}: {e}", args.train.display()))?;
+    if let (Some(ds), Some(path)) = (&eval, &args.eval) {
+        if ds.rows() == 0 {
+            return Err(format!("--eval {}: the dataset has no rows", path.display()).into());
+        }
+        trainer
+            .network
+            .check_layout(&InputLayout::from_schema(ds.schema()))
+            .map_err(|e| format!("--eval {}: {e}", path.display()))?;
+    }
     let epochs = args.epochs.unwrap_or(trainer.network.config.epochs);
     eprintln!(
         "training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
@@ -381,16 +442,17 @@ pub fn train(args: TrainArgs) -> Fallible {
         "trained {} steps in {:.1} s: {:.0} samples/s with {} threads",
         summary.steps, summary.seconds, summary.samples_per_s, summary.threads
     );
+    // The trained model is written before anything else can fail.
+    if let Some(out) = &args.out {
+        trainer.export()?.save(out)?;
+        println!("model written to {}", out.display());
+    }
     let report = match &eval {
         Some(ds) => Some(trainer.evaluate(ds, &trainer.eval_config())?),
         None => None,
     };
     if let Some(r) = &report {
         print_eval("final evaluation", r);
-    }
-    if let Some(out) = &args.out {
-        trainer.export()?.save(out)?;
-        println!("model written to {}", out.display());
     }
     write_report(
         &args.report,
@@ -399,6 +461,24 @@ pub fn train(args: TrainArgs) -> Fallible {
             eval: report.as_ref(),
         },
     )
+}
+
+/// The options of `train` that are only meaningful with others, or with a positive value.
+fn check_train_options(args: &TrainArgs) -> Fallible {
+    let zero = |v: Option<u64>| v == Some(0);
+    if zero(args.checkpoint_every) || zero(args.eval_every) {
+        return Err("--checkpoint-every and --eval-every must be at least 1".into());
+    }
+    if args.threads == Some(0) || args.epochs == Some(0) {
+        return Err("--threads and --epochs must be at least 1".into());
+    }
+    if args.checkpoint_every.is_some() && args.checkpoint_dir.is_none() {
+        return Err("--checkpoint-every needs --checkpoint-dir".into());
+    }
+    if args.eval_every.is_some() && args.eval.is_none() {
+        return Err("--eval-every needs --eval".into());
+    }
+    Ok(())
 }
 
 /// Evaluates an exported model through the scorer.
@@ -417,6 +497,11 @@ fn evaluate_model(model: &ServingModel, data: &Dataset) -> Fallible<EvalReport> 
 
 /// Runs `resflow eval`.
 pub fn eval(args: EvalArgs) -> Fallible {
+    resflow::OutputPlan::new()
+        .input("--model", &args.model)
+        .input("--data", &args.data)
+        .file("--report", args.report.as_deref())
+        .check()?;
     let data = open(&args.data)?;
     let report = if args.model.is_dir() {
         let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
@@ -436,6 +521,10 @@ pub fn eval(args: EvalArgs) -> Fallible {
 
 /// Runs `resflow export`.
 pub fn export(args: ExportArgs) -> Fallible {
+    resflow::OutputPlan::new()
+        .input("--checkpoint", &args.checkpoint)
+        .file("--out", Some(&args.out))
+        .check()?;
     let t = Trainer::load_checkpoint(&args.checkpoint, 1)?;
     t.export()?.save(&args.out)?;
     println!(
@@ -449,38 +538,58 @@ pub fn export(args: ExportArgs) -> Fallible {
 
 /// Runs `resflow score`.
 pub fn score(args: ScoreArgs) -> Fallible {
+    resflow::OutputPlan::new()
+        .input("--model", &args.model)
+        .input("--data", &args.data)
+        .file("--out", Some(&args.out))
+        .check()?;
     let model = ServingModel::load(&args.model)?;
     let data = open(&args.data)?;
     let scorer = Scorer::new(model)?;
     let tasks = scorer.model().layout.tasks.clone();
-    let file =
-        std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    let mut header = vec!["row".to_string(), "group".to_string()];
-    header.extend(tasks.iter().map(|t| format!("p_{t}")));
-    header.push("fused".into());
-    writeln!(out, "{}", header.join(","))?;
-    let mut row = 0u64;
-    let mut line = String::new();
-    score_dataset(&scorer, &data, |probs, fused, batch| {
-        use std::fmt::Write as _;
-        for r in 0..batch.rows {
-            line.clear();
-            let _ = write!(line, "{row},{}", batch.group.get(r).copied().unwrap_or(0));
-            for p in &probs[r * tasks.len()..(r + 1) * tasks.len()] {
-                let _ = write!(line, ",{p}");
+    // Written under a temporary name and renamed when complete, like every output.
+    let name = args
+        .out
+        .file_name()
+        .map_or("scores".into(), |n| n.to_string_lossy().into_owned());
+    shards::atomic::remove_stale_temporaries(&args.out);
+    let tmp = args
+        .out
+        .with_file_name(format!(".{name}.tmp-{}-0", std::process::id()));
+    let result = (|| -> Fallible<u64> {
+        let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut header = vec!["row".to_string(), "group".to_string()];
+        header.extend(tasks.iter().map(|t| format!("p_{t}")));
+        header.push("fused".into());
+        writeln!(out, "{}", header.join(","))?;
+        let mut row = 0u64;
+        let mut line = String::new();
+        score_dataset(&scorer, &data, |probs, fused, batch| {
+            use std::fmt::Write as _;
+            for r in 0..batch.rows {
+                line.clear();
+                let _ = write!(line, "{row},{}", batch.group.get(r).copied().unwrap_or(0));
+                for p in &probs[r * tasks.len()..(r + 1) * tasks.len()] {
+                    let _ = write!(line, ",{p}");
+                }
+                let _ = writeln!(line, ",{}", fused[r]);
+                out.write_all(line.as_bytes())
+                    .map_err(|e| resflow::ModelError::Io {
+                        path: args.out.display().to_string(),
+                        source: e,
+                    })?;
+                row += 1;
             }
-            let _ = writeln!(line, ",{}", fused[r]);
-            out.write_all(line.as_bytes())
-                .map_err(|e| resflow::ModelError::Io {
-                    path: args.out.display().to_string(),
-                    source: e,
-                })?;
-            row += 1;
-        }
-        Ok(())
+            Ok(())
+        })?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, &args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        Ok(row)
+    })();
+    let row = result.inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
     })?;
-    out.flush()?;
     println!("scored {row} rows into {}", args.out.display());
     Ok(())
 }
