@@ -174,17 +174,19 @@ fn print_eval(title: &str, r: &EvalReport) {
     }
 }
 
-/// A progress display: a bar on a terminal, a log line every few seconds otherwise.
+/// A progress display: a bar when both stdout and stderr are terminals; otherwise (output
+/// piped or logged) a plain line on stderr after the first step and every few seconds.
 struct Progress {
     bar: Option<ProgressBar>,
-    last_line: Instant,
+    last_line: Option<Instant>,
     start: Instant,
     rows: u64,
 }
 
 impl Progress {
     fn new(total_rows: u64, label: &str) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let terminal = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+        let bar = terminal.then(|| {
             let b = ProgressBar::new(total_rows);
             b.set_style(
                 ProgressStyle::with_template(
@@ -198,7 +200,7 @@ impl Progress {
         });
         Self {
             bar,
-            last_line: Instant::now(),
+            last_line: None,
             start: Instant::now(),
             rows: 0,
         }
@@ -218,7 +220,10 @@ impl Progress {
                 b.inc(s.rows as u64);
                 b.set_message(format!("loss: {losses}"));
             }
-            None if self.last_line.elapsed().as_secs_f64() > 5.0 => {
+            None if self
+                .last_line
+                .is_none_or(|t| t.elapsed().as_secs_f64() > 5.0) =>
+            {
                 let rate = self.rows as f64 / self.start.elapsed().as_secs_f64();
                 eprintln!(
                     "epoch {} step {}: {:.0} samples/s, loss: {losses}",
@@ -226,7 +231,7 @@ impl Progress {
                     trainer.step,
                     rate
                 );
-                self.last_line = Instant::now();
+                self.last_line = Some(Instant::now());
             }
             None => {}
         }

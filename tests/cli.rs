@@ -655,10 +655,22 @@ fn cli_training_mistakes_are_errors_not_silent() {
         );
     }
     let out = resflow()
-        .args(join(&train, &["--threads", "100000"]))
+        .args([
+            "train",
+            "--train",
+            &data,
+            "--config",
+            &config,
+            "--threads",
+            "64",
+        ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("more than the"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("more than the"),
+        "{err}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

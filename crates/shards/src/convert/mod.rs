@@ -410,6 +410,21 @@ pub fn convert_csv(
             "the conversion spec needs at least one label column".into(),
         ));
     }
+    let both = spec
+        .single
+        .iter()
+        .map(|c| (&c.column, c.vocab, c.hash_buckets))
+        .chain(
+            spec.multi
+                .iter()
+                .map(|c| (&c.column, c.vocab, c.hash_buckets)),
+        )
+        .find(|c| c.1.is_some() && c.2.is_some());
+    if let Some((column, _, _)) = both {
+        return Err(ShardError::Schema(format!(
+            "column {column:?} gives both vocab and hash_buckets; give one (vocab checks ids, hash_buckets hashes values)"
+        )));
+    }
     if let Some(b) = spec.multi.iter().find(|b| !b.separator.is_ascii()) {
         return Err(ShardError::Schema(format!(
             "column {:?}: the separator must be an ASCII character",
