@@ -188,10 +188,12 @@ fn assert_matches_naive(model: ServingModel, n: usize, seed: u64) -> (Vec<f32>, 
         }
         let f: f32 = match kind {
             FusionKind::Additive => want[r].iter().zip(&weights).map(|(p, w)| p * w).sum(),
-            FusionKind::Multiplicative => want[r]
-                .iter()
-                .zip(&weights)
-                .map(|(p, w)| p.powf(*w))
+            // The product of the conditionals q_t = p_t / p_(t-1), q_1 = p_1.
+            FusionKind::Multiplicative => (0..tasks)
+                .map(|t| {
+                    let prev = if t == 0 { 1.0 } else { want[r][t - 1] };
+                    (want[r][t] / prev).powf(weights[t])
+                })
                 .product(),
         };
         assert!(
