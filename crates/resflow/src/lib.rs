@@ -14,6 +14,7 @@
 mod checkpoint;
 pub mod config;
 mod error;
+mod eval_rows;
 pub mod layout;
 mod model_file;
 mod models;
@@ -28,6 +29,7 @@ mod trainer;
 pub use checkpoint::CHECKPOINT_FILE;
 pub use config::ModelConfig;
 pub use error::ModelError;
+pub use eval_rows::EvalFeeder;
 pub use layout::{Field, InputLayout, Pooling};
 pub use model_file::{FORMAT, VERSION, write_atomically};
 pub use params::{BatchNormParams, LayerParams, ModelParams, TowerParams};

@@ -22,5 +22,8 @@ mod writer;
 pub use dataset::{Batch, BatchView, Batches, Dataset};
 pub use error::{Result, ShardError};
 pub use reader::{OpenOptions, Shard};
-pub use schema::{DenseSpec, FORMAT_VERSION, MultiField, Pooling, Schema, SingleField};
+pub use schema::{
+    DenseSpec, Encoding, EncodingKind, FORMAT_VERSION, MultiField, Pooling, Schema, SingleField,
+    Vocabulary, bucket_of, fnv1a, standardize,
+};
 pub use writer::{DatasetInfo, Row, ShardWriter, shard_name, write_atomically};
