@@ -227,6 +227,11 @@ fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
             let mut eval_config = t.eval_config();
             args.list.apply(&mut eval_config, eval.schema())?;
             let report = t.evaluate(eval, &eval_config)?;
+            if seed == seeds[0] {
+                for w in &report.warnings {
+                    eprintln!("warning ({name}): {w}");
+                }
+            }
             let scorer = Scorer::new(t.export()?)?;
             let calls = args.latency_calls.max(1);
             let lat = bench::score::latencies(&scorer, 500, calls, seed)?;
