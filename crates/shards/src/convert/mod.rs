@@ -27,7 +27,8 @@
 //! `standardize` is false. Every learned thing (vocabularies, cut points, statistics) is
 //! stored in the schema, and [`ConvertOptions::reuse`] (the command line's `--vocab-from`)
 //! converts another file (a test set) with a training set's, so both feed a model the
-//! same way. Learning takes a first pass over the file; the second writes the shards.
+//! same way. Learning takes a first pass over the file (skipped when there is nothing to
+//! learn); the second writes the shards.
 //!
 //! The first line must be a header (a UTF-8 byte order mark is ignored). Bad input is an
 //! error naming the file, line and column: a short row, a non-numeric label or feature, a
@@ -965,6 +966,22 @@ fn convert_into(
     let cats = cat_columns(spec, &cols);
     let (encs, mut reports, stats) = match &options.reuse {
         Some(train) => reuse(train, spec, &cats)?,
+        // Nothing to learn (fixed or raw integer ids, no dense column to standardise): one
+        // pass only.
+        None if cats
+            .iter()
+            .all(|c| c.vocabulary.is_none() && c.hash.is_none() && c.quantiles.is_none())
+            && (cols.dense.is_empty() || !spec.standardize) =>
+        {
+            let encs = cats
+                .iter()
+                .map(|c| Enc::Ids {
+                    vocab: c.vocab,
+                    learned: c.vocab.is_none(),
+                })
+                .collect();
+            (encs, Vec::new(), None)
+        }
         None => learn(input, &header, spec, &cols, &cats, options)?,
     };
     let schema = schema_with(spec, &encs, stats.as_ref());
