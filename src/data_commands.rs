@@ -92,6 +92,27 @@ pub struct ConvertArgs {
     rows_per_shard: usize,
 }
 
+/// Options of `resflow manifest`.
+#[derive(Args)]
+pub struct ManifestArgs {
+    /// Dataset directory without a manifest.json (written by an older resflow): every shard
+    /// in it is validated against its schema.json and recorded as the complete set.
+    #[arg(long)]
+    data: PathBuf,
+}
+
+/// Runs `resflow manifest`.
+pub fn manifest_command(args: ManifestArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let m = shards::Manifest::rebuild(&args.data)?;
+    println!(
+        "recorded {} shards ({} rows) in {}",
+        m.shards.len(),
+        m.rows,
+        args.data.join(shards::MANIFEST_FILE).display()
+    );
+    Ok(())
+}
+
 /// Runs `resflow gen`.
 pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = shards::synth::SynthConfig {
@@ -125,6 +146,11 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
         ConvertOptions, CsvSpec, LabelColumn, aliccp_spec, aliexpress_spec_for, convert_csv,
         read_header, relabel,
     };
+    if args.schema.is_some() && !matches!(args.layout, Layout::Csv) {
+        return Err(
+            "--schema is read only with --layout csv; the other layouts have fixed columns".into(),
+        );
+    }
     let labels = args
         .labels
         .as_deref()
@@ -159,10 +185,13 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
         Some(dir) => Some(shards::Dataset::open(dir)?.schema().clone()),
     };
     let start = std::time::Instant::now();
+    if args.rows_per_shard == 0 {
+        return Err("--rows-per-shard must be at least 1".into());
+    }
     let options = ConvertOptions {
         strict: args.strict,
         drop_funnel_violations: args.drop_funnel_violations,
-        rows_per_shard: args.rows_per_shard.max(1),
+        rows_per_shard: args.rows_per_shard,
         reuse,
     };
     let report = convert_csv(&args.input, &spec, &args.out, options)?;

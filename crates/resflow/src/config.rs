@@ -168,6 +168,13 @@ pub const MAX_EXPERTS: usize = 256;
 pub const MAX_WIDTH: usize = 1 << 16;
 /// The most extraction levels PLE may stack.
 pub const MAX_LEVELS: usize = 16;
+/// The largest batch: 2^20 samples (the C ABI's largest request too).
+pub const MAX_BATCH: usize = 1 << 20;
+/// The most epochs a configuration may ask for.
+pub const MAX_EPOCHS: usize = 1_000_000;
+/// The largest loss weight, positive-example weight or calibrator weight: far beyond the
+/// paper's (500 at most), small enough that a typo is an error rather than a diverged run.
+pub const MAX_WEIGHT: f32 = 1e6;
 
 /// Shared-Bottom sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -493,27 +500,30 @@ impl ModelConfig {
             return bad("at least one task is needed".into());
         }
         for t in &self.tasks {
-            if !(t.pos_weight.is_finite() && t.pos_weight > 0.0) {
+            if !(t.pos_weight > 0.0 && t.pos_weight <= MAX_WEIGHT) {
                 return bad(format!(
-                    "task {:?}: pos_weight must be positive, got {}",
+                    "task {:?}: pos_weight must be in (0, {MAX_WEIGHT}], got {}",
                     t.name, t.pos_weight
                 ));
             }
-            if !(t.loss_weight.is_finite() && t.loss_weight >= 0.0) {
+            if !(t.loss_weight >= 0.0 && t.loss_weight <= MAX_WEIGHT) {
                 return bad(format!(
-                    "task {:?}: loss_weight must be >= 0, got {}",
+                    "task {:?}: loss_weight must be in [0, {MAX_WEIGHT}], got {}",
                     t.name, t.loss_weight
                 ));
             }
+        }
+        if self.tasks.iter().all(|t| t.loss_weight == 0.0) {
+            return bad("every task has loss_weight 0: nothing would be trained".into());
         }
         let mut names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
             return bad("task names must be distinct".into());
         }
-        if !(self.bn_epsilon.is_finite() && self.bn_epsilon > 0.0) {
+        if !(self.bn_epsilon > 0.0 && self.bn_epsilon <= 1.0) {
             return bad(format!(
-                "bn_epsilon must be positive, got {}",
+                "bn_epsilon must be in (0, 1], got {}",
                 self.bn_epsilon
             ));
         }
@@ -524,9 +534,9 @@ impl ModelConfig {
             ));
         }
         let o = &self.optimizer;
-        if !(o.learning_rate.is_finite() && o.learning_rate > 0.0) {
+        if !(o.learning_rate > 0.0 && o.learning_rate <= 1.0) {
             return bad(format!(
-                "optimizer.learning_rate must be positive, got {}",
+                "optimizer.learning_rate must be in (0, 1], got {}",
                 o.learning_rate
             ));
         }
@@ -539,8 +549,23 @@ impl ModelConfig {
         if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
             return bad("optimizer.beta1 and beta2 must be in [0, 1)".into());
         }
-        if self.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
+        if !(o.epsilon > 0.0 && o.epsilon <= 1.0) {
+            return bad(format!(
+                "optimizer.epsilon must be in (0, 1], got {}",
+                o.epsilon
+            ));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
+            return bad(format!(
+                "batch_size must be between 1 and {MAX_BATCH}, got {}",
+                self.batch_size
+            ));
+        }
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad(format!(
+                "epochs must be between 1 and {MAX_EPOCHS}, got {}",
+                self.epochs
+            ));
         }
         if !self.fusion.weights.is_empty() && self.fusion.weights.len() != self.tasks.len() {
             return bad(format!(
@@ -551,6 +576,9 @@ impl ModelConfig {
         }
         if self.fusion.weights.iter().any(|w| !w.is_finite()) {
             return bad("fusion.weights must be finite".into());
+        }
+        if self.tasks.iter().any(|t| t.name.is_empty()) {
+            return bad("task names must not be empty".into());
         }
         Ok(())
     }
@@ -612,10 +640,10 @@ impl ModelConfig {
                 widths("tower", &c.tower, true)
             }
             ModelKind::Aitm(c)
-                if !(c.calibrator_weight.is_finite() && c.calibrator_weight >= 0.0) =>
+                if !(c.calibrator_weight >= 0.0 && c.calibrator_weight <= MAX_WEIGHT) =>
             {
                 bad(format!(
-                    "calibrator_weight must be >= 0, got {}",
+                    "calibrator_weight must be in [0, {MAX_WEIGHT}], got {}",
                     c.calibrator_weight
                 ))
             }
@@ -796,6 +824,51 @@ mod tests {
         ] {
             let err = ModelConfig::from_json(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_numeric_value_is_range_checked() {
+        for (json, key) in [
+            (r#"{"optimizer":{"epsilon":-1}}"#, "epsilon"),
+            (r#"{"optimizer":{"epsilon":0}}"#, "epsilon"),
+            (r#"{"optimizer":{"epsilon":1e39}}"#, ""),
+            (r#"{"optimizer":{"learning_rate":1e30}}"#, "learning_rate"),
+            (r#"{"optimizer":{"learning_rate":0}}"#, "learning_rate"),
+            (r#"{"optimizer":{"beta1":1}}"#, "beta1"),
+            (r#"{"optimizer":{"beta2":-0.1}}"#, "beta2"),
+            (r#"{"bn_epsilon":0}"#, "bn_epsilon"),
+            (r#"{"bn_epsilon":2}"#, "bn_epsilon"),
+            (r#"{"bn_momentum":1}"#, "bn_momentum"),
+            (r#"{"batch_size":0}"#, "batch_size"),
+            (r#"{"batch_size":2000000}"#, "batch_size"),
+            (r#"{"epochs":0}"#, "epochs"),
+            (r#"{"embedding_dim":0}"#, "embedding_dim"),
+            (r#"{"embedding_dim":65537}"#, "embedding_dim"),
+            (r#"{"hidden":[0]}"#, "hidden"),
+            (r#"{"hidden":[65537]}"#, "hidden"),
+            (r#"{"fusion":{"weights":[1]}}"#, "fusion"),
+            (
+                r#"{"tasks":[{"name":"click","pos_weight":1e7},{"name":"conversion"}]}"#,
+                "pos_weight",
+            ),
+            (
+                r#"{"tasks":[{"name":"click","loss_weight":-1},{"name":"conversion"}]}"#,
+                "loss_weight",
+            ),
+            (
+                r#"{"tasks":[{"name":"click","loss_weight":0},{"name":"conversion","loss_weight":0}]}"#,
+                "loss_weight",
+            ),
+            (
+                r#"{"model":{"kind":"aitm","calibrator_weight":-1}}"#,
+                "calibrator",
+            ),
+            (r#"{"model":{"kind":"mmoe","experts":0}}"#, "experts"),
+            (r#"{"model":{"kind":"ple","levels":99}}"#, "levels"),
+        ] {
+            let e = ModelConfig::from_json(json).unwrap_err().to_string();
+            assert!(e.contains(key), "{json}: {e}");
         }
     }
 }

@@ -12,9 +12,12 @@
 #![forbid(unsafe_code)]
 
 mod checkpoint;
+pub mod checks;
 pub mod config;
+pub mod divergence;
 mod error;
 mod eval_rows;
+mod integrity;
 pub mod layout;
 mod model_file;
 mod models;

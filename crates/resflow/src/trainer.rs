@@ -360,6 +360,7 @@ impl Trainer {
         while batches.next_into(&mut batch) {
             let t = Instant::now();
             let stats = self.train_step(&batch)?;
+            crate::divergence::check_step(self, &stats)?;
             seconds += t.elapsed().as_secs_f64();
             rows += stats.rows as u64;
             on_step(self, &stats)?;

@@ -21,5 +21,8 @@ pub mod tolerance;
 
 pub use arch::Tier;
 pub use error::TensorError;
-pub use gemm::{GemmScratch, gemm, gemm_naive, gemm_par, gemm_with};
+pub use gemm::{
+    Blocking, GemmScratch, default_blocking, gemm, gemm_naive, gemm_par, gemm_with,
+    gemm_with_blocking,
+};
 pub use matrix::{AlignedVec, MatMut, MatRef, Matrix};
