@@ -3,6 +3,7 @@
 mod bench_commands;
 mod compare_command;
 mod data_commands;
+mod eval_options;
 mod train_commands;
 
 use std::io::Write;

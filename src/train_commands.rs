@@ -65,6 +65,9 @@ pub struct EvalArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// List-metric options.
+    #[command(flatten)]
+    list: crate::eval_options::ListMetricArgs,
 }
 
 /// Options of `resflow export`.
@@ -154,24 +157,7 @@ fn print_eval(title: &str, r: &EvalReport) {
             f(t.calibration)
         );
     }
-    if let Some(w) = &r.wr_at_k {
-        let mut ks: Vec<&String> = w.additive.keys().collect();
-        ks.sort_by_key(|k| k.parse::<usize>().unwrap_or(usize::MAX));
-        let row = |m: &std::collections::BTreeMap<String, f64>| {
-            ks.iter()
-                .map(|k| format!("@{k} {:.4}", m[*k]))
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        println!(
-            "Weighted Recall, additive fusion:       {}",
-            row(&w.additive)
-        );
-        println!(
-            "Weighted Recall, multiplicative fusion: {}",
-            row(&w.multiplicative)
-        );
-    }
+    crate::eval_options::print_list_metrics(r);
 }
 
 /// A progress display: a bar when both stdout and stderr are terminals; otherwise (output
@@ -365,6 +351,9 @@ pub fn train(args: TrainArgs) -> Fallible {
         return Err(format!("--train {}: the dataset has no rows", args.train.display()).into());
     }
     let eval = args.eval.as_deref().map(open).transpose()?;
+    if let Some(e) = &eval {
+        train.schema().check_compatible(e.schema())?;
+    }
     let config = config_for(args.config.as_deref(), &train, args.epochs)?;
     let threads = threads(args.threads);
     let mut trainer = match (&args.checkpoint_dir, args.resume) {
@@ -453,7 +442,10 @@ pub fn train(args: TrainArgs) -> Fallible {
         println!("model written to {}", out.display());
     }
     let report = match &eval {
-        Some(ds) => Some(trainer.evaluate(ds, &trainer.eval_config())?),
+        Some(ds) => {
+            let config = crate::eval_options::with_defaults(trainer.eval_config(), ds.schema())?;
+            Some(trainer.evaluate(ds, &config)?)
+        }
         None => None,
     };
     if let Some(r) = &report {
@@ -487,15 +479,20 @@ fn check_train_options(args: &TrainArgs) -> Fallible {
 }
 
 /// Evaluates an exported model through the scorer.
-fn evaluate_model(model: &ServingModel, data: &Dataset) -> Fallible<EvalReport> {
+fn evaluate_model(
+    model: &ServingModel,
+    data: &Dataset,
+    list: &crate::eval_options::ListMetricArgs,
+) -> Fallible<EvalReport> {
     let mut config = EvalConfig::new(model.layout.tasks.clone());
     config.fusion_weights = model.config.fusion_weights();
+    config.fusion = model.config.fusion.kind;
+    list.apply(&mut config, data.schema())?;
     let scorer = Scorer::new(model.clone())?;
     let mut ev = StreamingEvaluator::new(config)?;
+    let mut feed = resflow::EvalFeeder::new(data.schema(), ev.config())?;
     score_dataset(&scorer, data, |probs, _, batch| {
-        let groups = (!batch.group.is_empty()).then_some(batch.group.as_slice());
-        ev.push(probs, &batch.labels, groups)?;
-        Ok(())
+        feed.push(&mut ev, probs, batch)
     })?;
     Ok(ev.report()?)
 }
@@ -510,9 +507,11 @@ pub fn eval(args: EvalArgs) -> Fallible {
     let data = open(&args.data)?;
     let report = if args.model.is_dir() {
         let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
-        t.evaluate(&data, &t.eval_config())?
+        let mut config = t.eval_config();
+        args.list.apply(&mut config, data.schema())?;
+        t.evaluate(&data, &config)?
     } else {
-        evaluate_model(&ServingModel::load(&args.model)?, &data)?
+        evaluate_model(&ServingModel::load(&args.model)?, &data, &args.list)?
     };
     print_eval(&format!("evaluation of {}", args.model.display()), &report);
     write_report(

@@ -411,11 +411,8 @@ impl Trainer {
         config: &EvalConfig,
     ) -> Result<EvalReport, ModelError> {
         let mut ev = StreamingEvaluator::new(config.clone())?;
-        self.predict(data, |probs, batch| {
-            let groups = (!batch.group.is_empty()).then_some(batch.group.as_slice());
-            ev.push(probs, &batch.labels, groups)?;
-            Ok(())
-        })?;
+        let mut feed = crate::EvalFeeder::new(data.schema(), config)?;
+        self.predict(data, |probs, batch| feed.push(&mut ev, probs, batch))?;
         Ok(ev.report()?)
     }
 
@@ -423,6 +420,7 @@ impl Trainer {
     pub fn eval_config(&self) -> EvalConfig {
         let mut c = EvalConfig::new(self.network.layout.tasks.clone());
         c.fusion_weights = self.network.config.fusion_weights();
+        c.fusion = self.network.config.fusion.kind;
         c
     }
 

@@ -203,6 +203,6 @@ fn a_spec_giving_both_vocab_and_hash_buckets_is_refused() {
     )
     .unwrap();
     let e = convert_csv(&csv, &spec, &dir.join("ds"), ConvertOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("both vocab and hash_buckets"), "{e}");
+    assert!(e.to_string().contains("choose one of vocab, hash_buckets"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
 }
