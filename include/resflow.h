@@ -64,6 +64,9 @@ typedef enum ResflowStatus {
 // A loaded model (opaque). Immutable; share it between threads freely.
 typedef struct ResflowModel ResflowModel;
 
+// A loaded dataset schema: the preparation of raw inputs (opaque to C).
+typedef struct ResflowSchema ResflowSchema;
+
 // Per-thread scratch memory for scoring (opaque). Made for one model and a maximum
 // number of candidates; not shareable: one thread at a time.
 typedef struct ResflowWorkspace ResflowWorkspace;
@@ -239,6 +242,59 @@ enum ResflowStatus resflow_model_field(const struct ResflowModel *model,
                                        uint32_t group,
                                        size_t index,
                                        struct ResflowFieldInfo *info);
+
+// Loads a schema. `path` is a `schema.json` file or a dataset directory holding one. On
+// success `*out` holds a new handle; on failure `*out` is NULL (when `out` is not null)
+// and the status says why: `RESFLOW_STATUS_IO` (unreadable), `RESFLOW_STATUS_BAD_MODEL_FILE`
+// (not a valid schema), `RESFLOW_STATUS_ABI_MISMATCH`.
+//
+// Thread safety: any thread. Ownership: the caller frees the handle with
+// `resflow_schema_free`; the handle is immutable and may be shared by threads.
+//
+// # Safety
+// `path` is null or a NUL-terminated string; `out` is null or writable.
+enum ResflowStatus resflow_schema_load(uint32_t abi_version,
+                                       const char *path,
+                                       struct ResflowSchema **out);
+
+// Frees a schema handle. Freeing NULL does nothing.
+//
+// # Safety
+// `schema` is null or a handle from `resflow_schema_load` not yet freed, used by no
+// other thread.
+void resflow_schema_free(struct ResflowSchema *schema);
+
+// Standardises `rows` rows of raw dense features in place (`values` holds `rows x D`
+// floats, D the schema's dense count), with the training-set mean and std, exactly as the
+// converter did; nothing changes when the schema stores raw values. A non-finite value is
+// `RESFLOW_STATUS_INVALID_ARGUMENT` (and nothing is changed).
+//
+// Thread safety: any thread, concurrently. Ownership: nothing is allocated or kept.
+//
+// # Safety
+// `schema` is null or a live handle; `values` is null or points to `rows x D` writable
+// floats nobody else touches during the call.
+enum ResflowStatus resflow_schema_standardize_dense(const struct ResflowSchema *schema,
+                                                    float *values,
+                                                    size_t rows);
+
+// The id of one raw value of a categorical field, as the converter computed it: through
+// the field's learned vocabulary (unknown values get id 0), its hash, or its percentile
+// cut points; a field without an encoding takes integer ids below its vocabulary. `field`
+// and `raw` are NUL-terminated UTF-8 strings (`raw` as it would appear in the CSV cell;
+// surrounding spaces are ignored). An unknown field, or a value the encoding cannot read
+// (a non-number for cut points, an out-of-range integer id), is
+// `RESFLOW_STATUS_INVALID_ARGUMENT`.
+//
+// Thread safety: any thread, concurrently. Ownership: nothing is allocated or kept.
+//
+// # Safety
+// `schema` is null or a live handle; `field` and `raw` are null or NUL-terminated;
+// `id` is null or writable.
+enum ResflowStatus resflow_schema_encode(const struct ResflowSchema *schema,
+                                         const char *field,
+                                         const char *raw,
+                                         uint32_t *id);
 
 // Makes a workspace for requests of up to `max_candidates` candidates of `model` (1 to
 // 1048576). It is the only place the library allocates memory for scoring: it sizes every

@@ -27,9 +27,11 @@ pub struct CompareArgs {
     /// ESMM needs exactly two).
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<String>>,
-    /// Seeds per model (1, 2, ...): initialisation and batch order change with the seed.
-    #[arg(long, default_value_t = 3)]
-    seeds: u64,
+    /// Seeds per model: a count N (seeds 1, 2, ..., N) or a comma-separated list (e.g.
+    /// 7,11,13; a single seed as a list: 7,). Initialisation and batch order change with
+    /// the seed.
+    #[arg(long, default_value = "3")]
+    seeds: String,
     /// Epochs per run (overrides the configuration).
     #[arg(long)]
     epochs: Option<usize>,
@@ -54,6 +56,38 @@ pub struct CompareArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// List-metric options.
+    #[command(flatten)]
+    list: crate::eval_options::ListMetricArgs,
+}
+
+/// The seeds of `--seeds`: a count `N` gives `1..=N`, a comma-separated list itself.
+fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("--seeds {text:?}: expected a count (3) or a list of seeds (7,11,13)");
+    if text.contains(',') {
+        let seeds: Vec<u64> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u64>().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        let mut distinct = seeds.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if seeds.is_empty() || distinct.len() != seeds.len() {
+            return Err(format!(
+                "--seeds {text:?}: give at least one seed, each once"
+            ));
+        }
+        Ok(seeds)
+    } else {
+        match text.trim().parse::<u64>() {
+            Ok(0) => Err("--seeds must be at least 1".into()),
+            Ok(n) if n > 1000 => Err(format!("--seeds {n}: at most 1000 runs per model")),
+            Ok(n) => Ok((1..=n).collect()),
+            Err(_) => Err(bad()),
+        }
+    }
 }
 
 /// Mean, sample standard deviation and the values over seeds.
@@ -142,9 +176,7 @@ pub fn compare(args: CompareArgs) -> Fallible {
     for m in args.models.iter().flatten() {
         ModelKind::from_name(m)?;
     }
-    if args.seeds == 0 {
-        return Err("--seeds must be at least 1".into());
-    }
+    parse_seeds(&args.seeds)?;
     match (&args.train, &args.eval) {
         (Some(t), Some(e)) => run(&args, &open(t)?, &open(e)?),
         _ => with_synthetic_funnel(args.rows, args.tasks, |train, eval| run(&args, train, eval)),
@@ -152,10 +184,11 @@ pub fn compare(args: CompareArgs) -> Fallible {
 }
 
 fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
+    train.schema().check_compatible(eval.schema())?;
     let base = config_for(args.config.as_deref(), train, args.epochs)?;
     let threads = threads(args.threads);
     let layout = resflow::layout_of(train.schema());
-    let seeds: Vec<u64> = (1..=args.seeds).collect();
+    let seeds = parse_seeds(&args.seeds)?;
     // The first 500 evaluation rows, for the tape-forward timing.
     let mut first_rows = eval.new_batch();
     if !eval.batches(500, None).next_into(&mut first_rows) {
@@ -191,7 +224,14 @@ fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
             let mut t = Trainer::new(c, layout.clone(), threads)?;
             let label = format!("{name} seed {seed}/{}", seeds.len());
             let summary = run_training(&mut t, train, None, config.epochs, None, None, &label)?;
-            let report = t.evaluate(eval, &t.eval_config())?;
+            let mut eval_config = t.eval_config();
+            args.list.apply(&mut eval_config, eval.schema())?;
+            let report = t.evaluate(eval, &eval_config)?;
+            if seed == seeds[0] {
+                for w in &report.warnings {
+                    eprintln!("warning ({name}): {w}");
+                }
+            }
             let scorer = Scorer::new(t.export()?)?;
             let calls = args.latency_calls.max(1);
             let lat = bench::score::latencies(&scorer, 500, calls, seed)?;
@@ -372,4 +412,19 @@ fn write_json(path: &Path, report: &CompareReport) -> Fallible {
     resflow::write_atomically(path, text.as_bytes())?;
     println!("report written to {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seeds;
+
+    #[test]
+    fn seeds_as_a_count_or_a_list() {
+        assert_eq!(parse_seeds("3").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_seeds("7,11, 13").unwrap(), vec![7, 11, 13]);
+        assert_eq!(parse_seeds("7,").unwrap(), vec![7]);
+        for bad in ["0", "x", "1,1", ",", "2,b"] {
+            assert!(parse_seeds(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -40,7 +40,8 @@ pub struct GenArgs {
 /// The CSV layouts `convert` understands.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Layout {
-    /// Ali-CCP, the released code's columns (click, conversion, fields 205 ... 129, bags 210 and 853).
+    /// Ali-CCP, the released code's columns (labels click,conversion or the authors'
+    /// ctr_label,cvr_label, fields 205 ... 129, bags 210 and 853).
     Aliccp,
     /// AliExpress: search_id, categorical_1..16, numerical_1..63, click, conversion.
     Aliexpress,
@@ -63,9 +64,29 @@ pub struct ConvertArgs {
     /// Output directory (must not exist, or be empty).
     #[arg(long)]
     out: PathBuf,
-    /// Treat a later task positive without the earlier one (a conversion without a click) as an error.
+    /// Label columns in chain order, as task=column (or column): e.g.
+    /// click=ctr_label,conversion=cvr_label. Without it a layout recognises its usual label
+    /// columns and refuses anything else.
     #[arg(long)]
+    labels: Option<String>,
+    /// Treat a later task positive without the earlier one (a conversion without a click) as an error.
+    #[arg(long, conflicts_with = "drop_funnel_violations")]
     strict: bool,
+    /// Drop rows with a later task positive without the earlier one (a conversion without a
+    /// click), as the authors' preprocessing does.
+    #[arg(long)]
+    drop_funnel_violations: bool,
+    /// AliExpress: cut every numerical column into ids at this many training-set quantiles
+    /// (the authors: 99 percentiles) instead of feeding it as a dense feature.
+    #[arg(long)]
+    quantiles: Option<u32>,
+    /// Keep dense columns raw instead of standardising them with the data's mean and std.
+    #[arg(long)]
+    raw_dense: bool,
+    /// A converted training set whose vocabularies, cut points and dense statistics are
+    /// applied to this file (convert a test set with it).
+    #[arg(long)]
+    vocab_from: Option<PathBuf>,
     /// Rows per shard file.
     #[arg(long, default_value_t = 65_536)]
     rows_per_shard: usize,
@@ -94,6 +115,19 @@ pub fn manifest_command(args: ManifestArgs) -> Result<(), Box<dyn std::error::Er
 
 /// Runs `resflow gen`.
 pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
+    resflow::OutputPlan::new()
+        .dir("--out", Some(&args.out), &[])
+        .file("--csv", args.csv.as_deref())
+        .check()?;
+    if args
+        .csv
+        .as_deref()
+        .is_some_and(|c| c.starts_with(&args.out))
+    {
+        return Err(
+            "--csv must not be inside --out (a dataset directory holds only its shards)".into(),
+        );
+    }
     let config = shards::synth::SynthConfig {
         rows: args.rows,
         seed: args.seed,
@@ -122,25 +156,51 @@ pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// Runs `resflow convert`.
 pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Error>> {
     use shards::convert::{
-        ConvertOptions, CsvSpec, aliccp_spec, aliexpress_spec, convert_csv, read_header,
+        ConvertOptions, CsvSpec, LabelColumn, aliccp_spec, aliexpress_spec_for, convert_csv,
+        read_header, relabel,
     };
+    let mut plan = resflow::OutputPlan::new().input("--input", &args.input);
+    if let Some(s) = &args.schema {
+        plan = plan.input("--schema", s);
+    }
+    plan.dir("--out", Some(&args.out), &[]).check()?;
     if args.schema.is_some() && !matches!(args.layout, Layout::Csv) {
         return Err(
             "--schema is read only with --layout csv; the other layouts have fixed columns".into(),
         );
     }
-    let spec = match args.layout {
-        Layout::Aliexpress => aliexpress_spec(),
-        Layout::Aliccp => aliccp_spec(&read_header(&args.input)?),
+    let labels = args
+        .labels
+        .as_deref()
+        .map(LabelColumn::parse_list)
+        .transpose()?;
+    if args.quantiles.is_some() && !matches!(args.layout, Layout::Aliexpress) {
+        return Err(
+            "--quantiles applies to the AliExpress layout; with --layout csv give \"quantiles\" per column in the spec"
+                .into(),
+        );
+    }
+    let header = read_header(&args.input)?;
+    let mut spec = match args.layout {
+        Layout::Aliexpress => aliexpress_spec_for(&header, labels.as_deref(), args.quantiles)?,
+        Layout::Aliccp => aliccp_spec(&header, labels.as_deref())?,
         Layout::Csv => {
             let path = args.schema.ok_or(
                 "--layout csv needs --schema FILE, a JSON column spec (see docs/shards.md)",
             )?;
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            serde_json::from_str::<CsvSpec>(&text)
-                .map_err(|e| format!("{}: {e}", path.display()))?
+            let spec = serde_json::from_str::<CsvSpec>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            relabel(spec, labels.as_deref())
         }
+    };
+    if args.raw_dense {
+        spec.standardize = false;
+    }
+    let reuse = match &args.vocab_from {
+        None => None,
+        Some(dir) => Some(shards::Dataset::open(dir)?.schema().clone()),
     };
     let start = std::time::Instant::now();
     if args.rows_per_shard == 0 {
@@ -148,21 +208,53 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
     }
     let options = ConvertOptions {
         strict: args.strict,
+        drop_funnel_violations: args.drop_funnel_violations,
         rows_per_shard: args.rows_per_shard,
+        reuse,
     };
     let report = convert_csv(&args.input, &spec, &args.out, options)?;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "converted {} rows ({:.1} MB, {:.0} MB/s) into {} shards in {}",
+        "converted {} rows ({:.1} MB, {:.0} MB/s) into {} shards in {} (tasks: {})",
         report.info.rows,
         report.bytes as f64 / 1e6,
         report.bytes as f64 / 1e6 / secs.max(1e-9),
         report.info.shards,
-        report.info.dir.display()
+        report.info.dir.display(),
+        report.info.schema.tasks.join(", ")
     );
-    if report.funnel_violations > 0 {
+    if report.info.schema.dense.mean.is_some() && report.info.schema.dense.count > 0 {
+        println!(
+            "{} dense columns standardised with {} mean and std (stored in schema.json)",
+            report.info.schema.dense.count,
+            if args.vocab_from.is_some() {
+                "the training set's"
+            } else {
+                "this file's"
+            }
+        );
+    }
+    for c in &report.columns {
+        match c.encoding {
+            "hash" if c.collisions > 0 => eprintln!(
+                "warning: column {}: {} of {} distinct values share a hash bucket with another ({} buckets); a larger hash_buckets or \"vocabulary\": true avoids it",
+                c.column, c.collisions, c.distinct, c.ids
+            ),
+            "vocabulary" => println!(
+                "column {}: vocabulary of {} ids ({} values below min_count); {} cells mapped to the unknown id 0",
+                c.column, c.ids, c.rare, c.unknown
+            ),
+            _ => {}
+        }
+    }
+    if report.dropped_rows > 0 {
+        println!(
+            "dropped {} rows with a later task positive without the earlier one",
+            report.dropped_rows
+        );
+    } else if report.funnel_violations > 0 {
         eprintln!(
-            "warning: {} rows have a later task positive without the earlier one (kept; use --strict to refuse them)",
+            "warning: {} rows have a later task positive without the earlier one (kept; --drop-funnel-violations drops them, --strict refuses them)",
             report.funnel_violations
         );
     }

@@ -3,7 +3,10 @@
 mod bench_commands;
 mod compare_command;
 mod data_commands;
+mod eval_options;
 mod train_commands;
+
+use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
@@ -44,7 +47,43 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // A reader that stops early (`resflow eval ... | head -1`) closes our stdout: the next
+    // print fails. That is not an error of the command: stop quietly, as other tools do,
+    // with the status a SIGPIPE gives (128 + 13).
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_closed_output(info.payload()) {
+            hook(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(|| run(cli));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            std::process::exit(1);
+        }
+        Err(payload) if is_closed_output(payload.as_ref()) => std::process::exit(141),
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+/// Whether a panic is the standard library's report of a print to a closed pipe.
+fn is_closed_output(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    text.starts_with("failed printing to std") && text.contains("Broken pipe")
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    // A bad RESFLOW_KERNEL is the user's to fix: say so before any work, never panic later.
+    if !matches!(cli.command, Command::Info) {
+        tensor::Tier::from_env().map_err(|e| format!("RESFLOW_KERNEL: {e}"))?;
+    }
+    match cli.command {
         Command::Info => info(),
         Command::Gen(args) => data_commands::gen_command(args),
         Command::Convert(args) => data_commands::convert_command(args),
@@ -56,10 +95,6 @@ fn main() {
         Command::Demo(args) => train_commands::demo(args),
         Command::Compare(args) => compare_command::compare(args),
         Command::Bench(command) => bench_commands::run(command),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(1);
     }
 }
 

@@ -63,6 +63,9 @@ pub struct EvalArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// List-metric options.
+    #[command(flatten)]
+    list: crate::eval_options::ListMetricArgs,
 }
 
 /// Options of `resflow export`.
@@ -111,8 +114,14 @@ struct Report<'a> {
 }
 
 pub(crate) fn threads(n: Option<usize>) -> usize {
-    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(n) = n.filter(|&n| n > cores) {
+        eprintln!(
+            "warning: --threads {n} is more than the {cores} cores available; the workers will \
+             contend for them and run slower than with --threads {cores}"
+        );
+    }
+    n.unwrap_or(cores).max(1)
 }
 
 pub(crate) fn open(dir: &Path) -> Fallible<Dataset> {
@@ -146,37 +155,22 @@ fn print_eval(title: &str, r: &EvalReport) {
             f(t.calibration)
         );
     }
-    if let Some(w) = &r.wr_at_k {
-        let mut ks: Vec<&String> = w.additive.keys().collect();
-        ks.sort_by_key(|k| k.parse::<usize>().unwrap_or(usize::MAX));
-        let row = |m: &std::collections::BTreeMap<String, f64>| {
-            ks.iter()
-                .map(|k| format!("@{k} {:.4}", m[*k]))
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        println!(
-            "Weighted Recall, additive fusion:       {}",
-            row(&w.additive)
-        );
-        println!(
-            "Weighted Recall, multiplicative fusion: {}",
-            row(&w.multiplicative)
-        );
-    }
+    crate::eval_options::print_list_metrics(r);
 }
 
-/// A progress display: a bar on a terminal, a log line every few seconds otherwise.
+/// A progress display: a bar when both stdout and stderr are terminals; otherwise (output
+/// piped or logged) a plain line on stderr after the first step and every few seconds.
 struct Progress {
     bar: Option<ProgressBar>,
-    last_line: Instant,
+    last_line: Option<Instant>,
     start: Instant,
     rows: u64,
 }
 
 impl Progress {
     fn new(total_rows: u64, label: &str) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let terminal = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+        let bar = terminal.then(|| {
             let b = ProgressBar::new(total_rows);
             b.set_style(
                 ProgressStyle::with_template(
@@ -190,7 +184,7 @@ impl Progress {
         });
         Self {
             bar,
-            last_line: Instant::now(),
+            last_line: None,
             start: Instant::now(),
             rows: 0,
         }
@@ -210,7 +204,10 @@ impl Progress {
                 b.inc(s.rows as u64);
                 b.set_message(format!("loss: {losses}"));
             }
-            None if self.last_line.elapsed().as_secs_f64() > 5.0 => {
+            None if self
+                .last_line
+                .is_none_or(|t| t.elapsed().as_secs_f64() > 5.0) =>
+            {
                 let rate = self.rows as f64 / self.start.elapsed().as_secs_f64();
                 eprintln!(
                     "epoch {} step {}: {:.0} samples/s, loss: {losses}",
@@ -218,7 +215,7 @@ impl Progress {
                     trainer.step,
                     rate
                 );
-                self.last_line = Instant::now();
+                self.last_line = Some(Instant::now());
             }
             None => {}
         }
@@ -331,13 +328,58 @@ pub(crate) fn config_for(
 
 /// Runs `resflow train`.
 pub fn train(args: TrainArgs) -> Fallible {
+    // Every output and option is checked before any data is read.
+    let mut plan = resflow::OutputPlan::new().input("--train", &args.train);
+    for (option, path) in [("--eval", &args.eval), ("--config", &args.config)] {
+        if let Some(p) = path {
+            plan = plan.input(option, p);
+        }
+    }
+    plan.file("--out", args.out.as_deref())
+        .file("--report", args.report.as_deref())
+        .dir(
+            "--checkpoint-dir",
+            args.checkpoint_dir.as_deref(),
+            &[resflow::CHECKPOINT_FILE],
+        )
+        .check()?;
+    check_train_options(&args)?;
     let train = open(&args.train)?;
+    if train.rows() == 0 {
+        return Err(format!("--train {}: the dataset has no rows", args.train.display()).into());
+    }
     let eval = args.eval.as_deref().map(open).transpose()?;
+    if let Some(e) = &eval {
+        train.schema().check_compatible(e.schema())?;
+    }
     let config = config_for(args.config.as_deref(), &train, args.epochs)?;
     let threads = threads(args.threads);
     let mut trainer = match (&args.checkpoint_dir, args.resume) {
-        (Some(dir), true) if dir.join(resflow::CHECKPOINT_FILE).exists() => {
+        (Some(dir), true) => {
+            if !dir.join(resflow::CHECKPOINT_FILE).exists() {
+                return Err(format!(
+                    "--resume: {} holds no checkpoint ({}); drop --resume to start afresh",
+                    dir.display(),
+                    resflow::CHECKPOINT_FILE
+                )
+                .into());
+            }
             let t = Trainer::load_checkpoint(dir, threads)?;
+            if let Some(path) = &args.config {
+                let diff =
+                    resflow::checks::config_differences(&t.network.config, &config, &["epochs"]);
+                if !diff.is_empty() {
+                    return Err(format!(
+                        "--resume: the checkpoint in {} was trained with another configuration \
+                         than --config {} ({}); resume without --config, or start afresh in \
+                         another --checkpoint-dir",
+                        dir.display(),
+                        path.display(),
+                        diff.join("; ")
+                    )
+                    .into());
+                }
+            }
             eprintln!(
                 "resuming from {} at epoch {}, step {}",
                 dir.display(),
@@ -349,6 +391,19 @@ pub fn train(args: TrainArgs) -> Fallible {
         (None, true) => return Err("--resume needs --checkpoint-dir".into()),
         _ => Trainer::new(config.clone(), resflow::layout_of(train.schema()), threads)?,
     };
+    trainer
+        .network
+        .check_layout(&resflow::layout_of(train.schema()))
+        .map_err(|e| format!("--train {}: {e}", args.train.display()))?;
+    if let (Some(ds), Some(path)) = (&eval, &args.eval) {
+        if ds.rows() == 0 {
+            return Err(format!("--eval {}: the dataset has no rows", path.display()).into());
+        }
+        trainer
+            .network
+            .check_layout(&resflow::layout_of(ds.schema()))
+            .map_err(|e| format!("--eval {}: {e}", path.display()))?;
+    }
     let epochs = args.epochs.unwrap_or(trainer.network.config.epochs);
     eprintln!(
         "training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
@@ -375,16 +430,20 @@ pub fn train(args: TrainArgs) -> Fallible {
         "trained {} steps in {:.1} s: {:.0} samples/s with {} threads",
         summary.steps, summary.seconds, summary.samples_per_s, summary.threads
     );
+    // The trained model is written before anything else can fail.
+    if let Some(out) = &args.out {
+        trainer.export()?.save(out)?;
+        println!("model written to {}", out.display());
+    }
     let report = match &eval {
-        Some(ds) => Some(trainer.evaluate(ds, &trainer.eval_config())?),
+        Some(ds) => {
+            let config = crate::eval_options::with_defaults(trainer.eval_config(), ds.schema())?;
+            Some(trainer.evaluate(ds, &config)?)
+        }
         None => None,
     };
     if let Some(r) = &report {
         print_eval("final evaluation", r);
-    }
-    if let Some(out) = &args.out {
-        trainer.export()?.save(out)?;
-        println!("model written to {}", out.display());
     }
     write_report(
         &args.report,
@@ -395,28 +454,58 @@ pub fn train(args: TrainArgs) -> Fallible {
     )
 }
 
+/// The options of `train` that are only meaningful with others, or with a positive value.
+fn check_train_options(args: &TrainArgs) -> Fallible {
+    let zero = |v: Option<u64>| v == Some(0);
+    if zero(args.checkpoint_every) || zero(args.eval_every) {
+        return Err("--checkpoint-every and --eval-every must be at least 1".into());
+    }
+    if args.threads == Some(0) || args.epochs == Some(0) {
+        return Err("--threads and --epochs must be at least 1".into());
+    }
+    if args.checkpoint_every.is_some() && args.checkpoint_dir.is_none() {
+        return Err("--checkpoint-every needs --checkpoint-dir".into());
+    }
+    if args.eval_every.is_some() && args.eval.is_none() {
+        return Err("--eval-every needs --eval".into());
+    }
+    Ok(())
+}
+
 /// Evaluates an exported model through the scorer.
-fn evaluate_model(model: &Model, data: &Dataset) -> Fallible<EvalReport> {
+fn evaluate_model(
+    model: &Model,
+    data: &Dataset,
+    list: &crate::eval_options::ListMetricArgs,
+) -> Fallible<EvalReport> {
     let mut config = EvalConfig::new(model.layout.tasks.clone());
     config.fusion_weights = model.config.fusion_weights();
+    config.fusion = model.config.fusion.kind;
+    list.apply(&mut config, data.schema())?;
     let scorer = Scorer::new(model.clone())?;
     let mut ev = StreamingEvaluator::new(config)?;
+    let mut feed = resflow::EvalFeeder::new(data.schema(), ev.config())?;
     score_dataset(&scorer, data, |probs, _, batch| {
-        let groups = (!batch.group.is_empty()).then_some(batch.group.as_slice());
-        ev.push(probs, &batch.labels, groups)?;
-        Ok(())
+        feed.push(&mut ev, probs, batch)
     })?;
     Ok(ev.report()?)
 }
 
 /// Runs `resflow eval`.
 pub fn eval(args: EvalArgs) -> Fallible {
+    resflow::OutputPlan::new()
+        .input("--model", &args.model)
+        .input("--data", &args.data)
+        .file("--report", args.report.as_deref())
+        .check()?;
     let data = open(&args.data)?;
     let report = if args.model.is_dir() {
         let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
-        t.evaluate(&data, &t.eval_config())?
+        let mut config = t.eval_config();
+        args.list.apply(&mut config, data.schema())?;
+        t.evaluate(&data, &config)?
     } else {
-        evaluate_model(&Model::load(&args.model)?, &data)?
+        evaluate_model(&Model::load(&args.model)?, &data, &args.list)?
     };
     print_eval(&format!("evaluation of {}", args.model.display()), &report);
     write_report(
@@ -430,6 +519,10 @@ pub fn eval(args: EvalArgs) -> Fallible {
 
 /// Runs `resflow export`.
 pub fn export(args: ExportArgs) -> Fallible {
+    resflow::OutputPlan::new()
+        .input("--checkpoint", &args.checkpoint)
+        .file("--out", Some(&args.out))
+        .check()?;
     let t = Trainer::load_checkpoint(&args.checkpoint, 1)?;
     t.export()?.save(&args.out)?;
     println!(
@@ -443,38 +536,58 @@ pub fn export(args: ExportArgs) -> Fallible {
 
 /// Runs `resflow score`.
 pub fn score(args: ScoreArgs) -> Fallible {
+    resflow::OutputPlan::new()
+        .input("--model", &args.model)
+        .input("--data", &args.data)
+        .file("--out", Some(&args.out))
+        .check()?;
     let model = Model::load(&args.model)?;
     let data = open(&args.data)?;
     let scorer = Scorer::new(model)?;
     let tasks = scorer.model().layout.tasks.clone();
-    let file =
-        std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    let mut header = vec!["row".to_string(), "group".to_string()];
-    header.extend(tasks.iter().map(|t| format!("p_{t}")));
-    header.push("fused".into());
-    writeln!(out, "{}", header.join(","))?;
-    let mut row = 0u64;
-    let mut line = String::new();
-    score_dataset(&scorer, &data, |probs, fused, batch| {
-        use std::fmt::Write as _;
-        for r in 0..batch.rows {
-            line.clear();
-            let _ = write!(line, "{row},{}", batch.group.get(r).copied().unwrap_or(0));
-            for p in &probs[r * tasks.len()..(r + 1) * tasks.len()] {
-                let _ = write!(line, ",{p}");
+    // Written under a temporary name and renamed when complete, like every output.
+    let name = args
+        .out
+        .file_name()
+        .map_or("scores".into(), |n| n.to_string_lossy().into_owned());
+    shards::atomic::remove_stale_temporaries(&args.out);
+    let tmp = args
+        .out
+        .with_file_name(format!(".{name}.tmp-{}-0", std::process::id()));
+    let result = (|| -> Fallible<u64> {
+        let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut header = vec!["row".to_string(), "group".to_string()];
+        header.extend(tasks.iter().map(|t| format!("p_{t}")));
+        header.push("fused".into());
+        writeln!(out, "{}", header.join(","))?;
+        let mut row = 0u64;
+        let mut line = String::new();
+        score_dataset(&scorer, &data, |probs, fused, batch| {
+            use std::fmt::Write as _;
+            for r in 0..batch.rows {
+                line.clear();
+                let _ = write!(line, "{row},{}", batch.group.get(r).copied().unwrap_or(0));
+                for p in &probs[r * tasks.len()..(r + 1) * tasks.len()] {
+                    let _ = write!(line, ",{p}");
+                }
+                let _ = writeln!(line, ",{}", fused[r]);
+                out.write_all(line.as_bytes())
+                    .map_err(|e| resflow::ModelError::Io {
+                        path: args.out.display().to_string(),
+                        source: e,
+                    })?;
+                row += 1;
             }
-            let _ = writeln!(line, ",{}", fused[r]);
-            out.write_all(line.as_bytes())
-                .map_err(|e| resflow::ModelError::Io {
-                    path: args.out.display().to_string(),
-                    source: e,
-                })?;
-            row += 1;
-        }
-        Ok(())
+            Ok(())
+        })?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, &args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        Ok(row)
+    })();
+    let row = result.inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
     })?;
-    out.flush()?;
     println!("scored {row} rows into {}", args.out.display());
     Ok(())
 }

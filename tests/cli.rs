@@ -405,3 +405,325 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `a` then `b`.
+fn join<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
+    a.iter().chain(b).copied().collect()
+}
+
+/// A small generated dataset and a tiny model configuration in `dir`.
+fn small_setup(dir: &std::path::Path) -> (String, String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    run_ok(&[
+        "gen",
+        "--rows",
+        "2000",
+        "--max-vocab",
+        "50",
+        "--out",
+        &p("data"),
+    ]);
+    std::fs::write(
+        p("tiny.json"),
+        r#"{"embedding_dim": 4, "hidden": [8], "batch_size": 256}"#,
+    )
+    .unwrap();
+    run_ok(&[
+        "train",
+        "--train",
+        &p("data"),
+        "--config",
+        &p("tiny.json"),
+        "--threads",
+        "1",
+        "--out",
+        &p("m.safetensors"),
+    ]);
+    (p("data"), p("tiny.json"), p("m.safetensors"))
+}
+
+#[test]
+fn cli_bad_kernel_is_an_error_for_every_command() {
+    let dir = temp("kernel");
+    let (data, _, model) = small_setup(&dir);
+    let out_csv = dir.join("s.csv").to_string_lossy().into_owned();
+    for args in [
+        vec!["train", "--train", &data],
+        vec!["eval", "--model", &model, "--data", &data],
+        vec![
+            "score", "--model", &model, "--data", &data, "--out", &out_csv,
+        ],
+    ] {
+        for kernel in ["bogus", "avx512"] {
+            if kernel == "avx512" && tensor::Tier::Avx512.is_supported() {
+                continue;
+            }
+            let out = resflow()
+                .args(&args)
+                .env("RESFLOW_KERNEL", kernel)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success()
+                    && err.contains("RESFLOW_KERNEL")
+                    && !err.contains("panicked"),
+                "{args:?} {kernel}: {err}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn cli_closed_stdout_is_a_quiet_stop_not_a_panic() {
+    let dir = temp("pipe");
+    let (data, _, model) = small_setup(&dir);
+    let mut child = resflow()
+        .args(["eval", "--model", &model, "--data", &data])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line is printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn cli_outputs_are_validated_before_any_work() {
+    let dir = temp("outputs");
+    let (data, config, model) = small_setup(&dir);
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let shard = format!("{data}/shard-00000.rfs");
+    let (shard_bytes, model_bytes) = (
+        std::fs::read(&shard).unwrap(),
+        std::fs::read(&model).unwrap(),
+    );
+    let score = |out: &str| {
+        vec!["score", "--model", &model, "--data", &data, "--out", out]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let args = score(&shard);
+    fails_clearly(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "inside --data",
+    );
+    let args = score(&model);
+    fails_clearly(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "same path as --model",
+    );
+    let train = [
+        "train",
+        "--train",
+        &data,
+        "--config",
+        &config,
+        "--threads",
+        "1",
+    ];
+    fails_clearly(
+        &join(&train, &["--out", &p("x"), "--report", &p("x")]),
+        "--report",
+    );
+    fails_clearly(&join(&train, &["--out", &shard]), "inside --train");
+    fails_clearly(&join(&train, &["--out", &p("")]), "is a directory");
+    std::fs::write(p("afile"), b"").unwrap();
+    fails_clearly(
+        &join(&train, &["--checkpoint-dir", &p("afile")]),
+        "existing file",
+    );
+    fails_clearly(
+        &join(&train, &["--out", &p("no/such/dir/m.safetensors")]),
+        "does not exist",
+    );
+    // The evaluation set is checked against the model before training.
+    run_ok(&["gen", "--rows", "500", "--tasks", "3", "--out", &p("three")]);
+    fails_clearly(&join(&train, &["--eval", &p("three")]), "--eval");
+    run_ok(&["gen", "--rows", "0", "--out", &p("empty")]);
+    fails_clearly(&join(&train, &["--eval", &p("empty")]), "no rows");
+    assert_eq!(std::fs::read(&shard).unwrap(), shard_bytes);
+    assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
+    // Scores are written whole under the real name, nothing else is left.
+    run_ok(
+        &score(&p("s.csv"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(p("s.csv")).unwrap().lines().count(),
+        2001
+    );
+    assert!(
+        !std::fs::read_dir(&dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp-"))
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn cli_training_mistakes_are_errors_not_silent() {
+    let dir = temp("mistakes");
+    let (data, config, _) = small_setup(&dir);
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    run_ok(&["gen", "--rows", "0", "--out", &p("g0")]);
+    fails_clearly(
+        &["train", "--train", &p("g0"), "--out", &p("m0")],
+        "no rows",
+    );
+    assert!(!dir.join("m0").exists());
+    let train = [
+        "train",
+        "--train",
+        &data,
+        "--config",
+        &config,
+        "--threads",
+        "1",
+    ];
+    fails_clearly(
+        &join(&train, &["--checkpoint-dir", &p("ck"), "--resume"]),
+        "holds no checkpoint",
+    );
+    fails_clearly(
+        &join(
+            &train,
+            &["--checkpoint-dir", &p("ck"), "--checkpoint-every", "0"],
+        ),
+        "at least 1",
+    );
+    fails_clearly(
+        &join(&train, &["--checkpoint-every", "5"]),
+        "needs --checkpoint-dir",
+    );
+    run_ok(&join(&train, &["--checkpoint-dir", &p("ck")]));
+    std::fs::write(
+        p("other.json"),
+        r#"{"embedding_dim": 4, "hidden": [16], "batch_size": 256}"#,
+    )
+    .unwrap();
+    let resume = [
+        "train",
+        "--train",
+        &data,
+        "--threads",
+        "1",
+        "--checkpoint-dir",
+        &p("ck"),
+        "--resume",
+    ];
+    let e = resflow()
+        .args(resume)
+        .args(["--config", &p("other.json"), "--epochs", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        !e.status.success() && err.contains("hidden: [8] vs [16]"),
+        "{err}"
+    );
+    // More epochs with the same configuration is a resume, not a difference.
+    run_ok(
+        &resume
+            .iter()
+            .copied()
+            .chain(["--config", &config, "--epochs", "2"])
+            .collect::<Vec<_>>(),
+    );
+    for (json, needle) in [
+        (r#"{"optimizer": {"epsilon": -1}}"#, "epsilon"),
+        (r#"{"optimizer": {"learning_rate": 1e30}}"#, "learning_rate"),
+        (r#"{"request_fields": ["nope"]}"#, "request_fields"),
+        (r#"{"hidden": [65536, 65536]}"#, "GiB"),
+    ] {
+        std::fs::write(p("bad.json"), json).unwrap();
+        fails_clearly(
+            &["train", "--train", &data, "--config", &p("bad.json")],
+            needle,
+        );
+    }
+    let out = resflow()
+        .args([
+            "train",
+            "--train",
+            &data,
+            "--config",
+            &config,
+            "--threads",
+            "64",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("more than the"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn cli_datasets_are_exactly_their_manifest() {
+    let dir = temp("datasets");
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    std::fs::create_dir_all(dir.join("notes")).unwrap();
+    std::fs::write(dir.join("notes/a.txt"), b"mine").unwrap();
+    fails_clearly(&["gen", "--rows", "10", "--out", &p("notes")], "not empty");
+    run_ok(&[
+        "gen",
+        "--rows",
+        "1000",
+        "--out",
+        &p("d"),
+        "--csv",
+        &p("d.csv"),
+    ]);
+    fails_clearly(
+        &[
+            "convert",
+            "--layout",
+            "aliccp",
+            "--input",
+            &p("d.csv"),
+            "--schema",
+            &p("d.csv"),
+            "--out",
+            &p("c"),
+        ],
+        "--schema is read only with --layout csv",
+    );
+    fails_clearly(
+        &[
+            "convert",
+            "--layout",
+            "aliccp",
+            "--input",
+            &p("d.csv"),
+            "--rows-per-shard",
+            "0",
+            "--out",
+            &p("c"),
+        ],
+        "at least 1",
+    );
+    std::fs::remove_file(dir.join("d/shard-00000.rfs")).unwrap();
+    fails_clearly(&["train", "--train", &p("d")], "missing");
+    std::fs::remove_file(dir.join("d/manifest.json")).unwrap();
+    fails_clearly(&["train", "--train", &p("d")], "resflow manifest --data");
+    // The remedy records what is there (here: nothing), and says so.
+    let text = run_ok(&["manifest", "--data", &p("d")]);
+    assert!(text.contains("0 shards"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -131,7 +131,7 @@ pub fn run(rows: usize, work: &Path) -> Result<ShardsReport> {
         let aliccp = mb_per_s(&csv, || {
             convert_csv(
                 &csv,
-                &aliccp_spec(&header),
+                &aliccp_spec(&header, None)?,
                 &dir.join("c1"),
                 ConvertOptions::default(),
             )

@@ -4,6 +4,8 @@
 //! resflow_model_load / resflow_model_from_bytes -> ResflowModel*      (immutable, shared)
 //! resflow_workspace_new(model, max_candidates)  -> ResflowWorkspace*  (one per thread)
 //! resflow_score(model, workspace, &request, probs, n*T, fused, n)     (no allocation)
+//! resflow_schema_load(dataset dir) -> ResflowSchema*: raw values prepared as the
+//!     converter prepared the training data (standardised dense, encoded categoricals)
 //! ```
 //!
 //! Every entry point runs inside `catch_unwind`: a panic becomes `RESFLOW_STATUS_INTERNAL`
@@ -13,6 +15,7 @@
 //! cbindgen (the `header` test checks that the committed copy is current).
 
 mod model;
+mod prepare;
 mod score;
 mod status;
 
@@ -22,6 +25,10 @@ pub use model::{
     RESFLOW_CANDIDATE_FIELDS, RESFLOW_MAX_BAG_FIELDS, RESFLOW_REQUEST_FIELDS, ResflowFieldInfo,
     ResflowModel, ResflowModelInfo, resflow_model_field, resflow_model_free,
     resflow_model_from_bytes, resflow_model_info, resflow_model_load, resflow_model_task_name,
+};
+pub use prepare::{
+    ResflowSchema, resflow_schema_encode, resflow_schema_free, resflow_schema_load,
+    resflow_schema_standardize_dense,
 };
 pub use score::{
     RESFLOW_MAX_CANDIDATES, ResflowBag, ResflowRequest, ResflowWorkspace, resflow_score,

@@ -112,7 +112,7 @@ impl ResflowModel {
     }
 }
 
-fn check_abi(abi_version: u32) -> Result<(), Failure> {
+pub(crate) fn check_abi(abi_version: u32) -> Result<(), Failure> {
     if abi_version != RESFLOW_ABI_VERSION {
         return Err(Failure::new(
             ResflowStatus::AbiMismatch,

@@ -107,7 +107,7 @@ impl From<ModelError> for Failure {
             | ModelError::ModelFile { .. }
             | ModelError::NonFinite(_) => ResflowStatus::BadModelFile,
             ModelError::Io { .. } => ResflowStatus::Io,
-            ModelError::Request(_) | ModelError::IdOutOfRange { .. } => {
+            ModelError::Request(_) | ModelError::IdOutOfRange { .. } | ModelError::Output(_) => {
                 ResflowStatus::InvalidArgument
             }
             ModelError::BufferTooSmall { .. } => ResflowStatus::BufferTooSmall,

@@ -2,15 +2,20 @@
 //! allocated: the fields it names exist, and the parameters and optimiser state fit in
 //! what this process can allocate.
 //!
-//! The memory check estimates the bytes training needs from the sizes alone: every
-//! embedding table (`vocab x embedding_dim`) three times (values, Adam's two moments) and the
-//! dense parameters four times (values, gradient, two moments). It then asks the allocator
-//! for one block of that size (`try_reserve`, which reserves address space without touching
-//! it) and frees it at once. Where the block cannot be had (a process limit such as
-//! `ulimit -v`, or more than the machine's memory under Linux's default overcommit rule) the
-//! configuration is refused with the estimate, instead of the process aborting halfway
-//! through initialisation. The estimate errs low (activations and per-thread gradients are
-//! left out), so it never refuses a model that would have fitted.
+//! The memory check estimates the bytes training needs from the sizes alone. Every
+//! embedding table (`vocab x embedding_dim`) is counted five times: its value, Adam's two
+//! moments, and the two transient copies training makes (the initial parameters while the
+//! trainer is built; the tensors of a checkpoint or an export while they are serialised).
+//! The dense parameters are counted six times (the same, and a gradient). The check then
+//! asks the allocator for one block of that size (`try_reserve`, which reserves address
+//! space without touching it) and frees it at once. Where the block cannot be had (a
+//! process limit such as `ulimit -v`, or more than the machine's memory under Linux's
+//! default overcommit rule) the configuration is refused with the estimate, instead of
+//! the process aborting (or being killed) halfway through initialisation. Linux's default
+//! rule lets each block up to the machine's memory be reserved, so the total is also
+//! compared with the machine's memory (RAM and swap). Activations and per-thread gradients
+//! are left out: they scale with the batch, not with the tables, and are small beside them
+//! for every model this project trains.
 
 use crate::config::{ModelConfig, ModelKind};
 use crate::error::ModelError;
@@ -48,6 +53,38 @@ pub fn check_config_for_layout(
         ));
     }
     check_allocatable(config, layout)
+}
+
+/// The settings in which `a` and `b` differ, as `path: a vs b` lines (JSON paths such as
+/// `hidden` or `optimizer.learning_rate`), leaving out the keys in `ignore`.
+pub fn config_differences(a: &ModelConfig, b: &ModelConfig, ignore: &[&str]) -> Vec<String> {
+    fn walk(path: String, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let null = serde_json::Value::Null;
+                    walk(p, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+                }
+            }
+            _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+            _ => {}
+        }
+    }
+    let (Ok(x), Ok(y)) = (serde_json::to_value(a), serde_json::to_value(b)) else {
+        return vec!["the configurations cannot be compared".into()];
+    };
+    let mut out = Vec::new();
+    walk(String::new(), &x, &y, &mut out);
+    out.retain(|d| !ignore.iter().any(|k| d.starts_with(&format!("{k}:"))));
+    out
 }
 
 /// Parameters of an MLP from `input` through `widths`, counting each layer's weight, bias,
@@ -98,13 +135,31 @@ pub fn training_bytes_estimate(config: &ModelConfig, layout: &InputLayout) -> u1
     let dim = config.embedding_dim as u128;
     let embedding: u128 = layout.fields.iter().map(|f| f.vocab as u128 * dim).sum();
     let dense = dense_parameter_estimate(config, layout.input_width(config.embedding_dim));
-    4 * (3 * embedding + 4 * dense)
+    4 * (5 * embedding + 6 * dense)
 }
 
-/// Refuses a model whose parameters and optimiser state cannot be allocated.
+/// The machine's memory (RAM and swap) in bytes, where the system tells (Linux's
+/// `/proc/meminfo`).
+pub fn machine_memory() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| -> Option<u128> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
+}
+
+/// Refuses a model whose parameters and optimiser state cannot be allocated: more than the
+/// machine's memory, or a block this process cannot reserve.
 pub fn check_allocatable(config: &ModelConfig, layout: &InputLayout) -> Result<(), ModelError> {
     let bytes = training_bytes_estimate(config, layout);
-    if usize::try_from(bytes).is_ok_and(can_allocate) {
+    let fits_machine = machine_memory().is_none_or(|m| bytes <= m);
+    if fits_machine && usize::try_from(bytes).is_ok_and(can_allocate) {
         return Ok(());
     }
     Err(ModelError::Config(format!(
@@ -199,6 +254,20 @@ mod tests {
         }
         assert!(check_allocatable(&ModelConfig::default(), &layout(4, 100)).is_ok());
         assert!(!can_allocate(usize::MAX / 2));
+    }
+
+    #[test]
+    fn config_differences_name_each_setting() {
+        let a = ModelConfig::default();
+        let b = ModelConfig::from_json(
+            r#"{"hidden":[8],"epochs":3,"optimizer":{"learning_rate":0.01}}"#,
+        )
+        .unwrap();
+        let d = config_differences(&a, &b, &["epochs"]);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].starts_with("hidden: [128,64] vs [8]"), "{d:?}");
+        assert!(d[1].starts_with("optimizer.learning_rate:"), "{d:?}");
+        assert!(config_differences(&a, &a, &[]).is_empty());
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum ModelError {
     /// holding it is written.
     #[error("non-finite values: {0}")]
     NonFinite(String),
+    /// An output path that cannot or must not be written (see `resflow::OutputPlan`).
+    #[error("{0}")]
+    Output(String),
     /// An operating-system error on a file.
     #[error("{path}: {source}")]
     Io {

@@ -124,8 +124,14 @@ impl Trainer {
             path: path.display().to_string(),
             source,
         })?;
+        Self::checkpoint_from_bytes(&bytes, &path, threads)
+    }
+
+    /// A trainer restored from checkpoint `bytes` (`path` names them in errors).
+    pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path, threads: usize) -> Result<Self, Error> {
+        let path = path.to_path_buf();
         let (st, meta) =
-            integrity::open(&bytes).map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
+            integrity::open(bytes).map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
         let get = |k: &str| {
             meta.get(k)
                 .ok_or_else(|| bad(&path, format!("metadata has no {k:?}")))

@@ -11,9 +11,11 @@
 mod checkpoint;
 pub mod divergence;
 mod error;
+mod eval_rows;
 #[cfg(test)]
 mod head_tests;
 pub mod network;
+pub mod output_plan;
 mod score_data;
 mod trainer;
 
@@ -26,6 +28,8 @@ pub use model::{
 
 pub use checkpoint::CHECKPOINT_FILE;
 pub use error::Error;
+pub use eval_rows::EvalFeeder;
 pub use network::layout_of;
+pub use output_plan::OutputPlan;
 pub use score_data::score_dataset;
 pub use trainer::{StepStats, TrainSummary, Trainer};

@@ -404,11 +404,8 @@ impl Trainer {
     /// AUC, GAUC, log loss per task and Weighted Recall@K under both fusions on `data`.
     pub fn evaluate(&mut self, data: &Dataset, config: &EvalConfig) -> Result<EvalReport, Error> {
         let mut ev = StreamingEvaluator::new(config.clone())?;
-        self.predict(data, |probs, batch| {
-            let groups = (!batch.group.is_empty()).then_some(batch.group.as_slice());
-            ev.push(probs, &batch.labels, groups)?;
-            Ok(())
-        })?;
+        let mut feed = crate::EvalFeeder::new(data.schema(), config)?;
+        self.predict(data, |probs, batch| feed.push(&mut ev, probs, batch))?;
         Ok(ev.report()?)
     }
 
@@ -416,6 +413,7 @@ impl Trainer {
     pub fn eval_config(&self) -> EvalConfig {
         let mut c = EvalConfig::new(self.network.layout.tasks.clone());
         c.fusion_weights = self.network.config.fusion_weights();
+        c.fusion = self.network.config.fusion.kind;
         c
     }
 

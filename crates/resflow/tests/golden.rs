@@ -163,6 +163,8 @@ fn tiny_model_matches_an_independent_computation() {
         group: None,
         weight: false,
         soft_labels: false,
+        item: None,
+        encodings: Vec::new(),
     };
     let mut w = ShardWriter::create(&dir, schema, 100, false).unwrap();
     for (a, bag, d, y) in [

@@ -26,5 +26,8 @@ pub use dataset::{Batch, BatchView, Batches, Dataset};
 pub use error::{Result, ShardError};
 pub use manifest::{MANIFEST_FILE, Manifest};
 pub use reader::{OpenOptions, Shard};
-pub use schema::{DenseSpec, FORMAT_VERSION, MAX_VOCAB, MultiField, Pooling, Schema, SingleField};
+pub use schema::{
+    DenseSpec, Encoding, EncodingKind, FORMAT_VERSION, MAX_VOCAB, MultiField, Pooling, Schema,
+    SingleField, Vocabulary, bucket_of, fnv1a, standardize,
+};
 pub use writer::{DatasetInfo, Row, ShardWriter, shard_name};

@@ -456,6 +456,8 @@ pub fn fuzz_schema() -> Schema {
         group: Some("session".into()),
         weight: true,
         soft_labels: false,
+        item: None,
+        encodings: Vec::new(),
     }
 }
 

@@ -5,9 +5,21 @@
 //!   "tasks": ["click", "conversion"],
 //!   "single": [{"name": "101", "vocab": 294900}, ...],
 //!   "multi":  [{"name": "210", "vocab": 99000, "pooling": "sum"}, ...],
-//!   "dense":  {"count": 0},
-//!   "group": "session", "weight": false, "soft_labels": false }
+//!   "dense":  {"count": 2, "names": ["price", "age"], "mean": [..], "std": [..]},
+//!   "group": "session", "weight": false, "soft_labels": false,
+//!   "item": "205",
+//!   "encodings": [{"field": "city", "kind": "vocabulary", "values": ["Lyon", ...], "min_count": 1},
+//!                 {"field": "numerical_1", "kind": "quantiles", "cuts": [0.1, ...]}] }
 //! ```
+//!
+//! `encodings` record how a converter turned raw column values into ids (a learned
+//! vocabulary, hashing, percentile buckets), and `dense.mean` / `dense.std` the
+//! training-set statistics dense columns were standardised with: the stored values are
+//! already transformed. [`Encoding::encode`] and [`Schema::standardize_dense`] are the one
+//! definition of those transforms, so anything that prepares a raw row later (a test set
+//! converted with the training set's encodings, a serving host) computes the same inputs.
+//! [`Schema::check_compatible`] tells whether two datasets (train and eval) feed a model
+//! the same way.
 //!
 //! Tasks are listed in chain order (click before conversion). Every shard carries the
 //! schema's *fingerprint*, a hash of its structure (field names and kinds, tasks, dense
@@ -65,7 +77,8 @@ fn sum() -> Pooling {
     Pooling::Sum
 }
 
-/// Dense f32 features: a count, optional names and optional normalisation statistics.
+/// Dense f32 features: a count, optional names and the statistics they were standardised
+/// with.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenseSpec {
@@ -74,10 +87,11 @@ pub struct DenseSpec {
     /// Optional feature names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
-    /// Optional per-feature mean (for normalisation by a model).
+    /// Per-feature training-set mean, when the stored values are standardised
+    /// (`(x - mean) / std`); absent when they are raw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean: Option<Vec<f32>>,
-    /// Optional per-feature standard deviation.
+    /// Per-feature training-set standard deviation (1 for a constant feature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub std: Option<Vec<f32>>,
 }
@@ -108,6 +122,126 @@ pub struct Schema {
     /// Labels may be any value in [0, 1] (otherwise exactly 0 or 1).
     #[serde(default)]
     pub soft_labels: bool,
+    /// The single-valued field that identifies an item, if any: list metrics merge repeated
+    /// impressions of an item within a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// How raw values of some fields became ids (fields not listed hold raw integer ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encodings: Vec<Encoding>,
+}
+
+/// How one field's raw values became ids. (Unknown keys are not refused here: serde cannot
+/// combine that with the flattened kind; each kind's own keys are still required.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encoding {
+    /// The field (single or multi-valued).
+    pub field: String,
+    /// The transform.
+    #[serde(flatten)]
+    pub kind: EncodingKind,
+}
+
+/// The transforms a converter applies to categorical and bucketised columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EncodingKind {
+    /// A learned vocabulary: id 0 is the unknown bucket (values never seen, or seen fewer
+    /// than `min_count` times in the training set); `values[i]` has id `i + 1`.
+    Vocabulary {
+        /// The kept values, most frequent first (ties by value).
+        values: Vec<String>,
+        /// The training-set count a value needed to get its own id.
+        min_count: u64,
+    },
+    /// FNV-1a hash of the trimmed value, modulo `buckets`.
+    Hash {
+        /// Number of ids.
+        buckets: u32,
+    },
+    /// A numeric column cut at training-set quantiles: the id of `x` is the number of cut
+    /// points `<= x` (so `0 ..= cuts.len()`).
+    Quantiles {
+        /// Strictly increasing finite cut points.
+        cuts: Vec<f32>,
+    },
+    /// Raw integer ids whose vocabulary size was learned from the training set (max + 1).
+    Ids,
+}
+
+/// FNV-1a, the hash of [`EncodingKind::Hash`] (and of string group keys).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl EncodingKind {
+    /// The number of ids the encoding produces (`None` for [`EncodingKind::Ids`], whose
+    /// size is the field's).
+    pub fn vocab(&self) -> Option<u32> {
+        match self {
+            EncodingKind::Vocabulary { values, .. } => u32::try_from(values.len() + 1).ok(),
+            EncodingKind::Hash { buckets } => Some(*buckets),
+            EncodingKind::Quantiles { cuts } => u32::try_from(cuts.len() + 1).ok(),
+            EncodingKind::Ids => None,
+        }
+    }
+
+    /// The id of one raw cell (`raw` as written in the CSV, surrounding spaces ignored);
+    /// an error for a non-numeric value of a quantile encoding, or a non-integer id.
+    /// A vocabulary needs its lookup table: use [`Vocabulary::new`] and its `encode`.
+    pub fn encode_numeric(&self, raw: &str) -> std::result::Result<u32, String> {
+        let raw = raw.trim();
+        match self {
+            EncodingKind::Hash { buckets } => Ok((fnv1a(raw.as_bytes()) % *buckets as u64) as u32),
+            EncodingKind::Quantiles { cuts } => {
+                let x: f32 = raw
+                    .parse()
+                    .ok()
+                    .filter(|x: &f32| !x.is_nan())
+                    .ok_or_else(|| format!("{raw:?} is not a number"))?;
+                Ok(bucket_of(cuts, x))
+            }
+            EncodingKind::Ids => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|&v| v < u32::MAX)
+                .ok_or_else(|| format!("{raw:?} is not an integer id")),
+            EncodingKind::Vocabulary { .. } => {
+                Err("a vocabulary encodes through its lookup table (Vocabulary::new)".into())
+            }
+        }
+    }
+}
+
+/// The bucket of `x` for sorted cut points: the number of cuts `<= x`.
+pub fn bucket_of(cuts: &[f32], x: f32) -> u32 {
+    cuts.partition_point(|&c| c <= x) as u32
+}
+
+/// The lookup table of a learned vocabulary.
+#[derive(Debug, Clone, Default)]
+pub struct Vocabulary {
+    ids: std::collections::HashMap<Vec<u8>, u32>,
+}
+
+impl Vocabulary {
+    /// The table of `values` (`values[i]` gets id `i + 1`; anything else id 0).
+    pub fn new(values: &[String]) -> Self {
+        Self {
+            ids: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.as_bytes().to_vec(), i as u32 + 1))
+                .collect(),
+        }
+    }
+
+    /// The id of a raw cell (surrounding spaces ignored): 0 when unknown.
+    pub fn encode(&self, raw: &[u8]) -> u32 {
+        self.ids.get(raw.trim_ascii()).copied().unwrap_or(0)
+    }
 }
 
 impl Schema {
@@ -181,7 +315,154 @@ impl Schema {
                 ));
             }
         }
+        for (what, v) in [("mean", &d.mean), ("std", &d.std)] {
+            if let Some(x) = v.iter().flatten().find(|x| !x.is_finite()) {
+                return bad(format!("dense {what} holds {x}, expected finite values"));
+            }
+        }
+        if let Some(x) = d.std.iter().flatten().find(|&&x| x <= 0.0) {
+            return bad(format!("dense std holds {x}, expected positive values"));
+        }
+        if d.mean.is_some() != d.std.is_some() {
+            return bad("dense mean and std must be given together".into());
+        }
+        if let Some(item) = &self.item
+            && !self.single.iter().any(|f| &f.name == item)
+        {
+            return bad(format!(
+                "the item field {item:?} is not a single-valued field"
+            ));
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for e in &self.encodings {
+            if seen.contains(&e.field.as_str()) {
+                return bad(format!("field {:?} has two encodings", e.field));
+            }
+            seen.push(&e.field);
+            let vocab = self
+                .single
+                .iter()
+                .map(|f| (&f.name, f.vocab))
+                .chain(self.multi.iter().map(|f| (&f.name, f.vocab)))
+                .find(|f| f.0 == &e.field)
+                .map(|f| f.1);
+            let Some(vocab) = vocab else {
+                return bad(format!("encoding of unknown field {:?}", e.field));
+            };
+            if let EncodingKind::Quantiles { cuts } = &e.kind
+                && (cuts.iter().any(|c| !c.is_finite()) || cuts.windows(2).any(|w| w[0] >= w[1]))
+            {
+                return bad(format!(
+                    "field {:?}: quantile cut points must be finite and strictly increasing",
+                    e.field
+                ));
+            }
+            if matches!(e.kind, EncodingKind::Hash { buckets: 0 }) {
+                return bad(format!(
+                    "field {:?}: hash buckets must be at least 1",
+                    e.field
+                ));
+            }
+            if let Some(n) = e.kind.vocab().filter(|&n| n != vocab) {
+                return bad(format!(
+                    "field {:?}: its encoding gives {n} ids but its vocab is {vocab}",
+                    e.field
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The encoding of `field`, if it has one.
+    pub fn encoding(&self, field: &str) -> Option<&EncodingKind> {
+        self.encodings
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| &e.kind)
+    }
+
+    /// The position of a single-valued field.
+    pub fn single_index(&self, name: &str) -> Option<usize> {
+        self.single.iter().position(|f| f.name == name)
+    }
+
+    /// Standardises raw dense values in place with the schema's statistics, exactly as the
+    /// converter did (`(x - mean) / std` in f64, rounded once to f32); unchanged when the
+    /// schema stores raw values. `values` holds whole rows of `dense.count` features.
+    pub fn standardize_dense(&self, values: &mut [f32]) {
+        let (Some(mean), Some(std)) = (&self.dense.mean, &self.dense.std) else {
+            return;
+        };
+        for row in values.chunks_mut(self.dense.count.max(1)) {
+            for ((x, m), s) in row.iter_mut().zip(mean).zip(std) {
+                *x = standardize(*x, *m, *s);
+            }
+        }
+    }
+
+    /// Checks that a dataset with schema `other` (an evaluation set) feeds a model trained
+    /// on this one (the training set) the same way: the same tasks, fields, vocabulary sizes,
+    /// encodings, dense features and statistics. The error lists every difference.
+    pub fn check_compatible(&self, other: &Schema) -> Result<()> {
+        let mut diffs = Vec::new();
+        if self.tasks != other.tasks {
+            diffs.push(format!("tasks {:?} vs {:?}", self.tasks, other.tasks));
+        }
+        let fields = |s: &Schema| -> Vec<(String, u32, bool)> {
+            s.single
+                .iter()
+                .map(|f| (f.name.clone(), f.vocab, false))
+                .chain(s.multi.iter().map(|f| (f.name.clone(), f.vocab, true)))
+                .collect()
+        };
+        let (a, b) = (fields(self), fields(other));
+        if a.len() != b.len() || a.iter().zip(&b).any(|(x, y)| x.0 != y.0 || x.2 != y.2) {
+            diffs.push(format!(
+                "fields {:?} vs {:?}",
+                a.iter().map(|f| &f.0).collect::<Vec<_>>(),
+                b.iter().map(|f| &f.0).collect::<Vec<_>>()
+            ));
+        } else {
+            for (x, y) in a.iter().zip(&b) {
+                if x.1 != y.1 {
+                    diffs.push(format!(
+                        "field {:?}: vocabulary of {} ids vs {} (convert the second set with --vocab-from the first)",
+                        x.0, x.1, y.1
+                    ));
+                }
+                if self.encoding(&x.0) != other.encoding(&y.0) {
+                    diffs.push(format!(
+                        "field {:?}: different encodings (learned vocabulary, hashing or cut points)",
+                        x.0
+                    ));
+                }
+            }
+        }
+        if self.dense.count != other.dense.count {
+            diffs.push(format!(
+                "{} dense features vs {}",
+                self.dense.count, other.dense.count
+            ));
+        } else if self.dense.mean != other.dense.mean || self.dense.std != other.dense.std {
+            diffs.push(
+                "dense features standardised with different statistics (convert the second set with --vocab-from the first)"
+                    .into(),
+            );
+        }
+        if self.group.is_some() != other.group.is_some() {
+            diffs.push(format!(
+                "group column {:?} vs {:?}",
+                self.group, other.group
+            ));
+        }
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(ShardError::Schema(format!(
+                "the datasets are not compatible: {}",
+                diffs.join("; ")
+            )))
+        }
     }
 
     /// Parses and validates `schema.json` text.
@@ -213,13 +494,16 @@ impl Schema {
             self.weight,
             self.soft_labels
         ));
-        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        })
+        fnv1a(text.as_bytes())
     }
 
     /// Number of tasks.
     pub fn task_count(&self) -> usize {
         self.tasks.len()
     }
+}
+
+/// `(x - mean) / std` in f64, rounded once: the standardisation of one dense value.
+pub fn standardize(x: f32, mean: f32, std: f32) -> f32 {
+    ((x as f64 - mean as f64) / std as f64) as f32
 }

@@ -125,6 +125,8 @@ pub fn schema(config: &SynthConfig) -> Schema {
         group: Some("session".into()),
         weight: false,
         soft_labels: false,
+        item: Some("205".into()),
+        encodings: Vec::new(),
     }
 }
 

@@ -191,3 +191,21 @@ fn a_label_that_is_also_a_feature_is_refused() {
     let e = schema.validate().unwrap_err().to_string();
     assert!(e.contains("also an input feature"), "{e}");
 }
+
+#[test]
+fn a_spec_giving_both_vocab_and_hash_buckets_is_refused() {
+    let dir = temp_dir("both");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("x.csv");
+    std::fs::write(&csv, "y,u\n1,3\n0,4\n").unwrap();
+    let spec: shards::convert::CsvSpec = serde_json::from_str(
+        r#"{"labels": ["y"], "single": [{"column": "u", "vocab": 10, "hash_buckets": 100}]}"#,
+    )
+    .unwrap();
+    let e = convert_csv(&csv, &spec, &dir.join("ds"), ConvertOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("choose one of vocab, hash_buckets"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -60,6 +60,8 @@ fn schema(
         group: group.then(|| "g".to_string()),
         weight,
         soft_labels: false,
+        item: None,
+        encodings: Vec::new(),
     }
 }
 
@@ -424,7 +426,7 @@ fn aliccp_csv_converts_to_the_same_rows_as_the_generator() {
     let csv = csv_dir.join("aliccp.csv");
     write_csv(&cfg, &csv).unwrap();
     let out = csv_dir.join("converted");
-    let spec = aliccp_spec(&read_header(&csv).unwrap());
+    let spec = aliccp_spec(&read_header(&csv).unwrap(), None).unwrap();
     let report = convert_csv(&csv, &spec, &out, ConvertOptions::default()).unwrap();
     assert_eq!(report.funnel_violations, 0);
     let (a, b) = (
@@ -477,7 +479,11 @@ fn aliexpress_converter_and_its_errors() {
         ],
     );
     let out = dir.join("ds");
-    let r = convert_csv(&csv, &aliexpress_spec(), &out, ConvertOptions::default()).unwrap();
+    let raw = CsvSpec {
+        standardize: false,
+        ..aliexpress_spec()
+    };
+    let r = convert_csv(&csv, &raw, &out, ConvertOptions::default()).unwrap();
     assert_eq!((r.info.rows, r.funnel_violations), (4, 1));
     let ds = Dataset::open(&out).unwrap();
     assert_eq!(
@@ -597,6 +603,13 @@ fn generic_csv_spec_with_hashing_bags_and_weights() {
     assert_eq!((rows[0].weight, rows[2].weight), (2.0, 0.5));
     assert_eq!(rows[0].group, rows[1].group);
     assert_ne!(rows[0].group, rows[2].group);
-    assert_eq!(rows[2].dense, vec![2.0]);
+    // Standardised by default: prices 1.5, 0.5, 2 have mean 4/3 and (population) std
+    // sqrt(7/18), so 2 becomes (2 - 4/3) / sqrt(7/18) = 1.0690...
+    let want = (2.0f64 - 4.0 / 3.0) / (7.0f64 / 18.0).sqrt();
+    assert!(
+        (rows[2].dense[0] as f64 - want).abs() < 1e-6,
+        "{:?}",
+        rows[2].dense
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,0 +1,190 @@
+//! The list-metric options shared by `eval`, `train` and `compare` (the Ks, the item
+//! weights and the item field, the averaging, the fusion form, its weights and a sweep),
+//! and the printing of the list metrics and warnings of a report.
+
+use clap::{Args, ValueEnum};
+use metrics::{Averaging, EvalConfig, EvalReport, FusionKind, ItemWeight};
+use shards::Schema;
+
+type Fallible<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// Macro or micro averaging, for the command line.
+#[derive(Clone, Copy, Default, ValueEnum)]
+pub enum AveragingArg {
+    /// The mean of the per-request values (every request counts the same).
+    #[default]
+    Macro,
+    /// Pooled over requests (heavy requests count more).
+    Micro,
+}
+
+/// A fusion form, for the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FusionArg {
+    /// `sum_t a_t p_t`.
+    Additive,
+    /// `prod_t q_t ^ a_t` over the conditional probabilities `q_t = p_t / p_(t-1)`.
+    Multiplicative,
+}
+
+/// Options of the list metrics (Weighted Recall@K, Recall@K, NDCG@K, list AUC).
+#[derive(Args, Clone, Default)]
+pub struct ListMetricArgs {
+    /// The Ks of the list metrics, comma-separated (the paper: 100).
+    #[arg(long = "k", value_delimiter = ',', default_values_t = [10usize, 50, 100])]
+    ks: Vec<usize>,
+    /// Item weight of Weighted Recall@K: `deepest` (the count of the deepest event, summed
+    /// over an item's impressions in a request), `column` (the dataset's weight column), or
+    /// `mix:c1,c2,...` (sum_t c_t label_t).
+    #[arg(long, default_value = "deepest")]
+    item_weight: String,
+    /// The single-valued field identifying an item (repeated impressions in a request are
+    /// merged), or `none` for rows as items. Default: the schema's item field, if any.
+    #[arg(long)]
+    item_field: Option<String>,
+    /// Averaging over requests.
+    #[arg(long, value_enum, default_value = "macro")]
+    averaging: AveragingArg,
+    /// The fusion Recall@K, NDCG@K and list AUC rank by (WR@K is reported for both).
+    /// Default: the model's.
+    #[arg(long, value_enum)]
+    fusion: Option<FusionArg>,
+    /// Fusion weights, one per task, comma-separated. Default: the model's.
+    #[arg(long, value_delimiter = ',')]
+    fusion_weights: Option<Vec<f32>>,
+    /// Fusion weight vectors to sweep, WR@K reported for each under both forms: vectors
+    /// separated by commas, weights by colons (e.g. 1:1,1:5,1:20,1:100).
+    #[arg(long)]
+    fusion_sweep: Option<String>,
+}
+
+fn parse_floats(text: &str, sep: char, what: &str) -> Fallible<Vec<f32>> {
+    text.split(sep)
+        .map(|v| {
+            v.trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("{what}: {v:?} is not a finite number").into())
+        })
+        .collect()
+}
+
+impl ListMetricArgs {
+    /// Applies the options to `config` (built for the model) for data with `schema`.
+    pub fn apply(&self, config: &mut EvalConfig, schema: &Schema) -> Fallible {
+        let ks = if self.ks.is_empty() {
+            vec![10, 50, 100]
+        } else {
+            self.ks.clone()
+        };
+        if ks.contains(&0) {
+            return Err("--k: every K must be at least 1".into());
+        }
+        config.ks = ks;
+        config.item_weight = match self.item_weight.as_str() {
+            "" | "deepest" => ItemWeight::DeepestEvent,
+            "column" => {
+                if !schema.weight {
+                    return Err("--item-weight column: the dataset has no weight column".into());
+                }
+                ItemWeight::Column
+            }
+            other => match other.strip_prefix("mix:") {
+                Some(c) => ItemWeight::Mix(parse_floats(c, ',', "--item-weight mix")?),
+                None => {
+                    return Err(format!(
+                        "--item-weight {other:?}: expected deepest, column or mix:c1,c2,..."
+                    )
+                    .into());
+                }
+            },
+        };
+        config.item_field = match self.item_field.as_deref() {
+            Some("none") => None,
+            Some(f) => Some(f.to_string()),
+            None => schema.item.clone(),
+        };
+        config.averaging = match self.averaging {
+            AveragingArg::Macro => Averaging::Macro,
+            AveragingArg::Micro => Averaging::Micro,
+        };
+        if let Some(f) = self.fusion {
+            config.fusion = match f {
+                FusionArg::Additive => FusionKind::Additive,
+                FusionArg::Multiplicative => FusionKind::Multiplicative,
+            };
+        }
+        if let Some(w) = &self.fusion_weights {
+            config.fusion_weights = w.clone();
+        }
+        if let Some(s) = &self.fusion_sweep {
+            config.fusion_sweep = s
+                .split(',')
+                .map(|v| parse_floats(v, ':', "--fusion-sweep"))
+                .collect::<Fallible<_>>()?;
+        }
+        Ok(())
+    }
+}
+
+/// The evaluation configuration `base` (the model's) with the default list options for
+/// data with `schema` (the schema's item field).
+pub fn with_defaults(mut base: EvalConfig, schema: &Schema) -> Fallible<EvalConfig> {
+    ListMetricArgs::default().apply(&mut base, schema)?;
+    Ok(base)
+}
+
+fn sorted_ks(m: &std::collections::BTreeMap<String, f64>) -> Vec<&String> {
+    let mut ks: Vec<&String> = m.keys().collect();
+    ks.sort_by_key(|k| k.parse::<usize>().unwrap_or(usize::MAX));
+    ks
+}
+
+fn row(m: &std::collections::BTreeMap<String, f64>) -> String {
+    sorted_ks(m)
+        .iter()
+        .map(|k| format!("@{k} {:.4}", m[*k]))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// Prints the list metrics of a report (and its warnings, on stderr).
+pub fn print_list_metrics(r: &EvalReport) {
+    if let Some(w) = &r.wr_at_k {
+        let avg = match w.averaging {
+            Averaging::Macro => "macro",
+            Averaging::Micro => "micro",
+        };
+        println!(
+            "list metrics over {} of {} requests ({avg} average), fusion weights {:?}:",
+            w.groups_used, w.groups_total, w.fusion_weights
+        );
+        println!(
+            "  Weighted Recall, additive fusion:       {}",
+            row(&w.additive)
+        );
+        println!(
+            "  Weighted Recall, multiplicative fusion: {}",
+            row(&w.multiplicative)
+        );
+        let name = w.fusion.name();
+        println!("  Recall, {name} fusion: {}", row(&w.recall));
+        println!("  NDCG, {name} fusion:   {}", row(&w.ndcg));
+        println!(
+            "  list AUC, {name} fusion: {}",
+            w.list_auc.map_or("-".into(), |v| format!("{v:.4}"))
+        );
+        for p in &w.sweep {
+            println!(
+                "  sweep {:?}: additive {} | multiplicative {}",
+                p.weights,
+                row(&p.additive),
+                row(&p.multiplicative)
+            );
+        }
+    }
+    for warning in &r.warnings {
+        eprintln!("warning: {warning}");
+    }
+}
