@@ -349,8 +349,14 @@ pub fn train(args: TrainArgs) -> Fallible {
         return Err(format!("--train {}: the dataset has no rows", args.train.display()).into());
     }
     let eval = args.eval.as_deref().map(open).transpose()?;
-    if let Some(e) = &eval {
-        train.schema().check_compatible(e.schema())?;
+    // (An empty evaluation set is refused below, with its own message.)
+    if let (Some(e), Some(path)) = (&eval, &args.eval)
+        && e.rows() > 0
+    {
+        train
+            .schema()
+            .check_compatible(e.schema())
+            .map_err(|err| format!("--eval {}: {err}", path.display()))?;
     }
     let config = config_for(args.config.as_deref(), &train, args.epochs)?;
     let threads = threads(args.threads);
