@@ -83,6 +83,16 @@ impl Tape {
         self.lists.clear();
     }
 
+    /// Doubles the room of the lists whose length varies from step to step (the ids of
+    /// bags), from what this step used. Called once after a first step, it keeps later
+    /// batches with a few more ids than the first from reallocating.
+    pub fn reserve_headroom(&mut self) {
+        self.ids.reserve(self.ids.len());
+        self.offsets.reserve(self.offsets.len());
+        self.aux.reserve(self.aux.len());
+        self.lists.reserve(self.lists.len());
+    }
+
     /// Number of recorded ops.
     pub fn len(&self) -> usize {
         self.nodes.len()

@@ -318,6 +318,25 @@ impl Network {
         v
     }
 
+    /// Calls `f` on each BatchNorm layer in the order of [`Network::bn_layers_mut`], without
+    /// collecting them (ResFlow's towers allocate nothing; a baseline's head lists its own).
+    pub fn for_each_bn_layer_mut(&mut self, mut f: impl FnMut(usize, &mut BnIds)) {
+        f(0, &mut self.input_bn);
+        let mut k = 1;
+        for t in &mut self.towers {
+            for l in &mut t.layers {
+                f(k, &mut l.bn);
+                k += 1;
+            }
+        }
+        if let Some(h) = &mut self.head {
+            for b in h.bn_layers_mut() {
+                f(k, b);
+                k += 1;
+            }
+        }
+    }
+
     /// Checks that a dataset's layout is the one this network was built for.
     pub fn check_layout(&self, layout: &InputLayout) -> Result<(), ModelError> {
         if layout.tasks != self.layout.tasks {

@@ -46,6 +46,8 @@ struct Worker {
     /// `rows x tasks` probabilities (evaluation).
     probs: Vec<f32>,
     error: Option<ModelError>,
+    /// Whether a training step ran on this worker (its buffers have their size).
+    warm: bool,
 }
 
 impl Worker {
@@ -78,6 +80,10 @@ impl Worker {
             )?;
             let loss = self.forward.loss.expect("the loss was requested");
             self.tape.backward(loss, &mut self.grads)?;
+            if !self.warm {
+                self.tape.reserve_headroom();
+                self.grads.reserve_headroom();
+            }
             self.losses.clear();
             self.losses.extend(
                 self.forward
@@ -308,6 +314,10 @@ impl Trainer {
         for w in rest.iter().filter(|w| w.rows > 0) {
             first.grads.add(&w.grads);
         }
+        if !first.warm {
+            // Worker 0's lists now hold every worker's rows.
+            first.grads.reserve_headroom();
+        }
         // Dense parameters and embedding tables are disjoint: update both at once, on the
         // workers' pool.
         let (adam, lazy) = (&mut self.adam, &mut self.lazy);
@@ -322,6 +332,9 @@ impl Trainer {
                 || lazy.step_tables(tables, gs),
             )
         });
+        for w in self.workers.iter_mut().filter(|w| w.rows > 0) {
+            w.warm = true;
+        }
         let tasks = self.network.config.tasks.len();
         stats.rows = batch.rows;
         stats.losses.clear();
@@ -352,7 +365,7 @@ impl Trainer {
     fn update_running_stats(&mut self, rows: usize) {
         let momentum = self.network.config.bn_momentum;
         let workers = &self.workers;
-        for (k, bn) in self.network.bn_layers_mut().into_iter().enumerate() {
+        self.network.for_each_bn_layer_mut(|k, bn| {
             for j in 0..bn.mean.len() {
                 let (mut mean, mut var) = (0.0f64, 0.0f64);
                 for w in workers.iter().filter(|w| w.rows > 0) {
@@ -367,7 +380,7 @@ impl Trainer {
                 bn.mean[j] = momentum * bn.mean[j] + (1.0 - momentum) * mean as f32;
                 bn.var[j] = momentum * bn.var[j] + (1.0 - momentum) * var as f32;
             }
-        }
+        });
     }
 
     /// Trains one epoch (or what remains of it after a resume), calling `on_step` after
@@ -406,10 +419,17 @@ impl Trainer {
         }
         let (mut seconds, mut rows) = (0.0f64, 0u64);
         let mut stats = StepStats::default();
+        let mut first = true;
         while batches.next_into(&mut batch) {
             let t = Instant::now();
             self.train_step_into(&batch, &mut stats)?;
             seconds += t.elapsed().as_secs_f64();
+            if std::mem::take(&mut first) {
+                // Bags vary in length: room for batches with more ids than this one.
+                for ids in &mut batch.bag_ids {
+                    ids.reserve(ids.len());
+                }
+            }
             rows += stats.rows as u64;
             on_step(self, &stats)?;
         }
