@@ -56,6 +56,9 @@ typedef enum ResflowStatus {
   RESFLOW_STATUS_ABI_MISMATCH = 7,
   // A bug inside the library, including a caught panic; the message says where.
   RESFLOW_STATUS_INTERNAL = 8,
+  // The memory a call needs (a workspace for `max_candidates`) cannot be allocated in
+  // this process; nothing was allocated.
+  RESFLOW_STATUS_OUT_OF_MEMORY = 9,
 } ResflowStatus;
 
 // A loaded model (opaque). Immutable; share it between threads freely.

@@ -136,6 +136,40 @@ pub struct GemmArgs {
     /// NN, TN, NT, TT (repeatable).
     #[arg(long = "shape", value_parser = parse_shape)]
     shapes: Vec<bench::gemm::GemmShape>,
+    /// Also time ours with this cache blocking, `MC,KC,KC_COLS,NC` (repeatable): how the
+    /// tiers' block sizes were chosen. The default is printed in the header.
+    #[arg(long = "blocking", value_parser = parse_blocking)]
+    blockings: Vec<tensor::Blocking>,
+    /// Clock of every round: `wall` (elapsed time) or `thread` (CPU time of the benchmarking
+    /// thread, which leaves out the time other processes held the core on a shared machine).
+    #[arg(long, default_value = "wall", value_parser = parse_clock)]
+    clock: bench::Clock,
+}
+
+fn parse_clock(s: &str) -> Result<bench::Clock, String> {
+    match s {
+        "wall" => Ok(bench::Clock::Wall),
+        "thread" => Ok(bench::Clock::Thread),
+        _ => Err(format!("expected wall or thread, got {s:?}")),
+    }
+}
+
+fn parse_blocking(s: &str) -> Result<tensor::Blocking, String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>().map_err(|e| format!("{p:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    match v[..] {
+        [mc, kc, kc_cols, nc] if v.iter().all(|&x| x > 0) => Ok(tensor::Blocking {
+            mc,
+            kc,
+            kc_cols,
+            nc,
+        }),
+        _ => Err(format!(
+            "expected MC,KC,KC_COLS,NC, four sizes of at least 1, got {s:?}"
+        )),
+    }
 }
 
 fn parse_shape(s: &str) -> Result<bench::gemm::GemmShape, String> {
@@ -361,6 +395,8 @@ fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             args.shapes
         },
+        blockings: args.blockings,
+        clock: args.clock,
     };
     if !args.json {
         eprintln!(
@@ -374,21 +410,33 @@ fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     println!(
-        "GEMM, one thread, kernel {}, measured FP32 peak {:.0} GFLOP/s; best (median) of {} interleaved rounds",
-        report.kernel, report.peak_gflops, config.rounds
+        "GEMM, one thread, kernel {} (blocking {}), measured FP32 peak {:.0} GFLOP/s; best (median) of {} interleaved rounds, {} clock",
+        report.kernel, report.blocking, report.peak_gflops, config.rounds, report.clock
     );
-    println!(
-        "{:>5} {:>5} {:>5} {:>3} | {:>15} | {:>15} | {:>5} | {:>6} | shape",
-        "M", "N", "K", "op", "ours GFLOP/s", "mm GFLOP/s", "ratio", "% peak"
+    println!("mm: {}", report.reference);
+    if let Some(blas) = &report.openblas {
+        println!("OpenBLAS: {blas}");
+    }
+    let blas = report.openblas.is_some();
+    let mut header = format!(
+        "{:>5} {:>5} {:>5} {:>3} | {:>15} | {:>15} | {:>5} |",
+        "M", "N", "K", "op", "ours GFLOP/s", "mm GFLOP/s", "ratio"
     );
+    if blas {
+        header += &format!(" {:>15} | {:>5} |", "OpenBLAS", "ratio");
+    }
+    for b in &config.blockings {
+        header += &format!(" {:>15} |", bench::gemm::blocking_name(b));
+    }
+    println!("{header} {:>6} | shape", "% peak");
     for r in &report.shapes {
         let op = format!(
             "{}{}",
             if r.trans_a { 'T' } else { 'N' },
             if r.trans_b { 'T' } else { 'N' }
         );
-        println!(
-            "{:>5} {:>5} {:>5} {:>3} | {:>6.1} ({:>6.1}) | {:>6.1} ({:>6.1}) | {:>5.2} | {:>5.1}% | {}",
+        let mut line = format!(
+            "{:>5} {:>5} {:>5} {:>3} | {:>6.1} ({:>6.1}) | {:>6.1} ({:>6.1}) | {:>5.2} |",
             r.m,
             r.n,
             r.k,
@@ -398,6 +446,19 @@ fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
             r.reference_gflops,
             r.reference_median_gflops,
             r.ratio,
+        );
+        if let (Some(g), Some(med), Some(ratio)) = (
+            r.openblas_gflops,
+            r.openblas_median_gflops,
+            r.openblas_ratio,
+        ) {
+            line += &format!(" {g:>6.1} ({med:>6.1}) | {ratio:>5.2} |");
+        }
+        for b in &r.blocked {
+            line += &format!(" {:>6.1} ({:>6.1}) |", b.gflops, b.median_gflops);
+        }
+        println!(
+            "{line} {:>5.1}% | {}",
             100.0 * r.ours_gflops / report.peak_gflops,
             r.role
         );

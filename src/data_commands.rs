@@ -71,6 +71,27 @@ pub struct ConvertArgs {
     rows_per_shard: usize,
 }
 
+/// Options of `resflow manifest`.
+#[derive(Args)]
+pub struct ManifestArgs {
+    /// Dataset directory without a manifest.json (written by an older resflow): every shard
+    /// in it is validated against its schema.json and recorded as the complete set.
+    #[arg(long)]
+    data: PathBuf,
+}
+
+/// Runs `resflow manifest`.
+pub fn manifest_command(args: ManifestArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let m = shards::Manifest::rebuild(&args.data)?;
+    println!(
+        "recorded {} shards ({} rows) in {}",
+        m.shards.len(),
+        m.rows,
+        args.data.join(shards::MANIFEST_FILE).display()
+    );
+    Ok(())
+}
+
 /// Runs `resflow gen`.
 pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = shards::synth::SynthConfig {
@@ -103,6 +124,11 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
     use shards::convert::{
         ConvertOptions, CsvSpec, aliccp_spec, aliexpress_spec, convert_csv, read_header,
     };
+    if args.schema.is_some() && !matches!(args.layout, Layout::Csv) {
+        return Err(
+            "--schema is read only with --layout csv; the other layouts have fixed columns".into(),
+        );
+    }
     let spec = match args.layout {
         Layout::Aliexpress => aliexpress_spec(),
         Layout::Aliccp => aliccp_spec(&read_header(&args.input)?),
@@ -117,9 +143,12 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
         }
     };
     let start = std::time::Instant::now();
+    if args.rows_per_shard == 0 {
+        return Err("--rows-per-shard must be at least 1".into());
+    }
     let options = ConvertOptions {
         strict: args.strict,
-        rows_per_shard: args.rows_per_shard.max(1),
+        rows_per_shard: args.rows_per_shard,
     };
     let report = convert_csv(&args.input, &spec, &args.out, options)?;
     let secs = start.elapsed().as_secs_f64();

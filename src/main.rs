@@ -23,6 +23,8 @@ enum Command {
     Gen(data_commands::GenArgs),
     /// Convert a CSV file (Ali-CCP, AliExpress or any layout described by a spec) to shards.
     Convert(data_commands::ConvertArgs),
+    /// Record the shards of a dataset written before manifests existed (validates them first).
+    Manifest(data_commands::ManifestArgs),
     /// Train a model on a dataset (data-parallel, with checkpoints and evaluation).
     Train(train_commands::TrainArgs),
     /// Evaluate an exported model or a checkpoint on a dataset.
@@ -46,6 +48,7 @@ fn main() {
         Command::Info => info(),
         Command::Gen(args) => data_commands::gen_command(args),
         Command::Convert(args) => data_commands::convert_command(args),
+        Command::Manifest(args) => data_commands::manifest_command(args),
         Command::Train(args) => train_commands::train(args),
         Command::Eval(args) => train_commands::eval(args),
         Command::Export(args) => train_commands::export(args),

@@ -1,14 +1,19 @@
-//! `resflow bench gemm`: our GEMM against matrixmultiply on the shapes the model uses.
+//! `resflow bench gemm`: our GEMM against matrixmultiply, and against OpenBLAS when the
+//! crate is built with the `openblas` feature, on the shapes the model uses.
 //!
 //! Shapes come from the ResFlow towers (batch 1024, inputs 608 -> 128 -> 64 -> 1) in the
 //! three products of training (forward `X W`, weight gradient `X^T dY`, input gradient
 //! `dY W^T`), from scoring 500 candidates, and two squares for comparison with the
-//! literature.
+//! literature. All sides run in one process on the same operands, interleaved round by
+//! round. Extra block sizes ([`GemmBenchConfig::blockings`]) add more sides of ours, which
+//! is how the blocking of each tier was chosen.
 
 use std::time::Duration;
 
 use serde::Serialize;
-use tensor::{GemmScratch, MatMut, MatRef, Matrix, TensorError, Tier, gemm_with};
+use tensor::{
+    Blocking, GemmScratch, MatMut, MatRef, Matrix, TensorError, Tier, gemm_with_blocking,
+};
 
 /// One GEMM problem: `C (m x n) = op(A) (m x k) * op(B) (k x n)`.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -81,8 +86,31 @@ pub struct GemmResult {
     pub ours_median_gflops: f64,
     /// matrixmultiply, median round, GFLOP/s.
     pub reference_median_gflops: f64,
+    /// OpenBLAS, best round, GFLOP/s (only with the `openblas` feature).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openblas_gflops: Option<f64>,
+    /// OpenBLAS, median round, GFLOP/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openblas_median_gflops: Option<f64>,
+    /// `ours_gflops / openblas_gflops`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openblas_ratio: Option<f64>,
+    /// Ours with each of [`GemmBenchConfig::blockings`], in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedResult>,
     /// Where the shape comes from.
     pub role: &'static str,
+}
+
+/// Our GEMM with one explicit cache blocking.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockedResult {
+    /// `MC,KC,KC_COLS,NC`.
+    pub blocking: String,
+    /// Best round, GFLOP/s.
+    pub gflops: f64,
+    /// Median round, GFLOP/s.
+    pub median_gflops: f64,
 }
 
 /// The whole benchmark: which kernel ran, the measured peak, and every shape.
@@ -92,6 +120,15 @@ pub struct GemmReport {
     pub kernel: &'static str,
     /// This core's FP32 peak, measured with an FMA loop in the same run (GFLOP/s).
     pub peak_gflops: f64,
+    /// `wall` or `thread`: the clock of every figure.
+    pub clock: &'static str,
+    /// The default cache blocking of the kernel tier, `MC,KC,KC_COLS,NC`.
+    pub blocking: String,
+    /// matrixmultiply's version.
+    pub reference: &'static str,
+    /// OpenBLAS's configuration string (version, kernel, threads), with the feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openblas: Option<String>,
     /// One entry per shape.
     pub shapes: Vec<GemmResult>,
 }
@@ -107,6 +144,10 @@ pub struct GemmBenchConfig {
     pub min_round: Duration,
     /// The shapes to run.
     pub shapes: Vec<GemmShape>,
+    /// Extra sides: ours with these block sizes instead of the tier's default.
+    pub blockings: Vec<Blocking>,
+    /// The clock rounds are measured with (all sides run on the calling thread).
+    pub clock: crate::Clock,
 }
 
 impl Default for GemmBenchConfig {
@@ -116,6 +157,8 @@ impl Default for GemmBenchConfig {
             rounds: 7,
             min_round: Duration::from_millis(20),
             shapes: SHAPES.to_vec(),
+            blockings: Vec::new(),
+            clock: crate::Clock::Wall,
         }
     }
 }
@@ -156,6 +199,11 @@ pub fn reference_gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut MatMut<'_>) {
     }
 }
 
+/// `MC,KC,KC_COLS,NC`, as `--blocking` takes it.
+pub fn blocking_name(b: &Blocking) -> String {
+    format!("{},{},{},{}", b.mc, b.kc, b.kc_cols, b.nc)
+}
+
 /// Runs one shape.
 pub fn bench_shape(config: &GemmBenchConfig, s: &GemmShape) -> Result<GemmResult, TensorError> {
     let a = if s.trans_a {
@@ -173,19 +221,51 @@ pub fn bench_shape(config: &GemmBenchConfig, s: &GemmShape) -> Result<GemmResult
     let mut c = Matrix::zeros(s.m, s.n);
     let mut c_ref = Matrix::zeros(s.m, s.n);
     let mut scratch = GemmScratch::new();
-    // Check the call works before timing it (shape errors, unsupported tier).
-    gemm_with(config.tier, 1.0, av, bv, 0.0, c.view_mut(), &mut scratch)?;
     let tier = config.tier;
-    let (ours, reference) = crate::time_best_and_median(
-        config.rounds,
-        config.min_round,
-        || {
-            gemm_with(tier, 1.0, av, bv, 0.0, c.view_mut(), &mut scratch).expect("checked above");
-        },
-        || reference_gemm(av, bv, &mut c_ref.view_mut()),
-    );
+    // Check each call works before timing it (shape errors, unsupported tier, bad blocking).
+    for blocking in std::iter::once(None).chain(config.blockings.iter().copied().map(Some)) {
+        gemm_with_blocking(tier, blocking, 1.0, av, bv, 0.0, c.view_mut(), &mut scratch)?;
+    }
+    let mut ours = || {
+        gemm_with_blocking(tier, None, 1.0, av, bv, 0.0, c.view_mut(), &mut scratch)
+            .expect("checked above")
+    };
+    let mut reference = || reference_gemm(av, bv, &mut c_ref.view_mut());
+    // Each extra blocking gets its own output and scratch, so the sides stay independent.
+    let mut outs: Vec<(Blocking, Matrix, GemmScratch)> = config
+        .blockings
+        .iter()
+        .map(|&bl| (bl, Matrix::zeros(s.m, s.n), GemmScratch::new()))
+        .collect();
+    let mut blocked: Vec<Box<dyn FnMut() + '_>> = outs
+        .iter_mut()
+        .map(|(bl, out, sc)| {
+            let bl = *bl;
+            Box::new(move || {
+                gemm_with_blocking(tier, Some(bl), 1.0, av, bv, 0.0, out.view_mut(), sc)
+                    .expect("checked above")
+            }) as Box<dyn FnMut()>
+        })
+        .collect();
+    let mut sides: Vec<&mut dyn FnMut()> = vec![&mut ours, &mut reference];
+    #[cfg(feature = "openblas")]
+    let mut c_blas = Matrix::zeros(s.m, s.n);
+    #[cfg(feature = "openblas")]
+    let mut blas = || openblas::sgemm(av, bv, &mut c_blas.view_mut());
+    #[cfg(feature = "openblas")]
+    sides.push(&mut blas);
+    for f in blocked.iter_mut() {
+        sides.push(f.as_mut());
+    }
+    let t = crate::time_interleaved(config.rounds, config.min_round, config.clock, &mut sides);
+    drop(sides);
     let flop = 2.0 * (s.m * s.n * s.k) as f64;
     let g = |secs: f64| flop / secs / 1e9;
+    let (ours, reference) = (t[0], t[1]);
+    #[cfg(feature = "openblas")]
+    let (blas, extra) = (Some(t[2]), &t[3..]);
+    #[cfg(not(feature = "openblas"))]
+    let (blas, extra): (Option<crate::Timing>, _) = (None, &t[2..]);
     Ok(GemmResult {
         m: s.m,
         n: s.n,
@@ -197,6 +277,19 @@ pub fn bench_shape(config: &GemmBenchConfig, s: &GemmShape) -> Result<GemmResult
         ratio: reference.best / ours.best,
         ours_median_gflops: g(ours.median),
         reference_median_gflops: g(reference.median),
+        openblas_gflops: blas.map(|b| g(b.best)),
+        openblas_median_gflops: blas.map(|b| g(b.median)),
+        openblas_ratio: blas.map(|b| b.best / ours.best),
+        blocked: config
+            .blockings
+            .iter()
+            .zip(extra)
+            .map(|(bl, t)| BlockedResult {
+                blocking: blocking_name(bl),
+                gflops: g(t.best),
+                median_gflops: g(t.median),
+            })
+            .collect(),
         role: s.role,
     })
 }
@@ -204,7 +297,7 @@ pub fn bench_shape(config: &GemmBenchConfig, s: &GemmShape) -> Result<GemmResult
 /// Runs every shape and measures the peak (with the best tier this CPU has).
 pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
     config.tier.require()?;
-    let peak = tensor::arch::peak_gflops(Tier::best(), 5);
+    let peak = peak_gflops(config.clock);
     let shapes = config
         .shapes
         .iter()
@@ -213,6 +306,115 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
     Ok(GemmReport {
         kernel: config.tier.name(),
         peak_gflops: peak,
+        clock: match config.clock {
+            crate::Clock::Wall => "wall",
+            crate::Clock::Thread => "thread",
+        },
+        blocking: blocking_name(&tensor::default_blocking(config.tier)),
+        reference: "matrixmultiply 0.3",
+        openblas: openblas_config(),
         shapes,
     })
+}
+
+/// Best of five runs of the FMA-loop peak ([`tensor::arch::fma_loop_gflops`]) with the best
+/// tier this CPU has, on `clock`.
+fn peak_gflops(clock: crate::Clock) -> f64 {
+    let (tier, iters) = (Tier::best(), 2_000_000);
+    (0..5)
+        .map(|_| {
+            let start = clock.now();
+            tensor::arch::fma_loop_gflops(tier, iters);
+            tensor::arch::fma_loop_flops(tier, iters) as f64 / (clock.now() - start) / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+/// OpenBLAS's configuration string, when the benchmark was built with it.
+fn openblas_config() -> Option<String> {
+    #[cfg(feature = "openblas")]
+    return Some(openblas::config());
+    #[cfg(not(feature = "openblas"))]
+    None
+}
+
+/// OpenBLAS through its C interface (`cblas-sys` declares it; the system library is linked
+/// here), on one thread.
+#[cfg(feature = "openblas")]
+mod openblas {
+    use std::ffi::{CStr, c_char, c_int};
+    use std::sync::Once;
+
+    use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
+    use tensor::{MatMut, MatRef};
+
+    // Links the system OpenBLAS (Debian: libopenblas-dev) and declares the two functions
+    // of its own interface that the C BLAS one lacks.
+    #[link(name = "openblas")]
+    unsafe extern "C" {
+        fn openblas_set_num_threads(threads: c_int);
+        fn openblas_get_config() -> *const c_char;
+    }
+
+    /// One thread, like ours and matrixmultiply (set once, before the first product).
+    fn single_thread() {
+        static ONCE: Once = Once::new();
+        // SAFETY: a plain setter of the library's thread count, called before any product.
+        ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
+    }
+
+    /// The library's configuration: version, kernel, build options.
+    pub(super) fn config() -> String {
+        single_thread();
+        // SAFETY: the library returns a pointer to a static NUL-terminated string.
+        let s = unsafe { CStr::from_ptr(openblas_get_config()) };
+        s.to_string_lossy().into_owned()
+    }
+
+    /// How a view is passed to row-major CBLAS: (transposed?, leading dimension).
+    fn layout(rows: usize, cols: usize, rs: usize, cs: usize) -> (CBLAS_TRANSPOSE, c_int) {
+        if cs == 1 || cols == 1 {
+            (CBLAS_TRANSPOSE::CblasNoTrans, rs.max(cols).max(1) as c_int)
+        } else if rs == 1 || rows == 1 {
+            (CBLAS_TRANSPOSE::CblasTrans, cs.max(rows).max(1) as c_int)
+        } else {
+            panic!("the benchmark only makes views with one unit stride")
+        }
+    }
+
+    /// `C = A B` by OpenBLAS's `cblas_sgemm` on our views (each with one unit stride; C
+    /// row-major).
+    ///
+    /// # Panics
+    /// If a view has no unit stride or C is not row-major (the benchmark never makes them).
+    pub(super) fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut MatMut<'_>) {
+        single_thread();
+        let (m, k, n) = (a.rows(), a.cols(), b.cols());
+        let (ta, lda) = layout(m, k, a.row_stride(), a.col_stride());
+        let (tb, ldb) = layout(k, n, b.row_stride(), b.col_stride());
+        assert!(c.col_stride() == 1 || n == 1, "C must be row-major");
+        let ldc = c.row_stride().max(n).max(1) as c_int;
+        let cp = c.data_mut().as_mut_ptr();
+        // SAFETY: the views were validated against their slices, so with these transposes
+        // and leading dimensions every element CBLAS addresses lies inside the borrowed
+        // buffers; C is uniquely borrowed.
+        unsafe {
+            cblas_sgemm(
+                CBLAS_LAYOUT::CblasRowMajor,
+                ta,
+                tb,
+                m as c_int,
+                n as c_int,
+                k as c_int,
+                1.0,
+                a.data().as_ptr(),
+                lda,
+                b.data().as_ptr(),
+                ldb,
+                0.0,
+                cp,
+                ldc,
+            )
+        };
+    }
 }

@@ -14,4 +14,4 @@ pub mod tape;
 mod timing;
 pub mod train;
 
-pub use timing::{Timing, time_best_and_median};
+pub use timing::{Clock, Timing, time_best_and_median, time_interleaved};

@@ -81,7 +81,6 @@ fn epoch(trainer: &mut Trainer, data: &Dataset) -> Result<(f64, Option<u64>), Mo
     })
 }
 
-
 /// Trains one epoch of `rows` synthetic rows with each thread count in `threads`, `runs` times.
 pub fn run(
     rows: usize,

@@ -62,6 +62,17 @@ pub unsafe extern "C" fn resflow_workspace_new(
             )));
         }
         let scorer = &handle.scorer;
+        // Twice the estimate: the warm-up request's buffers come on top of the workspace.
+        let bytes = 2 * resflow::checks::workspace_bytes_estimate(scorer.model(), max_candidates);
+        if !usize::try_from(bytes).is_ok_and(resflow::checks::can_allocate) {
+            return Err(Failure::new(
+                ResflowStatus::OutOfMemory,
+                format!(
+                    "a workspace for {max_candidates} candidates needs about {} MiB, more than this process can allocate",
+                    bytes >> 20
+                ),
+            ));
+        }
         let mut ws = scorer.workspace(max_candidates);
         warm_up(handle, &mut ws, max_candidates)?;
         let workspace = ResflowWorkspace {

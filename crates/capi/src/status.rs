@@ -36,10 +36,13 @@ pub enum ResflowStatus {
     AbiMismatch = 7,
     /// A bug inside the library, including a caught panic; the message says where.
     Internal = 8,
+    /// The memory a call needs (a workspace for `max_candidates`) cannot be allocated in
+    /// this process; nothing was allocated.
+    OutOfMemory = 9,
 }
 
 /// Every status, in value order.
-const ALL_STATUSES: [ResflowStatus; 9] = [
+const ALL_STATUSES: [ResflowStatus; 10] = [
     ResflowStatus::Ok,
     ResflowStatus::NullArgument,
     ResflowStatus::InvalidArgument,
@@ -49,6 +52,7 @@ const ALL_STATUSES: [ResflowStatus; 9] = [
     ResflowStatus::UnsupportedCpu,
     ResflowStatus::AbiMismatch,
     ResflowStatus::Internal,
+    ResflowStatus::OutOfMemory,
 ];
 
 impl ResflowStatus {
@@ -64,6 +68,7 @@ impl ResflowStatus {
             ResflowStatus::UnsupportedCpu => c"unsupported CPU",
             ResflowStatus::AbiMismatch => c"ABI version mismatch",
             ResflowStatus::Internal => c"internal error",
+            ResflowStatus::OutOfMemory => c"out of memory",
         }
     }
 }
@@ -97,9 +102,10 @@ impl Failure {
 impl From<ModelError> for Failure {
     fn from(e: ModelError) -> Self {
         let status = match &e {
-            ModelError::Config(_) | ModelError::Layout(_) | ModelError::ModelFile { .. } => {
-                ResflowStatus::BadModelFile
-            }
+            ModelError::Config(_)
+            | ModelError::Layout(_)
+            | ModelError::ModelFile { .. }
+            | ModelError::NonFinite(_) => ResflowStatus::BadModelFile,
             ModelError::Io { .. } => ResflowStatus::Io,
             ModelError::Request(_) | ModelError::IdOutOfRange { .. } => {
                 ResflowStatus::InvalidArgument

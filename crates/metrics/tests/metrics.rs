@@ -147,17 +147,18 @@ fn weighted_recall_hand_worked() {
 }
 
 #[test]
-fn additive_fusion_avoids_the_veto_of_a_product() {
-    // One request, two items, fusion weights (1, 1).
-    // Item A was ordered: p_click 0.02 (tiny), p_order 0.9.
-    // Item B was not:     p_click 0.5,         p_order 0.05.
-    // Additive:       A = 0.92  > B = 0.55   -> the order is ranked first, WR@1 = 1.
-    // Multiplicative: A = 0.018 < B = 0.025  -> the tiny factor vetoes A,   WR@1 = 0.
-    let click = [0.02f32, 0.5];
-    let order = [0.9f32, 0.05];
-    let (labels_click, labels_order) = ([1.0f32, 0.0], [1.0f32, 0.0]);
+fn fusion_forms_hand_worked() {
+    // One request, two items, heads predicting cumulative events (click, click-and-order).
+    // Item A was ordered: p_click 0.3, p_ctcvr 0.12 (so p_cvr = 0.12 / 0.3 = 0.4).
+    // Item B was not:     p_click 0.6, p_ctcvr 0.06 (p_cvr = 0.1).
+    // Additive (1, 1):       A = 0.42 < B = 0.66      -> B first, WR@1 = 0.
+    // Additive (1, 20):      A = 2.7  > B = 1.8       -> A first, WR@1 = 1.
+    // Multiplicative (1, 1): A = 0.3 x 0.4 = 0.12 > B = 0.6 x 0.1 = 0.06 -> A first.
+    let click = [0.3f32, 0.6];
+    let ctcvr = [0.12f32, 0.06];
+    let (labels_click, labels_order) = ([1.0f32, 1.0], [1.0f32, 0.0]);
     let c = compare_fusions(
-        &[&click, &order],
+        &[&click, &ctcvr],
         &[&labels_click, &labels_order],
         &[7, 7],
         &[1.0, 1.0],
@@ -166,13 +167,20 @@ fn additive_fusion_avoids_the_veto_of_a_product() {
         Averaging::Macro,
     )
     .unwrap();
-    assert_eq!(c.additive.values, vec![(1, 1.0), (2, 1.0)]);
-    assert_eq!(c.multiplicative.values, vec![(1, 0.0), (2, 1.0)]);
-    let f = fuse(&[&click, &order], &[1.0, 20.0], FusionKind::Additive).unwrap();
-    assert!((f[0] - (0.02 + 20.0 * 0.9)).abs() < 1e-5);
-    let m = fuse(&[&click, &order], &[1.0, 0.5], FusionKind::Multiplicative).unwrap();
-    assert!((m[1] - 0.5 * 0.05f32.sqrt()).abs() < 1e-7);
+    assert_eq!(c.additive.values, vec![(1, 0.0), (2, 1.0)]);
+    assert_eq!(c.multiplicative.values, vec![(1, 1.0), (2, 1.0)]);
+    let f = fuse(&[&click, &ctcvr], &[1.0, 20.0], FusionKind::Additive).unwrap();
+    assert!(
+        (f[0] - 2.7).abs() < 1e-6 && (f[1] - 1.8).abs() < 1e-6,
+        "{f:?}"
+    );
+    // CTR^1 CVR^2 for B: 0.6 x 0.1^2 = 0.006; CTR^0.5 CVR^1 for A: sqrt(0.3) x 0.4.
+    let m = fuse(&[&click, &ctcvr], &[1.0, 2.0], FusionKind::Multiplicative).unwrap();
+    assert!((m[1] - 0.006).abs() < 1e-7, "{m:?}");
+    let m = fuse(&[&click, &ctcvr], &[0.5, 1.0], FusionKind::Multiplicative).unwrap();
+    assert!((m[0] - 0.3f32.sqrt() * 0.4).abs() < 1e-6, "{m:?}");
     assert!(fuse(&[&click], &[1.0, 1.0], FusionKind::Additive).is_err());
+    assert!(fuse(&[&click], &[f32::NAN], FusionKind::Additive).is_err());
 }
 
 #[test]

@@ -6,17 +6,21 @@
 //! metadata the configuration, the input layout, the step, the epoch, the batches taken in
 //! the current epoch and the optimisers' step counts. The file is written to a temporary
 //! name, flushed and renamed, so a run killed while saving keeps the previous checkpoint.
+//! Like a model file it carries checksums and deterministic bytes ([`crate::integrity`]);
+//! one holding a NaN or an infinity is never written (the previous one is kept) and never
+//! loaded.
 //! Because batch order is a function of the seed and the epoch, a resumed run takes the
 //! same batches as an uninterrupted one and ends with the same parameters, bit for bit.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use tensor::Matrix;
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::integrity::{self, Array};
 use crate::layout::InputLayout;
 use crate::model_file::write_atomically;
 use crate::params::ModelParams;
@@ -25,6 +29,8 @@ use crate::trainer::Trainer;
 /// File name inside a checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const FORMAT: &str = "resflow-checkpoint";
+/// Checkpoint version (2: checksums, deterministic bytes, finite values).
+const VERSION: &str = "2";
 
 fn bad(path: &Path, detail: String) -> ModelError {
     ModelError::ModelFile {
@@ -40,13 +46,9 @@ impl Trainer {
             path: dir.display().to_string(),
             source,
         })?;
-        let mut arrays: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut arrays: Vec<Array<'_>> = Vec::new();
         let mut push = |name: String, shape: Vec<usize>, v: &[f32]| {
-            arrays.push((
-                name,
-                shape,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ))
+            arrays.push(Array::owned(name, shape, v.to_vec()))
         };
         let store = &self.store;
         for p in &store.dense {
@@ -83,14 +85,10 @@ impl Trainer {
             );
             push(format!("bn/{k}/running_var"), vec![bn.var.len()], &bn.var);
         }
-        let views = arrays
-            .iter()
-            .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.as_str(), v)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ModelError::Config(format!("checkpoint tensors: {e}")))?;
         let json = |v: serde_json::Result<String>| v.map_err(|e| ModelError::Config(e.to_string()));
-        let meta = HashMap::from([
+        let meta = BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
+            ("version".to_string(), VERSION.to_string()),
             (
                 "config".to_string(),
                 json(serde_json::to_string(&self.network.config))?,
@@ -108,8 +106,13 @@ impl Trainer {
             ("adam_steps".to_string(), adam.steps().to_string()),
             ("lazy_adam_steps".to_string(), lazy.steps().to_string()),
         ]);
-        let bytes = safetensors::serialize(views, Some(meta))
-            .map_err(|e| ModelError::Config(format!("checkpoint: {e}")))?;
+        let bytes = integrity::serialize(arrays, meta).map_err(|e| {
+            ModelError::NonFinite(format!(
+                "checkpoint at step {}: {e}; the previous checkpoint in {} is kept",
+                self.step,
+                dir.display()
+            ))
+        })?;
         write_atomically(&dir.join(CHECKPOINT_FILE), &bytes)
     }
 
@@ -120,17 +123,23 @@ impl Trainer {
             path: path.display().to_string(),
             source,
         })?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let (st, meta) =
+            integrity::open(&bytes).map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
         let get = |k: &str| {
             meta.get(k)
                 .ok_or_else(|| bad(&path, format!("metadata has no {k:?}")))
         };
         if get("format")? != FORMAT {
             return Err(bad(&path, "not a resflow checkpoint".into()));
+        }
+        if get("version")? != VERSION {
+            return Err(bad(
+                &path,
+                format!(
+                    "checkpoint version {:?}, this build reads {VERSION:?}",
+                    get("version")?
+                ),
+            ));
         }
         let number = |k: &str| {
             get(k)?
@@ -155,10 +164,21 @@ impl Trainer {
                     ),
                 ));
             }
-            Ok(v.data()
+            let values: Vec<f32> = v
+                .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+                .collect();
+            if let Some((i, x)) = integrity::first_non_finite(&values) {
+                return Err(bad(
+                    &path,
+                    format!(
+                        "tensor {name:?} holds {x} at index {i}: the training had diverged; \
+                         resume from an earlier checkpoint or start afresh"
+                    ),
+                ));
+            }
+            Ok(values)
         };
         // Build the trainer from freshly initialised parameters of the same shapes, then
         // overwrite every value.

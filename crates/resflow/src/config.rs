@@ -3,7 +3,8 @@
 //!
 //! A configuration is a JSON object; every field is optional and falls back to its default,
 //! so `{}` is the paper's model and `{"residual": {"hidden": false, "logits": false}}` is
-//! the independent-towers ablation.
+//! the independent-towers ablation. `{"preset": "authors"}` starts from a named preset
+//! instead of the defaults (see [`ModelConfig::preset`]); the other keys then override it.
 
 use serde::{Deserialize, Serialize};
 
@@ -167,6 +168,13 @@ pub const MAX_EXPERTS: usize = 256;
 pub const MAX_WIDTH: usize = 1 << 16;
 /// The most extraction levels PLE may stack.
 pub const MAX_LEVELS: usize = 16;
+/// The largest batch: 2^20 samples (the C ABI's largest request too).
+pub const MAX_BATCH: usize = 1 << 20;
+/// The most epochs a configuration may ask for.
+pub const MAX_EPOCHS: usize = 1_000_000;
+/// The largest loss weight, positive-example weight or calibrator weight: far beyond the
+/// paper's (500 at most), small enough that a typo is an error rather than a diverged run.
+pub const MAX_WEIGHT: f32 = 1e6;
 
 /// Shared-Bottom sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,7 +337,7 @@ pub struct OptimizerConfig {
     pub beta1: f32,
     /// Second-moment decay.
     pub beta2: f32,
-    /// Denominator guard (Keras default 1e-7).
+    /// Denominator guard (TF1's `AdamOptimizer`, which the authors' code uses: 1e-8).
     pub epsilon: f32,
     /// Update only the embedding rows seen in a batch (lazy Adam, fast) or decay every
     /// row's moments at every step (dense Adam, what TF1 did).
@@ -342,7 +350,7 @@ impl Default for OptimizerConfig {
             learning_rate: 4e-4,
             beta1: 0.9,
             beta2: 0.999,
-            epsilon: 1e-7,
+            epsilon: 1e-8,
             sparse_embeddings: true,
         }
     }
@@ -352,7 +360,8 @@ impl Default for OptimizerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Fusion {
-    /// Additive (`sum w_t p_t`, the paper's finding) or multiplicative (`prod p_t ^ w_t`).
+    /// Additive (`sum a_t p_t`, the paper's finding) or multiplicative (`prod q_t ^ a_t`
+    /// over the conditional probabilities `q_t = p_t / p_(t-1)`).
     pub kind: FusionKind,
     /// One weight per task; empty means 1 for every task.
     pub weights: Vec<f32>,
@@ -367,21 +376,100 @@ impl Default for Fusion {
     }
 }
 
-/// The two fusion forms compared in the paper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FusionKind {
-    /// `sum_t w_t p_t`.
-    Additive,
-    /// `prod_t p_t ^ w_t`.
-    Multiplicative,
+/// The two fusion forms compared in the paper; defined (with the fused score itself) in the
+/// `metrics` crate, so that training, evaluation and serving share one definition.
+pub use metrics::FusionKind;
+
+/// Merges `over` into `base`: objects key by key (recursively), anything else replaced.
+fn merge_json(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_json(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 impl ModelConfig {
-    /// Parses a JSON configuration and checks it.
+    /// The named presets, for [`ModelConfig::preset`].
+    pub const PRESETS: [&'static str; 2] = ["default", "authors"];
+
+    /// A named starting configuration:
+    ///
+    /// - `"default"`: [`ModelConfig::default`], the authors' model and losses trained with
+    ///   lazy (sparse) Adam on the embedding tables, which is what makes CPU training fast;
+    /// - `"authors"`: what the authors' released Ali-CCP training does, as far as the code
+    ///   says: affine ("frozen") BatchNorm, PReLU towers 128-64, embeddings of 32, loss
+    ///   weights 2 and 1, pos_weights 100 and 500, Adam with learning rate 4e-4, betas
+    ///   0.9 / 0.999, epsilon 1e-8 (TF1's `AdamOptimizer`), and the dense TF1 update of the
+    ///   embedding tables (every row's moments decay at every step). Batch size and epochs
+    ///   are not in their code; ours are kept.
+    pub fn preset(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "default" => Ok(Self::default()),
+            "authors" => Ok(Self {
+                batch_norm: BatchNormMode::Affine,
+                activation: Activation::Prelu,
+                embedding_dim: 32,
+                hidden: vec![128, 64],
+                tasks: vec![
+                    TaskConfig {
+                        name: "click".into(),
+                        pos_weight: 100.0,
+                        loss_weight: 2.0,
+                    },
+                    TaskConfig {
+                        name: "conversion".into(),
+                        pos_weight: 500.0,
+                        loss_weight: 1.0,
+                    },
+                ],
+                optimizer: OptimizerConfig {
+                    learning_rate: 4e-4,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    epsilon: 1e-8,
+                    sparse_embeddings: false,
+                },
+                ..Self::default()
+            }),
+            other => Err(ModelError::Config(format!(
+                "unknown preset {other:?}; the presets are {}",
+                Self::PRESETS.join(", ")
+            ))),
+        }
+    }
+
+    /// Parses a JSON configuration and checks it. A top-level `"preset"` key names the
+    /// configuration the other keys override (default: `"default"`).
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
-        let config: ModelConfig =
-            serde_json::from_str(text).map_err(|e| ModelError::Config(e.to_string()))?;
+        let err = |e: serde_json::Error| ModelError::Config(e.to_string());
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(err)?;
+        let preset = match value.as_object_mut().and_then(|o| o.remove("preset")) {
+            None => None,
+            Some(serde_json::Value::String(name)) => Some(name),
+            Some(other) => {
+                return Err(ModelError::Config(format!(
+                    "preset must be a name ({}), got {other}",
+                    Self::PRESETS.join(", ")
+                )));
+            }
+        };
+        let config: ModelConfig = match preset {
+            None => serde_json::from_value(value).map_err(err)?,
+            Some(name) => {
+                let mut base = serde_json::to_value(Self::preset(&name)?).map_err(err)?;
+                merge_json(&mut base, value);
+                serde_json::from_value(base).map_err(err)?
+            }
+        };
         config.validate()?;
         Ok(config)
     }
@@ -412,27 +500,30 @@ impl ModelConfig {
             return bad("at least one task is needed".into());
         }
         for t in &self.tasks {
-            if !(t.pos_weight.is_finite() && t.pos_weight > 0.0) {
+            if !(t.pos_weight > 0.0 && t.pos_weight <= MAX_WEIGHT) {
                 return bad(format!(
-                    "task {:?}: pos_weight must be positive, got {}",
+                    "task {:?}: pos_weight must be in (0, {MAX_WEIGHT}], got {}",
                     t.name, t.pos_weight
                 ));
             }
-            if !(t.loss_weight.is_finite() && t.loss_weight >= 0.0) {
+            if !(t.loss_weight >= 0.0 && t.loss_weight <= MAX_WEIGHT) {
                 return bad(format!(
-                    "task {:?}: loss_weight must be >= 0, got {}",
+                    "task {:?}: loss_weight must be in [0, {MAX_WEIGHT}], got {}",
                     t.name, t.loss_weight
                 ));
             }
+        }
+        if self.tasks.iter().all(|t| t.loss_weight == 0.0) {
+            return bad("every task has loss_weight 0: nothing would be trained".into());
         }
         let mut names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
             return bad("task names must be distinct".into());
         }
-        if !(self.bn_epsilon.is_finite() && self.bn_epsilon > 0.0) {
+        if !(self.bn_epsilon > 0.0 && self.bn_epsilon <= 1.0) {
             return bad(format!(
-                "bn_epsilon must be positive, got {}",
+                "bn_epsilon must be in (0, 1], got {}",
                 self.bn_epsilon
             ));
         }
@@ -443,17 +534,38 @@ impl ModelConfig {
             ));
         }
         let o = &self.optimizer;
-        if !(o.learning_rate.is_finite() && o.learning_rate > 0.0) {
+        if !(o.learning_rate > 0.0 && o.learning_rate <= 1.0) {
             return bad(format!(
-                "optimizer.learning_rate must be positive, got {}",
+                "optimizer.learning_rate must be in (0, 1], got {}",
                 o.learning_rate
+            ));
+        }
+        if !(o.epsilon.is_finite() && o.epsilon > 0.0) {
+            return bad(format!(
+                "optimizer.epsilon must be positive, got {}",
+                o.epsilon
             ));
         }
         if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
             return bad("optimizer.beta1 and beta2 must be in [0, 1)".into());
         }
-        if self.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
+        if !(o.epsilon > 0.0 && o.epsilon <= 1.0) {
+            return bad(format!(
+                "optimizer.epsilon must be in (0, 1], got {}",
+                o.epsilon
+            ));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
+            return bad(format!(
+                "batch_size must be between 1 and {MAX_BATCH}, got {}",
+                self.batch_size
+            ));
+        }
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad(format!(
+                "epochs must be between 1 and {MAX_EPOCHS}, got {}",
+                self.epochs
+            ));
         }
         if !self.fusion.weights.is_empty() && self.fusion.weights.len() != self.tasks.len() {
             return bad(format!(
@@ -464,6 +576,9 @@ impl ModelConfig {
         }
         if self.fusion.weights.iter().any(|w| !w.is_finite()) {
             return bad("fusion.weights must be finite".into());
+        }
+        if self.tasks.iter().any(|t| t.name.is_empty()) {
+            return bad("task names must not be empty".into());
         }
         Ok(())
     }
@@ -525,10 +640,10 @@ impl ModelConfig {
                 widths("tower", &c.tower, true)
             }
             ModelKind::Aitm(c)
-                if !(c.calibrator_weight.is_finite() && c.calibrator_weight >= 0.0) =>
+                if !(c.calibrator_weight >= 0.0 && c.calibrator_weight <= MAX_WEIGHT) =>
             {
                 bad(format!(
-                    "calibrator_weight must be >= 0, got {}",
+                    "calibrator_weight must be in [0, {MAX_WEIGHT}], got {}",
                     c.calibrator_weight
                 ))
             }
@@ -582,6 +697,42 @@ mod tests {
         );
         assert_eq!((c.tasks[0].loss_weight, c.tasks[1].loss_weight), (2.0, 1.0));
         assert_eq!(c.batch_norm, BatchNormMode::Affine);
+    }
+
+    #[test]
+    fn the_authors_preset_and_overrides() {
+        assert_eq!(ModelConfig::default().optimizer.epsilon, 1e-8);
+        let a = ModelConfig::from_json(r#"{"preset": "authors"}"#).unwrap();
+        assert_eq!(a, ModelConfig::preset("authors").unwrap());
+        assert!(!a.optimizer.sparse_embeddings);
+        assert_eq!(a.optimizer.epsilon, 1e-8);
+        assert_eq!(a.optimizer.learning_rate, 4e-4);
+        assert_eq!(a.batch_norm, BatchNormMode::Affine);
+        assert_eq!(
+            (a.tasks[0].pos_weight, a.tasks[1].pos_weight),
+            (100.0, 500.0)
+        );
+        assert_eq!((a.tasks[0].loss_weight, a.tasks[1].loss_weight), (2.0, 1.0));
+        // Other keys override the preset, nested objects key by key.
+        let b = ModelConfig::from_json(
+            r#"{"preset": "authors", "optimizer": {"learning_rate": 0.001}, "epochs": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(b.optimizer.learning_rate, 1e-3);
+        assert!(
+            !b.optimizer.sparse_embeddings,
+            "the preset's other optimizer keys stay"
+        );
+        assert_eq!(b.epochs, 3);
+        for (json, needle) in [
+            (r#"{"preset": "theirs"}"#, "unknown preset"),
+            (r#"{"preset": 3}"#, "preset must be a name"),
+            (r#"{"preset": "authors", "optimiser": {}}"#, "unknown field"),
+            (r#"{"optimizer": {"epsilon": 0}}"#, "epsilon"),
+        ] {
+            let err = ModelConfig::from_json(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
     }
 
     #[test]
@@ -673,6 +824,51 @@ mod tests {
         ] {
             let err = ModelConfig::from_json(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_numeric_value_is_range_checked() {
+        for (json, key) in [
+            (r#"{"optimizer":{"epsilon":-1}}"#, "epsilon"),
+            (r#"{"optimizer":{"epsilon":0}}"#, "epsilon"),
+            (r#"{"optimizer":{"epsilon":1e39}}"#, ""),
+            (r#"{"optimizer":{"learning_rate":1e30}}"#, "learning_rate"),
+            (r#"{"optimizer":{"learning_rate":0}}"#, "learning_rate"),
+            (r#"{"optimizer":{"beta1":1}}"#, "beta1"),
+            (r#"{"optimizer":{"beta2":-0.1}}"#, "beta2"),
+            (r#"{"bn_epsilon":0}"#, "bn_epsilon"),
+            (r#"{"bn_epsilon":2}"#, "bn_epsilon"),
+            (r#"{"bn_momentum":1}"#, "bn_momentum"),
+            (r#"{"batch_size":0}"#, "batch_size"),
+            (r#"{"batch_size":2000000}"#, "batch_size"),
+            (r#"{"epochs":0}"#, "epochs"),
+            (r#"{"embedding_dim":0}"#, "embedding_dim"),
+            (r#"{"embedding_dim":65537}"#, "embedding_dim"),
+            (r#"{"hidden":[0]}"#, "hidden"),
+            (r#"{"hidden":[65537]}"#, "hidden"),
+            (r#"{"fusion":{"weights":[1]}}"#, "fusion"),
+            (
+                r#"{"tasks":[{"name":"click","pos_weight":1e7},{"name":"conversion"}]}"#,
+                "pos_weight",
+            ),
+            (
+                r#"{"tasks":[{"name":"click","loss_weight":-1},{"name":"conversion"}]}"#,
+                "loss_weight",
+            ),
+            (
+                r#"{"tasks":[{"name":"click","loss_weight":0},{"name":"conversion","loss_weight":0}]}"#,
+                "loss_weight",
+            ),
+            (
+                r#"{"model":{"kind":"aitm","calibrator_weight":-1}}"#,
+                "calibrator",
+            ),
+            (r#"{"model":{"kind":"mmoe","experts":0}}"#, "experts"),
+            (r#"{"model":{"kind":"ple","levels":99}}"#, "levels"),
+        ] {
+            let e = ModelConfig::from_json(json).unwrap_err().to_string();
+            assert!(e.contains(key), "{json}: {e}");
         }
     }
 }

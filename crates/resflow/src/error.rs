@@ -17,6 +17,10 @@ pub enum ModelError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A value that must be finite is not (a diverged training, a corrupt file): nothing
+    /// holding it is written.
+    #[error("non-finite values: {0}")]
+    NonFinite(String),
     /// An operating-system error on a file.
     #[error("{path}: {source}")]
     Io {

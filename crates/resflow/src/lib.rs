@@ -12,8 +12,11 @@
 #![forbid(unsafe_code)]
 
 mod checkpoint;
+pub mod checks;
 pub mod config;
+pub mod divergence;
 mod error;
+mod integrity;
 pub mod layout;
 mod model_file;
 mod models;

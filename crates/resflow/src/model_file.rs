@@ -17,26 +17,29 @@
 //! ```
 //!
 //! safetensors is a small, widely read format (a JSON header, then raw little-endian
-//! arrays), so a model can be inspected with other tools. Files are written to a temporary
-//! name, flushed and renamed, so a crash never leaves a half-written model under the real
-//! name. Loading checks every tensor's dtype and shape against the configuration.
+//! arrays), so a model can be inspected with other tools. The metadata also holds a CRC-32
+//! of every tensor and of the other metadata entries, verified on load, and the bytes are a
+//! function of the content ([`crate::integrity`]). Files are written to a temporary name,
+//! flushed and renamed, so a crash never leaves a half-written model under the real name.
+//! Loading checks the checksums, then every tensor's dtype, shape and finiteness against
+//! the configuration. A model holding a NaN or an infinity is never written.
 
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use tensor::Matrix;
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::integrity::{self, Array};
 use crate::layout::InputLayout;
 use crate::serving::{HiddenLayer, ServingModel, Tower};
 
 /// The `format` value in the metadata.
 pub const FORMAT: &str = "resflow-model";
-/// The file format version this build writes and reads.
-pub const VERSION: &str = "1";
+/// The file format version this build writes and reads (2: checksums, deterministic bytes).
+pub const VERSION: &str = "2";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     move |source| ModelError::Io {
@@ -45,37 +48,21 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary sibling, fsync, then rename.
+/// Writes `bytes` to `path` atomically (a temporary sibling, fsync, rename; stale
+/// temporaries of killed writers removed): [`shards::write_atomically`], with this crate's
+/// error.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
+    shards::write_atomically(path, bytes).map_err(io_err(path))
 }
 
 impl ServingModel {
-    /// Serialises the model to safetensors bytes.
+    /// Serialises the model to safetensors bytes: deterministic, with checksums; a model
+    /// holding a NaN or an infinity is refused (see [`crate::integrity`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         self.validate()?;
-        // Owned little-endian copies; the views below borrow them.
-        let mut arrays: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut arrays: Vec<Array<'_>> = Vec::new();
         let mut push = |name: String, shape: Vec<usize>, values: &[f32]| {
-            arrays.push((
-                name,
-                shape,
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ));
+            arrays.push(Array::owned(name, shape, values.to_vec()));
         };
         for (table, field) in self.embeddings.iter().zip(&self.layout.fields) {
             push(
@@ -108,18 +95,8 @@ impl ServingModel {
         for (name, m) in &self.head {
             push(name.clone(), vec![m.rows(), m.cols()], &m.to_vec());
         }
-        let views = arrays
-            .iter()
-            .map(|(name, shape, bytes)| {
-                Ok((
-                    name.as_str(),
-                    TensorView::new(Dtype::F32, shape.clone(), bytes)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(|e| ModelError::Config(format!("cannot build tensor views: {e}")))?;
         let json = |v: serde_json::Result<String>| v.map_err(|e| ModelError::Config(e.to_string()));
-        let metadata = HashMap::from([
+        let metadata = BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("version".to_string(), VERSION.to_string()),
             (
@@ -131,8 +108,7 @@ impl ServingModel {
                 json(serde_json::to_string(&self.layout))?,
             ),
         ]);
-        safetensors::serialize(views, Some(metadata))
-            .map_err(|e| ModelError::Config(format!("cannot serialise: {e}")))
+        integrity::serialize(arrays, metadata).map_err(ModelError::NonFinite)
     }
 
     /// Writes the model file atomically.
@@ -152,11 +128,7 @@ impl ServingModel {
             path: origin.to_string(),
             detail,
         };
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let (st, meta) = integrity::open(bytes).map_err(bad)?;
         let get = |key: &str| {
             meta.get(key)
                 .ok_or_else(|| bad(format!("metadata has no {key:?} entry")))
@@ -169,8 +141,13 @@ impl ServingModel {
         }
         if get("version")? != VERSION {
             return Err(bad(format!(
-                "format version {:?}, this build reads {VERSION:?}",
-                get("version")?
+                "format version {:?}, this build reads {VERSION:?}{}",
+                get("version")?,
+                if get("version")? == "1" {
+                    " (version 1 files carry no checksums: export the model again from its checkpoint)"
+                } else {
+                    ""
+                }
             )));
         }
         let config: ModelConfig = serde_json::from_str(get("config")?)

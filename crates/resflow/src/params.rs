@@ -143,6 +143,8 @@ impl ModelParams {
                 config.tasks.len()
             )));
         }
+        // Fields named in the configuration exist; the sizes fit in memory.
+        crate::checks::check_config_for_layout(&config, &layout)?;
         let mut rng = SplitMix64::new(config.seed);
         let dim = config.embedding_dim;
         let embeddings = layout

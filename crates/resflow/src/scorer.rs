@@ -26,7 +26,6 @@ use tensor::{GemmScratch, MatMut, MatRef, Matrix, gemm_with, ops};
 
 use autodiff::{ParamStore, Tape};
 
-use crate::config::FusionKind;
 use crate::error::ModelError;
 use crate::layout::Pooling;
 use crate::network::{Forward, Mode, Network, Scratch};
@@ -315,12 +314,7 @@ impl Scorer {
         let weights = &self.fusion;
         for (r, f) in fused.iter_mut().enumerate().take(n) {
             let p = &probs[r * tasks..(r + 1) * tasks];
-            *f = match self.model.config.fusion.kind {
-                FusionKind::Additive => p.iter().zip(weights).map(|(p, w)| w * p).sum(),
-                FusionKind::Multiplicative => {
-                    p.iter().zip(weights).map(|(p, w)| p.powf(*w)).product()
-                }
-            };
+            *f = metrics::fuse_row(p, weights, self.model.config.fusion.kind);
         }
         Ok(())
     }

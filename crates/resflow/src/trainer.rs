@@ -423,6 +423,7 @@ impl Trainer {
         while batches.next_into(&mut batch) {
             let t = Instant::now();
             self.train_step_into(&batch, &mut stats)?;
+            crate::divergence::check_step(self, &stats)?;
             seconds += t.elapsed().as_secs_f64();
             if std::mem::take(&mut first) {
                 // Bags vary in length: room for batches with more ids than this one.

@@ -188,10 +188,12 @@ fn assert_matches_naive(model: ServingModel, n: usize, seed: u64) -> (Vec<f32>, 
         }
         let f: f32 = match kind {
             FusionKind::Additive => want[r].iter().zip(&weights).map(|(p, w)| p * w).sum(),
-            FusionKind::Multiplicative => want[r]
-                .iter()
-                .zip(&weights)
-                .map(|(p, w)| p.powf(*w))
+            // The product of the conditionals q_t = p_t / p_(t-1), q_1 = p_1.
+            FusionKind::Multiplicative => (0..tasks)
+                .map(|t| {
+                    let prev = if t == 0 { 1.0 } else { want[r][t - 1] };
+                    (want[r][t] / prev).powf(weights[t])
+                })
                 .product(),
         };
         assert!(
@@ -338,11 +340,12 @@ fn bad_model_files_are_clear_errors() {
         .position(|w| w == b"resflow-model")
         .unwrap();
     other[pos] = b'X';
-    assert!(err(&other).contains("format"));
-    // A NaN weight is refused.
+    assert!(err(&other).contains("checksum"));
+    // A NaN weight is never written.
     let mut nan = model.clone();
     nan.towers[0].logit_bias = f32::NAN;
-    assert!(err(&nan.to_bytes().unwrap()).contains("NaN"));
+    let e = nan.to_bytes().unwrap_err().to_string();
+    assert!(e.contains("non-finite") && e.contains("logit/bias"), "{e}");
     let missing =
         ServingModel::load(std::path::Path::new("/nonexistent/dir/model.safetensors")).unwrap_err();
     assert!(

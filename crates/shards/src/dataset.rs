@@ -1,5 +1,5 @@
-//! A dataset is a directory: `schema.json` and `shard-NNNNN.rfs` files. [`Dataset`] opens
-//! them all (validated, memory-mapped) and [`Batches`] walks its rows in batches, shuffled
+//! A dataset is a directory: `schema.json`, `manifest.json` and `shard-NNNNN.rfs` files.
+//! [`Dataset`] opens the shards the manifest lists (validated, memory-mapped) and [`Batches`] walks its rows in batches, shuffled
 //! with a seed or in order.
 //!
 //! Shuffling is two-level, so that reading stays local: the order of the shards is
@@ -12,8 +12,17 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, ShardError, io};
+use crate::manifest::Manifest;
 use crate::reader::{OpenOptions, Shard};
 use crate::schema::Schema;
+
+/// Reads and validates `dir/schema.json`.
+pub(crate) fn read_schema(dir: &Path) -> Result<Schema> {
+    let schema_path = dir.join("schema.json");
+    let text = std::fs::read_to_string(&schema_path).map_err(io(&schema_path))?;
+    Schema::from_json(&text)
+        .map_err(|e| ShardError::Schema(format!("{}: {e}", schema_path.display())))
+}
 
 /// An opened dataset.
 #[derive(Debug)]
@@ -30,25 +39,22 @@ impl Dataset {
         Self::open_with(dir, OpenOptions::default())
     }
 
-    /// Opens `dir`: reads `schema.json`, then opens and validates every shard in name order.
+    /// Opens `dir`: reads `schema.json` and `manifest.json`, checks that the shard files
+    /// present are exactly those the manifest lists (none missing, none extra, the schema
+    /// unchanged), then opens and validates every shard in name order and checks its rows,
+    /// size and digest against the manifest.
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Self> {
-        let schema_path = dir.join("schema.json");
-        let text = std::fs::read_to_string(&schema_path).map_err(io(&schema_path))?;
-        let schema = Schema::from_json(&text)
-            .map_err(|e| ShardError::Schema(format!("{}: {e}", schema_path.display())))?;
-        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io(dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".rfs"))
-            })
-            .collect();
-        names.sort();
-        let shards = names
+        let schema = read_schema(dir)?;
+        let manifest = Manifest::read(dir)?;
+        manifest.check_dir(dir, &schema)?;
+        let shards = manifest
+            .shards
             .iter()
-            .map(|p| Shard::open(p, &schema, options))
+            .map(|entry| {
+                let shard = Shard::open(&dir.join(&entry.name), &schema, options)?;
+                manifest.check_shard(dir, entry, &shard)?;
+                Ok(shard)
+            })
             .collect::<Result<Vec<_>>>()?;
         let rows = shards.iter().map(Shard::rows).sum();
         Ok(Self {

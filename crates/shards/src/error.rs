@@ -36,6 +36,15 @@ pub enum ShardError {
         /// What is wrong.
         detail: String,
     },
+    /// A dataset directory is inconsistent: shards missing, extra or replaced, a manifest
+    /// or schema that does not match.
+    #[error("dataset {dir}: {detail}")]
+    Dataset {
+        /// The dataset directory.
+        dir: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The schema is invalid, or data does not match it.
     #[error("schema: {0}")]
     Schema(String),

@@ -1,7 +1,7 @@
 //! `shards`: the training data of resflow, as memory-mapped binary shards.
 //!
 //! ```text
-//! CSV / synthetic --convert / gen--> ShardWriter --> dir/ schema.json + shard-00000.rfs ...
+//! CSV / synthetic --convert / gen--> ShardWriter --> dir/ schema.json + manifest.json + shard-00000.rfs ...
 //! Dataset::open(dir) --> validated, memory-mapped Shards --> Batches --> Batch --> per-worker BatchViews
 //! ```
 //!
@@ -10,17 +10,21 @@
 //! synthetic funnel used by the demo and the tests.
 #![deny(unsafe_code)]
 
+pub mod atomic;
 pub mod convert;
 mod dataset;
 mod error;
 pub mod header;
+pub mod manifest;
 pub mod reader;
 mod schema;
 pub mod synth;
 mod writer;
 
+pub use atomic::write_atomically;
 pub use dataset::{Batch, BatchView, Batches, Dataset};
 pub use error::{Result, ShardError};
+pub use manifest::{MANIFEST_FILE, Manifest};
 pub use reader::{OpenOptions, Shard};
-pub use schema::{DenseSpec, FORMAT_VERSION, MultiField, Pooling, Schema, SingleField};
-pub use writer::{DatasetInfo, Row, ShardWriter, shard_name, write_atomically};
+pub use schema::{DenseSpec, FORMAT_VERSION, MAX_VOCAB, MultiField, Pooling, Schema, SingleField};
+pub use writer::{DatasetInfo, Row, ShardWriter, shard_name};

@@ -368,6 +368,18 @@ impl Shard {
         self.rows
     }
 
+    /// The file's size in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.bytes.as_slice().len() as u64
+    }
+
+    /// The shard's digest as a manifest records it: the CRC-32 of its header and section
+    /// table, which holds every section's CRC-32 (see [`crate::manifest`]).
+    pub fn digest(&self) -> String {
+        let b = self.bytes.as_slice();
+        crate::manifest::header_digest(&b[..header_size(self.sections.len()).min(b.len())])
+    }
+
     /// `rows x tasks` labels.
     pub fn labels(&self) -> &[f32] {
         self.section(0)

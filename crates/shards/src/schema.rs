@@ -22,6 +22,12 @@ use crate::error::{Result, ShardError};
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The largest vocabulary a field may have: 2^26 ids. Its embedding table at the default
+/// width (32) takes 8 GiB before optimiser state, beyond what this project's models are
+/// trained with, so a larger vocabulary is a mistake (a stray id, an edited schema) caught
+/// before anything is allocated.
+pub const MAX_VOCAB: u32 = 1 << 26;
+
 /// A single-valued categorical field: one id per row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +141,28 @@ impl Schema {
             .find(|f| f.1 == 0)
         {
             return bad(format!("field {:?} has vocab 0", f.0));
+        }
+        if let Some(f) = self
+            .single
+            .iter()
+            .map(|f| (&f.name, f.vocab))
+            .chain(self.multi.iter().map(|f| (&f.name, f.vocab)))
+            .find(|f| f.1 > MAX_VOCAB)
+        {
+            return bad(format!(
+                "field {:?} has vocab {}, more than the {MAX_VOCAB} allowed",
+                f.0, f.1
+            ));
+        }
+        // A label that is also an input would leak the answer into the features.
+        if let Some(t) = self
+            .tasks
+            .iter()
+            .find(|t| names.contains(&t.as_str()) || self.dense.names.iter().any(|n| n == *t))
+        {
+            return bad(format!(
+                "label {t:?} is also an input feature: the model would see the answer"
+            ));
         }
         let d = &self.dense;
         if !d.names.is_empty() && d.names.len() != d.count {

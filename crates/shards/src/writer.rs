@@ -1,16 +1,18 @@
 //! Writing a dataset: rows are buffered column by column into a shard of a configurable
 //! size, which is then written to a temporary name, flushed to disk and renamed. A crashed
-//! conversion therefore never leaves a file that looks like a complete shard; `schema.json`
-//! is written last, the same way, so a directory without it is not a dataset.
+//! conversion therefore never leaves a file that looks like a complete shard. The manifest
+//! (the shard list, see [`crate::manifest`]) and then `schema.json` are written last, the
+//! same way, so a directory without them is not a dataset.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::atomic::write_atomically;
 use crate::error::{Result, ShardError, io};
 use crate::header::{
     ALIGN, ENTRY, FIXED_HEADER, MAGIC, SectionKind, expected_sections, header_size,
 };
-use crate::schema::{FORMAT_VERSION, Schema};
+use crate::manifest::{Manifest, ShardEntry, header_digest};
+use crate::schema::{FORMAT_VERSION, MAX_VOCAB, Schema};
 
 /// One row to write, borrowed from the caller.
 #[derive(Debug, Clone, Copy)]
@@ -47,25 +49,6 @@ pub fn shard_name(i: usize) -> String {
     format!("shard-{i:05}.rfs")
 }
 
-/// Writes `bytes` to `path` through a temporary sibling, fsync and rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io(path))
-}
-
 /// Streams rows into shard files in a directory.
 #[derive(Debug)]
 pub struct ShardWriter {
@@ -86,13 +69,16 @@ pub struct ShardWriter {
     group: Vec<u64>,
     weight: Vec<f32>,
     buf: Vec<u8>,
+    /// The shards written so far, for the manifest.
+    entries: Vec<ShardEntry>,
 }
 
 impl ShardWriter {
-    /// A writer into `dir` (created if needed; it must not already hold a dataset), with
-    /// `rows_per_shard` rows per file. With `learn_vocab`, ids are not checked against the
-    /// schema's vocabulary sizes; the sizes written at the end are `max id + 1` (or the
-    /// schema's size if larger).
+    /// A writer into `dir` (created if needed; it must be new or empty), with
+    /// `rows_per_shard` rows per file (at least 1). With `learn_vocab`, ids are not checked
+    /// against the schema's vocabulary sizes; the sizes written at the end are `max id + 1`
+    /// (or the schema's size if larger), and an id that would make a vocabulary larger than
+    /// [`MAX_VOCAB`] (a stray id in the data) is an error naming the row.
     pub fn create(
         dir: &Path,
         schema: Schema,
@@ -100,6 +86,11 @@ impl ShardWriter {
         learn_vocab: bool,
     ) -> Result<Self> {
         schema.validate()?;
+        if rows_per_shard == 0 {
+            return Err(ShardError::Schema(
+                "rows per shard must be at least 1".into(),
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         if dir.join("schema.json").exists() || dir.join(shard_name(0)).exists() {
             return Err(ShardError::Schema(format!(
@@ -107,11 +98,17 @@ impl ShardWriter {
                 dir.display()
             )));
         }
+        if std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+            return Err(ShardError::Schema(format!(
+                "{} is not empty; choose a new or empty directory",
+                dir.display()
+            )));
+        }
         let fields = schema.single.len() + schema.multi.len();
         let bags = schema.multi.len();
         Ok(Self {
             dir: dir.to_path_buf(),
-            rows_per_shard: rows_per_shard.max(1),
+            rows_per_shard,
             learn_vocab,
             max_ids: vec![0; fields],
             rows: 0,
@@ -125,6 +122,7 @@ impl ShardWriter {
             group: Vec::new(),
             weight: Vec::new(),
             buf: Vec::new(),
+            entries: Vec::new(),
             schema,
         })
     }
@@ -196,6 +194,14 @@ impl ShardWriter {
                 if !self.learn_vocab && id >= vocab {
                     return bad(format!(
                         "field {name:?}: id {id} is out of range (vocab {vocab})"
+                    ));
+                }
+                if self.learn_vocab && id >= MAX_VOCAB {
+                    return bad(format!(
+                        "field {name:?}: id {id} would make a learned vocabulary of {} ids, \
+                         more than the {MAX_VOCAB} allowed (a stray id?); give the field a \
+                         vocab (ids are then checked) or hash_buckets",
+                        id as u64 + 1
                     ));
                 }
                 self.max_ids[k] = self.max_ids[k].max(id);
@@ -274,7 +280,15 @@ impl ShardWriter {
             out.resize(off, 0);
             out.extend_from_slice(p);
         }
-        write_atomically(&self.dir.join(shard_name(self.shards)), &out)?;
+        let name = shard_name(self.shards);
+        let path = self.dir.join(&name);
+        write_atomically(&path, &out).map_err(io(&path))?;
+        self.entries.push(ShardEntry {
+            name,
+            rows: self.rows as u64,
+            bytes: out.len() as u64,
+            digest: header_digest(&out[..header_size(sections.len())]),
+        });
         self.buf = out;
         self.shards += 1;
         self.total += self.rows as u64;
@@ -291,7 +305,8 @@ impl ShardWriter {
         Ok(())
     }
 
-    /// Flushes the last shard and writes `schema.json` (with learned vocabulary sizes).
+    /// Flushes the last shard, then writes `manifest.json` and, last, `schema.json` (with
+    /// learned vocabulary sizes).
     pub fn finish(mut self) -> Result<DatasetInfo> {
         self.flush()?;
         if self.learn_vocab {
@@ -303,10 +318,9 @@ impl ShardWriter {
                 f.vocab = f.vocab.max(self.max_ids[ns + k].saturating_add(1));
             }
         }
-        write_atomically(
-            &self.dir.join("schema.json"),
-            self.schema.to_json().as_bytes(),
-        )?;
+        Manifest::new(&self.schema, std::mem::take(&mut self.entries)).write(&self.dir)?;
+        let path = self.dir.join("schema.json");
+        write_atomically(&path, self.schema.to_json().as_bytes()).map_err(io(&path))?;
         Ok(DatasetInfo {
             dir: self.dir,
             schema: self.schema,

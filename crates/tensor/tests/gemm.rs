@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use tensor::tolerance::dot_bound;
-use tensor::{GemmScratch, MatMut, MatRef, Matrix, Tier, gemm_with};
+use tensor::{Blocking, GemmScratch, MatMut, MatRef, Matrix, Tier, gemm_with, gemm_with_blocking};
 
 /// A deterministic pseudo-random fill (xorshift), values in [-1, 1).
 fn fill(len: usize, seed: u64) -> Vec<f32> {
@@ -100,6 +100,24 @@ fn check_case(
     beta: f32,
     seed: u64,
 ) {
+    check_blocked(tier, None, m, n, k, ta, tb, pad, alpha, beta, seed);
+}
+
+/// [`check_case`] with an explicit cache blocking (`None`: the tier's default).
+#[allow(clippy::too_many_arguments)]
+fn check_blocked(
+    tier: Tier,
+    blocking: Option<Blocking>,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    pad: usize,
+    alpha: f32,
+    beta: f32,
+    seed: u64,
+) {
     let a = Operand::new(m, k, ta, pad, seed);
     let b = Operand::new(k, n, tb, pad + 1, seed + 1);
     let mut c = Matrix::zeros_with_ld(m, n, n + pad);
@@ -111,8 +129,9 @@ fn check_case(
     }
     let c0 = c.clone();
     let mut scratch = GemmScratch::new();
-    gemm_with(
+    gemm_with_blocking(
         tier,
+        blocking,
         alpha,
         a.view(),
         b.view(),
@@ -130,8 +149,8 @@ fn check_case(
             let tol = bound * mag[i * n + j] + 1e-30;
             assert!(
                 (got - want).abs() <= tol,
-                "{tier}: m={m} n={n} k={k} ta={ta} tb={tb} pad={pad} alpha={alpha} beta={beta}: \
-                 C[{i},{j}] = {got}, want {want} (tol {tol})"
+                "{tier} {blocking:?}: m={m} n={n} k={k} ta={ta} tb={tb} pad={pad} alpha={alpha} \
+                 beta={beta}: C[{i},{j}] = {got}, want {want} (tol {tol})"
             );
         }
     }
@@ -210,6 +229,85 @@ fn tower_and_odd_shapes() {
         ] {
             check_case(tier, m, n, k, ta, tb, 3, 1.0, 0.0, 7);
             check_case(tier, m, n, k, ta, tb, 0, 0.5, -1.0, 8);
+        }
+    }
+}
+
+#[test]
+fn every_blocking_gives_the_same_product() {
+    // Tiny blocks force many passes over K (beta on the first only), many row and column
+    // blocks, partial panels inside every block, and the transposed-A depth `kc_cols`.
+    let blockings = [
+        Blocking {
+            mc: 1,
+            kc: 1,
+            kc_cols: 1,
+            nc: 1,
+        },
+        Blocking {
+            mc: 7,
+            kc: 5,
+            kc_cols: 3,
+            nc: 17,
+        },
+        Blocking {
+            mc: 13,
+            kc: 64,
+            kc_cols: 9,
+            nc: 40,
+        },
+        Blocking {
+            mc: 4096,
+            kc: 4096,
+            kc_cols: 4096,
+            nc: 4096,
+        },
+    ];
+    for tier in tiers() {
+        for bl in blockings {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                check_blocked(tier, Some(bl), 37, 45, 29, ta, tb, 1, 1.25, 0.0, 3);
+                check_blocked(tier, Some(bl), 50, 33, 70, ta, tb, 2, -0.5, 0.5, 4);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_zero_block_size_is_an_error() {
+    let a = Matrix::zeros(4, 5);
+    let b = Matrix::zeros(5, 3);
+    let mut c = Matrix::zeros(4, 3);
+    let bl = Blocking {
+        mc: 8,
+        kc: 0,
+        kc_cols: 8,
+        nc: 8,
+    };
+    let err = gemm_with_blocking(
+        Tier::Portable,
+        Some(bl),
+        1.0,
+        a.view(),
+        b.view(),
+        0.0,
+        c.view_mut(),
+        &mut GemmScratch::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("block sizes"), "{err}");
+}
+
+#[test]
+fn gemv_tails_on_every_lane_count() {
+    // N = 1 and M = 1 take the GEMV kernels; K and M from 1 to 40 cover every partial
+    // register (4, 8 and 16 lanes) and the four-row blocks of the dot-product kernel.
+    for tier in tiers() {
+        for len in 1..=40 {
+            for (ta, tb) in [(false, false), (true, true)] {
+                check_case(tier, len, 1, 41 - len, ta, tb, 1, 0.75, 0.0, len as u64);
+                check_case(tier, 1, len, 41 - len, ta, tb, 0, 1.5, -0.25, len as u64);
+            }
         }
     }
 }
@@ -366,6 +464,19 @@ proptest! {
         let beta = [0.0, 1.0, -0.7][beta_sel];
         for tier in Tier::supported() {
             check_case(tier, m, n, k, ta, tb, pad, alpha, beta, seed);
+        }
+    }
+
+    #[test]
+    fn random_blockings(
+        m in 0usize..=80, n in 0usize..=80, k in 0usize..=80, ta: bool, tb: bool,
+        mc in 1usize..50, kc in 1usize..50, kc_cols in 1usize..50, nc in 1usize..70,
+        beta_sel in 0usize..2, seed: u64,
+    ) {
+        let beta = [0.0, 0.6][beta_sel];
+        let bl = Blocking { mc, kc, kc_cols, nc };
+        for tier in Tier::supported() {
+            check_blocked(tier, Some(bl), m, n, k, ta, tb, 1, 0.9, beta, seed);
         }
     }
 

@@ -422,11 +422,8 @@ pub fn convert_csv(
             out.display()
         )));
     }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".into());
-    let tmp: PathBuf = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    crate::atomic::remove_stale_temporaries(out);
+    let tmp: PathBuf = crate::atomic::staging_dir(out);
     let _ = std::fs::remove_dir_all(&tmp);
     let result = convert_into(input, spec, &tmp, options);
     match result {

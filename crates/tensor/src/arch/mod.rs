@@ -7,7 +7,7 @@
 //! kernels) takes a [`Tier`] so tests can run each tier the machine has.
 
 mod peak;
-pub use peak::{fma_loop_gflops, peak_gflops};
+pub use peak::{fma_loop_flops, fma_loop_gflops, peak_gflops};
 
 use std::sync::OnceLock;
 

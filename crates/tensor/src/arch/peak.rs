@@ -8,25 +8,34 @@ use std::time::Instant;
 
 use super::Tier;
 
+/// Floating-point operations that [`fma_loop_gflops`] performs for `iters` steps on `tier`
+/// (12 chains of one multiply-add per step, over the tier's lanes; the portable loop
+/// when the CPU lacks `tier`).
+pub fn fma_loop_flops(tier: Tier, iters: u64) -> u64 {
+    let lanes = match tier {
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 if tier.is_supported() => 16,
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 if tier.is_supported() => 8,
+        _ => 4,
+    };
+    iters * 12 * lanes * 2
+}
+
 /// Floating-point operations per second (in GFLOP/s) of `iters` steps of 12 FMA chains on
 /// `tier`, measured once.
 pub fn fma_loop_gflops(tier: Tier, iters: u64) -> f64 {
     let start = Instant::now();
-    let (flops, sink) = match tier {
+    let sink = match tier {
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 if tier.is_supported() => {
-            // SAFETY: `is_supported` checked the CPU has AVX-512F.
-            let sink = unsafe { chains_avx512(iters) };
-            (iters * 12 * 16 * 2, sink)
-        }
+        // SAFETY: `is_supported` checked the CPU has AVX-512F.
+        Tier::Avx512 if tier.is_supported() => unsafe { chains_avx512(iters) },
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 if tier.is_supported() => {
-            // SAFETY: `is_supported` checked the CPU has AVX2 and FMA.
-            let sink = unsafe { chains_avx2(iters) };
-            (iters * 12 * 8 * 2, sink)
-        }
-        _ => (iters * 12 * 4 * 2, chains_portable(iters)),
+        // SAFETY: `is_supported` checked the CPU has AVX2 and FMA.
+        Tier::Avx2 if tier.is_supported() => unsafe { chains_avx2(iters) },
+        _ => chains_portable(iters),
     };
+    let flops = fma_loop_flops(tier, iters);
     let secs = start.elapsed().as_secs_f64();
     std::hint::black_box(sink);
     flops as f64 / secs / 1e9

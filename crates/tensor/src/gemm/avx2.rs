@@ -1,143 +1,85 @@
-//! AVX2 + FMA kernels: the 6 x 16 GEMM micro-kernel and the GEMV kernels.
+//! The AVX2 + FMA tier: the generic kernels of `kernel.rs` and `gemv.rs` on `__m256`
+//! (8 floats, 16 registers), compiled under `#[target_feature(enable = "avx2,fma")]`.
 //!
-//! Register picture of the micro-kernel (16 ymm registers of 8 floats):
-//!
-//! ```text
-//!           b0 (8 floats)  b1 (8 floats)     <- one row of the packed B panel
-//!   a[0] -> acc[0][0]      acc[0][1]
-//!    ...        ...            ...              12 accumulators + 2 B registers
-//!   a[5] -> acc[5][0]      acc[5][1]            + 1 broadcast = 15 of 16 registers
-//! ```
+//! Only the register type and the sizes below differ from the AVX-512 tier (`avx512.rs`).
+//! The figures beside each choice were measured on an AMD EPYC Zen 3 (32 KiB L1d, 512 KiB
+//! L2 per core), one thread, GFLOP/s best of the interleaved rounds of
+//! `resflow bench gemm --clock thread --shape ...` (add `--blocking MC,KC,KC_COLS,NC` to
+//! try other sizes, or change the constants here); docs/tensor.md has the tables.
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
+use std::arch::x86_64::__m256;
 
-use super::kernel::{Blocking, MicroKernel, store_tile};
+use super::kernel::{Blocking, MicroKernel, tile};
+
+/// Rows of the C tile. 6 x 16 keeps 12 accumulators + 2 B registers + 1 broadcast in the
+/// 16 ymm registers. On 1024 x 128 x 608 NN it ran at 94.6 GFLOP/s; 4 x 24, 3 x 32 and
+/// 2 x 48 need 16 or more registers, spill and ran at 35-39; 8 x 8 has only 8 chains
+/// (75.9); 5 x 16 and 4 x 16 reached 89.3 and 87.3.
+const MR: usize = 6;
+/// Registers per row of the C tile (NR = 16 floats).
+const NV: usize = 2;
+/// Prefetch distance for a transposed A, in steps of K: 608 x 128 x 1024 TN went from
+/// 74 to 85 GFLOP/s (distances 4 to 16 are within noise of each other).
+const PREFETCH: usize = 4;
 
 /// The AVX2 + FMA micro-kernel (6 x 16).
 pub(crate) struct Avx2;
 
 impl MicroKernel for Avx2 {
-    const MR: usize = 6;
-    const NR: usize = 16;
+    const MR: usize = MR;
+    const NR: usize = NV * 8;
+    /// - `kc = 640`: the tower's K = 608 in one pass (96 GFLOP/s on 1024 x 128 x 608
+    ///   against 94 with two passes of 304 and 93 with three of 203), and K = 1024 as two
+    ///   passes of 512 (86.4 on 1024^3 against 82.4 with four of 256).
+    /// - `kc_cols = 256`: a transposed A touches one line per step, so a 256-step sliver
+    ///   (16 KiB) and a 256 x 16 B panel (16 KiB) fill the 32 KiB L1 (608 x 128 x 1024 TN:
+    ///   85 at 256, 78 at 512, 75 at 1024).
+    /// - `nc = 512`: 1024^3 at 86.4, 87.4 at 1024 (within noise), 83.9 at 256, 78.0 at 128.
+    /// - `mc = 120`: used only when A must be packed (no unit stride at all).
     const BLOCKING: Blocking = Blocking {
         mc: 120,
-        kc: 256,
+        kc: 640,
+        kc_cols: 256,
         nc: 512,
     };
 
     unsafe fn tile(
         kc: usize,
-        alpha: f32,
+        alpha_beta: &[f32; 2],
         a: *const f32,
+        rsa: usize,
+        csa: usize,
         b: *const f32,
-        beta: f32,
         c: *mut f32,
         rsc: usize,
         csc: usize,
     ) {
         // SAFETY: the caller upholds the tile contract, which includes AVX2 + FMA support.
-        unsafe { tile_6x16(kc, alpha, a, 1, MR, b, beta, c, rsc, csc) }
-    }
-
-    unsafe fn tile_strided(
-        kc: usize,
-        alpha: f32,
-        a: *const f32,
-        rsa: usize,
-        csa: usize,
-        b: *const f32,
-        beta: f32,
-        c: *mut f32,
-        rsc: usize,
-        csc: usize,
-    ) {
-        // SAFETY: forwarded from the strided-A tile contract (which includes CPU support).
-        unsafe { tile_6x16(kc, alpha, a, rsa, csa, b, beta, c, rsc, csc) }
+        unsafe { tile_avx2(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
     }
 }
 
-const MR: usize = 6;
-
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_6x16(
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx2(
     kc: usize,
-    alpha: f32,
+    alpha_beta: &[f32; 2],
     a: *const f32,
     rsa: usize,
     csa: usize,
-    mut b: *const f32,
-    beta: f32,
+    b: *const f32,
     c: *mut f32,
     rsc: usize,
     csc: usize,
 ) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let mut rows = [a; MR];
-    for (i, r) in rows.iter_mut().enumerate() {
-        // SAFETY: row i < 6 of the panel starts inside A (the tile contract).
-        *r = unsafe { a.add(i * rsa) };
-    }
-    for p in 0..kc {
-        // SAFETY: the A panel has kc steps of 6 elements at these strides and b holds
-        // kc * 16 floats (the tile contract); this is step p < kc.
-        unsafe {
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
-            for (row, r) in acc.iter_mut().zip(&rows) {
-                let ai = _mm256_broadcast_ss(&*r.add(p * csa));
-                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
-            }
-            b = b.add(16);
-        }
-    }
-    let va = _mm256_set1_ps(alpha);
-    if csc == 1 {
-        let vb = _mm256_set1_ps(beta);
-        for (i, row) in acc.iter().enumerate() {
-            // SAFETY: row i of the tile is 16 contiguous valid floats (csc == 1).
-            unsafe {
-                let ci = c.add(i * rsc);
-                let mut r0 = _mm256_mul_ps(va, row[0]);
-                let mut r1 = _mm256_mul_ps(va, row[1]);
-                if beta != 0.0 {
-                    r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
-                    r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci.add(8)), r1);
-                }
-                _mm256_storeu_ps(ci, r0);
-                _mm256_storeu_ps(ci.add(8), r1);
-            }
-        }
-    } else {
-        let mut buf = [0.0f32; MR * 16];
-        for (i, row) in acc.iter().enumerate() {
-            // SAFETY: buf has 16 floats per row i < 6.
-            unsafe {
-                _mm256_storeu_ps(buf.as_mut_ptr().add(i * 16), row[0]);
-                _mm256_storeu_ps(buf.as_mut_ptr().add(i * 16 + 8), row[1]);
-            }
-        }
-        // SAFETY: forwarded from the tile contract on c.
-        unsafe { store_tile(&buf, MR, 16, 16, alpha, beta, c, rsc, csc) };
-    }
+    // SAFETY: forwarded from the tile contract; this function enables AVX2 + FMA.
+    unsafe { tile::<__m256, MR, NV, PREFETCH>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
 }
 
-/// Sum of the 8 lanes of `v`.
-#[target_feature(enable = "avx2,fma")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
-}
-
-/// `y[i] = dot(A[i, :], x)` for `m` rows of a row-major `A` (row stride `lda`): four rows
-/// at a time, so four independent FMA chains share each load of x.
+/// [`super::gemv::dot_rows`] on AVX2.
 ///
 /// # Safety
-/// `a + i * lda + p` is readable for `i < m, p < k`; `x` has `k` and `y` `m` floats; the
-/// CPU supports AVX2 and FMA.
+/// As [`super::gemv::dot_rows`]; the CPU supports AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dot_rows(
     m: usize,
@@ -147,88 +89,16 @@ pub(crate) unsafe fn dot_rows(
     x: &[f32],
     y: &mut [f32],
 ) {
-    let full = k / 8 * 8;
-    let xp = x.as_ptr();
-    let mut i = 0;
-    while i + 4 <= m {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        // SAFETY: rows i..i+4 exist (i + 4 <= m).
-        let rows = unsafe {
-            [
-                a.add(i * lda),
-                a.add((i + 1) * lda),
-                a.add((i + 2) * lda),
-                a.add((i + 3) * lda),
-            ]
-        };
-        let mut p = 0;
-        while p < full {
-            // SAFETY: p + 8 <= full <= k on valid rows and on x.
-            unsafe {
-                let xv = _mm256_loadu_ps(xp.add(p));
-                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[0].add(p)), xv, acc[0]);
-                acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[1].add(p)), xv, acc[1]);
-                acc[2] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[2].add(p)), xv, acc[2]);
-                acc[3] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[3].add(p)), xv, acc[3]);
-            }
-            p += 8;
-        }
-        for r in 0..4 {
-            let mut s = hsum(acc[r]);
-            for (q, &xq) in x.iter().enumerate().take(k).skip(full) {
-                // SAFETY: q < k on a valid row.
-                s += unsafe { *rows[r].add(q) } * xq;
-            }
-            y[i + r] = s;
-        }
-        i += 4;
-    }
-    while i < m {
-        let mut acc = _mm256_setzero_ps();
-        // SAFETY: row i < m exists.
-        let row = unsafe { a.add(i * lda) };
-        let mut p = 0;
-        while p < full {
-            // SAFETY: p + 8 <= k on a valid row and on x.
-            unsafe {
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(p)), _mm256_loadu_ps(xp.add(p)), acc)
-            };
-            p += 8;
-        }
-        let mut s = hsum(acc);
-        for (q, &xq) in x.iter().enumerate().take(k).skip(full) {
-            // SAFETY: q < k on a valid row.
-            s += unsafe { *row.add(q) } * xq;
-        }
-        y[i] = s;
-        i += 1;
-    }
+    // SAFETY: forwarded; this function enables AVX2 + FMA.
+    unsafe { super::gemv::dot_rows::<__m256>(m, k, a, lda, x, y) }
 }
 
-/// `y += sum_p x[p] * A[:, p]` for an `A` whose columns are contiguous (column stride `lda`).
+/// [`super::gemv::axpy_cols`] on AVX2.
 ///
 /// # Safety
-/// `a + p * lda + i` is readable for `i < y.len(), p < x.len()`; the CPU supports AVX2 + FMA.
+/// As [`super::gemv::axpy_cols`]; the CPU supports AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn axpy_cols(a: *const f32, lda: usize, x: &[f32], y: &mut [f32]) {
-    let m = y.len();
-    let full = m / 8 * 8;
-    let yp = y.as_mut_ptr();
-    for (p, &xp) in x.iter().enumerate() {
-        let xv = _mm256_set1_ps(xp);
-        // SAFETY: column p has m readable floats and y has m floats; i + 8 <= full <= m.
-        unsafe {
-            let col = a.add(p * lda);
-            let mut i = 0;
-            while i < full {
-                let v =
-                    _mm256_fmadd_ps(_mm256_loadu_ps(col.add(i)), xv, _mm256_loadu_ps(yp.add(i)));
-                _mm256_storeu_ps(yp.add(i), v);
-                i += 8;
-            }
-            for q in full..m {
-                *yp.add(q) += *col.add(q) * xp;
-            }
-        }
-    }
+    // SAFETY: forwarded; this function enables AVX2 + FMA.
+    unsafe { super::gemv::axpy_cols::<__m256>(a, lda, x, y) }
 }

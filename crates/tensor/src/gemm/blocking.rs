@@ -16,7 +16,7 @@
 //! is short.
 
 use super::GemmScratch;
-use super::kernel::{MicroKernel, store_tile};
+use super::kernel::{Blocking, MicroKernel, store_tile};
 use super::packing::{pack_a, pack_b};
 use crate::matrix::{MatMut, MatRef};
 
@@ -35,6 +35,7 @@ struct EdgeTile([f32; 512]);
 /// # Safety
 /// The CPU supports `K`'s instruction set.
 pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
+    blocking: Blocking,
     alpha: f32,
     a: MatRef<'_>,
     b: MatRef<'_>,
@@ -45,36 +46,54 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let (mr, nr) = (K::MR, K::NR);
     debug_assert!(mr * nr <= 512);
-    let kc_max = balanced(k, K::BLOCKING.kc, 1);
-    let mc_max = balanced(m, K::BLOCKING.mc, mr);
-    let nc_max = balanced(n, K::BLOCKING.nc, nr);
+    // Read A in place when one of its strides is 1 (see "Packing, and when not to" in
+    // docs/tensor.md); a transposed A (columns contiguous) takes the shallower kc_cols.
+    let (rsa, csa, adata) = (a.row_stride(), a.col_stride(), a.data());
+    let direct = csa == 1 || rsa == 1;
+    let kc_block = if csa == 1 {
+        blocking.kc
+    } else {
+        blocking.kc_cols
+    };
+    let kc_max = balanced(k, kc_block.max(1), 1);
+    let mc_max = balanced(m, blocking.mc.max(1), mr);
+    let nc_max = balanced(n, blocking.nc.max(1), nr);
     scratch.a.ensure_len(mc_max * kc_max);
     scratch.b.ensure_len(nc_max * kc_max);
     let (rsc, csc) = (c.row_stride(), c.col_stride());
     let cptr = c.data_mut().as_mut_ptr();
     let mut edge = EdgeTile([0.0; 512]);
 
-    // Read A in place when its rows are contiguous (see `MicroKernel::tile_strided`).
-    let direct = (a.col_stride() == 1 || a.row_stride() == 1) && READ_A_IN_PLACE;
-    let csa = a.col_stride();
-    let (rsa, adata) = (a.row_stride(), a.data());
-
     for jc in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - jc);
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
-            let beta_pass = if pc == 0 { beta } else { 1.0 };
+            // beta applies on the first pass over K only; later passes accumulate.
+            let scale = [alpha, if pc == 0 { beta } else { 1.0 }];
             pack_b(nr, b, pc, kc, jc, nc, scratch.b.as_mut_slice());
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
+                let full_rows = mc / mr * mr;
                 if !direct {
                     pack_a(mr, a, ic, mc, pc, kc, scratch.a.as_mut_slice());
+                } else if full_rows < mc {
+                    // A last, partial panel cannot be read as MR rows: pack it alone.
+                    pack_a(
+                        mr,
+                        a,
+                        ic + full_rows,
+                        mc - full_rows,
+                        pc,
+                        kc,
+                        scratch.a.as_mut_slice(),
+                    );
                 }
-                for ir in (0..mc).step_by(mr) {
-                    let rows = mr.min(mc - ir);
-                    let panel = if !direct {
-                        APanel::Packed(scratch.a.as_slice()[ir * kc..ir * kc + mr * kc].as_ptr())
-                    } else if rows == mr {
+                let pa = scratch.a.as_slice();
+                let pb = scratch.b.as_slice();
+                let panel = |ir: usize| {
+                    if !direct {
+                        APanel::Packed(pa[ir * kc..ir * kc + mr * kc].as_ptr())
+                    } else if ir < full_rows {
                         let start = (ic + ir) * rsa + pc * csa;
                         APanel::Rows(
                             adata[start..start + (mr - 1) * rsa + (kc - 1) * csa + 1].as_ptr(),
@@ -82,11 +101,12 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                             csa,
                         )
                     } else {
-                        // A last, partial panel cannot be read as MR rows: pack it alone.
-                        pack_a(mr, a, ic + ir, rows, pc, kc, scratch.a.as_mut_slice());
-                        APanel::Packed(scratch.a.as_slice()[..mr * kc].as_ptr())
-                    };
-                    let pb = scratch.b.as_slice();
+                        APanel::Packed(pa[..mr * kc].as_ptr())
+                    }
+                };
+                for ir in (0..mc).step_by(mr) {
+                    let a_panel = panel(ir);
+                    let rows = mr.min(mc - ir);
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
                         let b_panel = pb[jr * kc..jr * kc + nr * kc].as_ptr();
@@ -97,18 +117,16 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                         if rows == mr && cols == nr {
                             // SAFETY: the panels were sliced to their full extent above; the
                             // full MR x NR tile lies inside C; the caller checked the CPU.
-                            unsafe {
-                                run::<K>(panel, kc, alpha, b_panel, beta_pass, ctile, rsc, csc)
-                            };
+                            unsafe { run::<K>(a_panel, kc, &scale, b_panel, ctile, rsc, csc) };
                         } else {
                             let buf = edge.0.as_mut_ptr();
                             // SAFETY: as above for the panels; the edge buffer holds
                             // MR x NR <= 512 floats with row stride NR; beta = 0 never reads it.
-                            unsafe { run::<K>(panel, kc, 1.0, b_panel, 0.0, buf, nr, 1) };
+                            unsafe { run::<K>(a_panel, kc, &[1.0, 0.0], b_panel, buf, nr, 1) };
                             // SAFETY: only the rows x cols part inside C is written.
                             unsafe {
                                 store_tile(
-                                    &edge.0, rows, cols, nr, alpha, beta_pass, ctile, rsc, csc,
+                                    &edge.0, rows, cols, nr, alpha, scale[1], ctile, rsc, csc,
                                 )
                             };
                         }
@@ -119,9 +137,6 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
     }
 }
 
-/// Whether row-major A is read in place rather than packed (measured: see docs/tensor.md).
-const READ_A_IN_PLACE: bool = true;
-
 /// Where the kernel finds its A panel.
 #[derive(Clone, Copy)]
 enum APanel {
@@ -131,29 +146,26 @@ enum APanel {
     Rows(*const f32, usize, usize),
 }
 
-/// Calls the kernel's entry point for the panel kind.
+/// Calls the kernel for the panel kind.
 ///
 /// # Safety
-/// As [`MicroKernel::tile`] / [`MicroKernel::tile_strided`].
+/// As [`MicroKernel::tile`].
 #[inline(always)]
 unsafe fn run<K: MicroKernel>(
     panel: APanel,
     kc: usize,
-    alpha: f32,
+    alpha_beta: &[f32; 2],
     b: *const f32,
-    beta: f32,
     c: *mut f32,
     rsc: usize,
     csc: usize,
 ) {
-    match panel {
-        // SAFETY: forwarded from the caller.
-        APanel::Packed(a) => unsafe { K::tile(kc, alpha, a, b, beta, c, rsc, csc) },
-        // SAFETY: forwarded from the caller.
-        APanel::Rows(a, rsa, csa) => unsafe {
-            K::tile_strided(kc, alpha, a, rsa, csa, b, beta, c, rsc, csc)
-        },
-    }
+    let (a, rsa, csa) = match panel {
+        APanel::Packed(a) => (a, 1, K::MR),
+        APanel::Rows(a, rsa, csa) => (a, rsa, csa),
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { K::tile(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
 }
 
 #[cfg(test)]

@@ -7,37 +7,105 @@
 //! column sums (axpy) along contiguous columns.
 
 use super::GemmScratch;
+use super::vector::{F32Vector, Lanes4};
 use crate::arch::Tier;
 use crate::matrix::{MatMut, MatRef};
 
-/// Portable `y[i] = dot(A[i, :], x)`, with 8 partial sums per row so it vectorises.
-fn dot_rows_portable(m: usize, k: usize, a: &[f32], lda: usize, x: &[f32], y: &mut [f32]) {
-    for (i, yi) in y.iter_mut().enumerate().take(m) {
-        let row = &a[i * lda..i * lda + k];
-        let mut acc = [0.0f32; 8];
-        let mut rc = row.chunks_exact(8);
-        let mut xc = x.chunks_exact(8);
-        for (r, xv) in (&mut rc).zip(&mut xc) {
-            for l in 0..8 {
-                acc[l] += r[l] * xv[l];
+/// `y[i] = dot(A[i, :], x)` for `m` rows of a row-major `A` (row stride `lda`), `x` of
+/// length `k`: four rows at a time, so four independent multiply-add chains share each load
+/// of x; the last `k % LANES` columns go through one partial (zero-filled) register.
+///
+/// # Safety
+/// `a + i * lda + p` is readable for `i < m, p < k`; `x` has `k` and `y` `m` floats; the
+/// CPU supports `V`'s instructions (the caller is a tier's `#[target_feature]` entry point).
+#[inline(always)]
+pub(crate) unsafe fn dot_rows<V: F32Vector>(
+    m: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let lanes = V::LANES;
+    let full = k / lanes * lanes;
+    let tail = k - full;
+    let xp = x.as_ptr();
+    let mut i = 0;
+    // SAFETY: in both loops, rows i..i + 4 (or i) are below m; every full load covers
+    // p + LANES <= full <= k floats of a row and of x, the partial load the last `tail`.
+    unsafe {
+        while i + 4 <= m {
+            let rows: [*const f32; 4] = std::array::from_fn(|r| a.add((i + r) * lda));
+            let mut acc = [V::zero(); 4];
+            let mut p = 0;
+            while p < full {
+                let xv = V::load(xp.add(p));
+                for (s, row) in acc.iter_mut().zip(&rows) {
+                    *s = V::mul_add(V::load(row.add(p)), xv, *s);
+                }
+                p += lanes;
             }
+            if tail != 0 {
+                let xv = V::load_partial(xp.add(full), tail);
+                for (s, row) in acc.iter_mut().zip(&rows) {
+                    *s = V::mul_add(V::load_partial(row.add(full), tail), xv, *s);
+                }
+            }
+            for (r, s) in acc.iter().enumerate() {
+                y[i + r] = s.sum();
+            }
+            i += 4;
         }
-        let tail: f32 = rc
-            .remainder()
-            .iter()
-            .zip(xc.remainder())
-            .map(|(r, x)| r * x)
-            .sum();
-        *yi = acc.iter().sum::<f32>() + tail;
+        while i < m {
+            let row = a.add(i * lda);
+            let mut s = V::zero();
+            let mut p = 0;
+            while p < full {
+                s = V::mul_add(V::load(row.add(p)), V::load(xp.add(p)), s);
+                p += lanes;
+            }
+            if tail != 0 {
+                let xv = V::load_partial(xp.add(full), tail);
+                s = V::mul_add(V::load_partial(row.add(full), tail), xv, s);
+            }
+            y[i] = s.sum();
+            i += 1;
+        }
     }
 }
 
-/// Portable `y += sum_p x[p] * A[:, p]` for contiguous columns of A.
-fn axpy_cols_portable(a: &[f32], lda: usize, x: &[f32], y: &mut [f32]) {
+/// `y += sum_p x[p] * A[:, p]` for an `A` whose columns are contiguous (column stride `lda`).
+///
+/// # Safety
+/// `a + p * lda + i` is readable for `i < y.len(), p < x.len()`; the CPU supports `V`'s
+/// instructions (the caller is a tier's `#[target_feature]` entry point).
+#[inline(always)]
+pub(crate) unsafe fn axpy_cols<V: F32Vector>(a: *const f32, lda: usize, x: &[f32], y: &mut [f32]) {
+    let lanes = V::LANES;
     let m = y.len();
+    let full = m / lanes * lanes;
+    let tail = m - full;
+    let yp = y.as_mut_ptr();
     for (p, &xp) in x.iter().enumerate() {
-        for (yi, &ai) in y.iter_mut().zip(&a[p * lda..p * lda + m]) {
-            *yi += ai * xp;
+        // SAFETY: column p has m readable floats and y has m floats; the full loads and
+        // stores cover i + LANES <= full <= m, the partial ones the last `tail`.
+        unsafe {
+            let xv = V::splat(xp);
+            let col = a.add(p * lda);
+            let mut i = 0;
+            while i < full {
+                V::mul_add(V::load(col.add(i)), xv, V::load(yp.add(i))).store(yp.add(i));
+                i += lanes;
+            }
+            if tail != 0 {
+                let v = V::mul_add(
+                    V::load_partial(col.add(full), tail),
+                    xv,
+                    V::load_partial(yp.add(full), tail),
+                );
+                v.store_partial(yp.add(full), tail);
+            }
         }
     }
 }
@@ -81,7 +149,8 @@ pub(crate) unsafe fn gemv(
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2 => unsafe { super::avx2::dot_rows(m, k, data.as_ptr(), rs, xs, y) },
-            _ => dot_rows_portable(m, k, data, rs, xs, y),
+            // SAFETY: as above; Lanes4 needs no CPU feature.
+            _ => unsafe { dot_rows::<Lanes4>(m, k, data.as_ptr(), rs, xs, y) },
         }
     } else if rs == 1 {
         // Columns of A are contiguous: accumulate x[p] * column p.
@@ -94,7 +163,8 @@ pub(crate) unsafe fn gemv(
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2 => unsafe { super::avx2::axpy_cols(data.as_ptr(), cs, xs, y) },
-            _ => axpy_cols_portable(data, cs, xs, y),
+            // SAFETY: as above; Lanes4 needs no CPU feature.
+            _ => unsafe { axpy_cols::<Lanes4>(data.as_ptr(), cs, xs, y) },
         }
     } else {
         for (i, yi) in y.iter_mut().enumerate() {

@@ -15,6 +15,7 @@ mod blocking;
 mod gemv;
 mod kernel;
 mod packing;
+mod vector;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -22,6 +23,8 @@ mod avx2;
 mod avx512;
 
 use std::cell::RefCell;
+
+pub use kernel::Blocking;
 
 use crate::arch::Tier;
 use crate::error::TensorError;
@@ -117,10 +120,50 @@ pub fn gemm_with(
     a: MatRef<'_>,
     b: MatRef<'_>,
     beta: f32,
+    c: MatMut<'_>,
+    scratch: &mut GemmScratch,
+) -> Result<(), TensorError> {
+    gemm_with_blocking(tier, None, alpha, a, b, beta, c, scratch)
+}
+
+/// The cache blocking [`gemm_with`] uses on `tier` (the figures behind each value are in
+/// `docs/tensor.md`).
+pub fn default_blocking(tier: Tier) -> Blocking {
+    match tier {
+        Tier::Portable => <kernel::Portable as kernel::MicroKernel>::BLOCKING,
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => <avx2::Avx2 as kernel::MicroKernel>::BLOCKING,
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => <avx512::Avx512 as kernel::MicroKernel>::BLOCKING,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => <kernel::Portable as kernel::MicroKernel>::BLOCKING,
+    }
+}
+
+/// [`gemm_with`] with explicit cache blocking (`None`: [`default_blocking`]), for tuning
+/// sweeps such as `resflow bench gemm --blocking MC,KC,NC`. The result is the same for any
+/// blocking up to rounding (the order of the sums over K changes with KC).
+///
+/// Errors when the shapes disagree, a block size is 0, or the CPU cannot run `tier`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with_blocking(
+    tier: Tier,
+    blocking: Option<Blocking>,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
     mut c: MatMut<'_>,
     scratch: &mut GemmScratch,
 ) -> Result<(), TensorError> {
     check_shapes("gemm", &a, &b, &c)?;
+    let blocking = blocking.unwrap_or_else(|| default_blocking(tier));
+    if blocking.mc == 0 || blocking.kc == 0 || blocking.kc_cols == 0 || blocking.nc == 0 {
+        return Err(TensorError::Shape {
+            op: "gemm",
+            detail: format!("block sizes must be at least 1, got {blocking:?}"),
+        });
+    }
     tier.require()?;
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     if m == 0 || n == 0 {
@@ -145,17 +188,17 @@ pub fn gemm_with(
     match tier {
         // SAFETY: the portable kernel runs on every CPU.
         Tier::Portable => unsafe {
-            blocking::gemm_blocked::<kernel::Portable>(alpha, a, b, beta, &mut c, scratch)
+            blocking::gemm_blocked::<kernel::Portable>(blocking, alpha, a, b, beta, &mut c, scratch)
         },
         // SAFETY: tier.require() succeeded above, so the CPU has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe {
-            blocking::gemm_blocked::<avx2::Avx2>(alpha, a, b, beta, &mut c, scratch)
+            blocking::gemm_blocked::<avx2::Avx2>(blocking, alpha, a, b, beta, &mut c, scratch)
         },
         // SAFETY: tier.require() succeeded above, so the CPU has AVX-512F.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => unsafe {
-            blocking::gemm_blocked::<avx512::Avx512>(alpha, a, b, beta, &mut c, scratch)
+            blocking::gemm_blocked::<avx512::Avx512>(blocking, alpha, a, b, beta, &mut c, scratch)
         },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("require() rejects x86 tiers elsewhere"),

@@ -16,6 +16,7 @@
 use crate::matrix::MatRef;
 
 /// Packs rows `r0..r0 + mc` and columns `p0..p0 + kc` of `a` into `mr`-row panels in `out`.
+#[inline(always)]
 pub(crate) fn pack_a(
     mr: usize,
     a: MatRef<'_>,
@@ -26,6 +27,24 @@ pub(crate) fn pack_a(
     out: &mut [f32],
 ) {
     let (rs, cs, data) = (a.row_stride(), a.col_stride(), a.data());
+    if rs == 1 && cs != 1 {
+        // Columns of A are contiguous (a transposed view): walk each column once, in order,
+        // and deal it out MR floats per panel. Column by column reads memory sequentially;
+        // panel by panel would jump `cs` floats per step and miss the cache on every one.
+        let full = mc / mr * mr;
+        for p in 0..kc {
+            let col = &data[(p0 + p) * cs + r0..(p0 + p) * cs + r0 + mc];
+            for (ip, src) in col[..full].chunks_exact(mr).enumerate() {
+                let at = ip * mr * kc + p * mr;
+                out[at..at + mr].copy_from_slice(src);
+            }
+            if full < mc {
+                let at = full * kc + p * mr;
+                out[at..at + mc - full].copy_from_slice(&col[full..]);
+            }
+        }
+        return;
+    }
     for (panel, ip) in out.chunks_mut(mr * kc).zip((0..mc).step_by(mr)) {
         let rows = mr.min(mc - ip);
         if cs == 1 {
@@ -35,12 +54,6 @@ pub(crate) fn pack_a(
                 for (dst, &v) in panel.chunks_exact_mut(mr).zip(&data[start..start + kc]) {
                     dst[i] = v;
                 }
-            }
-        } else if rs == 1 {
-            // Columns of A are contiguous: each panel column is one short copy.
-            for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
-                let start = (p0 + p) * cs + r0 + ip;
-                dst[..rows].copy_from_slice(&data[start..start + rows]);
             }
         } else {
             for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
@@ -53,6 +66,7 @@ pub(crate) fn pack_a(
 }
 
 /// Packs rows `p0..p0 + kc` and columns `j0..j0 + nc` of `b` into `nr`-column panels in `out`.
+#[inline(always)]
 pub(crate) fn pack_b(
     nr: usize,
     b: MatRef<'_>,
@@ -69,7 +83,11 @@ pub(crate) fn pack_b(
             // Rows of B are contiguous: each panel row is one short copy.
             for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
                 let start = (p0 + p) * rs + j0 + jp;
-                dst[..cols].copy_from_slice(&data[start..start + cols]);
+                if cols == nr {
+                    dst.copy_from_slice(&data[start..start + nr]);
+                } else {
+                    dst[..cols].copy_from_slice(&data[start..start + cols]);
+                }
             }
         } else if rs == 1 {
             // Columns of B are contiguous (a transposed view): read each column once.

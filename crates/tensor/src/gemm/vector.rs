@@ -1,0 +1,275 @@
+//! One SIMD register of f32 lanes: the handful of operations every GEMM and GEMV kernel is
+//! written in.
+//!
+//! The kernels in `kernel.rs` and `gemv.rs` are generic over [`F32Vector`], so each tier
+//! differs only in its register type and its tile sizes:
+//!
+//! ```text
+//!   tier       register        lanes   multiply-add
+//!   portable   Lanes4 (Rust)   4       a * b + c, rounded twice (the compiler picks SSE2)
+//!   avx2       __m256          8       vfmadd (one rounding)
+//!   avx512     __m512          16      vfmadd (one rounding)
+//! ```
+//!
+//! The methods are `#[inline(always)]` and carry no `#[target_feature]` themselves: they are
+//! inlined into a tier's entry point (`avx2.rs`, `avx512.rs`), which does, so the intrinsics
+//! compile to single instructions there. Called anywhere else they are only correct, not fast.
+
+/// A register of `LANES` f32 values.
+///
+/// # Safety
+/// Every method is `unsafe`: the SIMD implementations require the CPU to support their
+/// instruction set, and the pointer methods require the pointed-to lanes to be valid.
+pub(crate) trait F32Vector: Copy {
+    /// Floats per register.
+    const LANES: usize;
+
+    /// All lanes zero.
+    unsafe fn zero() -> Self;
+    /// All lanes `x`.
+    unsafe fn splat(x: f32) -> Self;
+    /// All lanes `*p` (one load).
+    ///
+    /// # Safety
+    /// `p` is valid for one read.
+    unsafe fn broadcast(p: *const f32) -> Self;
+    /// Lanes `p[0..LANES]`, unaligned.
+    ///
+    /// # Safety
+    /// `p` is valid for `LANES` reads.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Lanes `p[0..n]`, the rest zero, for `n < LANES`.
+    ///
+    /// # Safety
+    /// `p` is valid for `n` reads.
+    unsafe fn load_partial(p: *const f32, n: usize) -> Self;
+    /// Writes all lanes to `p[0..LANES]`, unaligned.
+    ///
+    /// # Safety
+    /// `p` is valid for `LANES` writes.
+    unsafe fn store(self, p: *mut f32);
+    /// Writes lanes `0..n` to `p[0..n]`, for `n < LANES`.
+    ///
+    /// # Safety
+    /// `p` is valid for `n` writes.
+    unsafe fn store_partial(self, p: *mut f32, n: usize);
+    /// `a * b + c` lane by lane.
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
+    /// `a * b` lane by lane.
+    unsafe fn mul(a: Self, b: Self) -> Self;
+    /// Sum of the lanes.
+    unsafe fn sum(self) -> f32;
+}
+
+/// Through a stack buffer: the partial loads and stores of the tiers that have no masks.
+macro_rules! partial_via_buffer {
+    ($lanes:expr) => {
+        #[inline(always)]
+        unsafe fn load_partial(p: *const f32, n: usize) -> Self {
+            let mut buf = [0.0f32; $lanes];
+            // SAFETY: the caller guarantees n < LANES readable floats at p; buf has LANES.
+            unsafe {
+                std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+                Self::load(buf.as_ptr())
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn store_partial(self, p: *mut f32, n: usize) {
+            let mut buf = [0.0f32; $lanes];
+            // SAFETY: buf has LANES floats; the caller guarantees n < LANES writable at p.
+            unsafe {
+                self.store(buf.as_mut_ptr());
+                std::ptr::copy_nonoverlapping(buf.as_ptr(), p, n);
+            }
+        }
+    };
+}
+
+/// The portable register: four floats in plain Rust, which the compiler keeps in one SSE
+/// register (or NEON on aarch64).
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+pub(crate) struct Lanes4([f32; 4]);
+
+impl F32Vector for Lanes4 {
+    const LANES: usize = 4;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Lanes4([0.0; 4])
+    }
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Lanes4([x; 4])
+    }
+
+    #[inline(always)]
+    unsafe fn broadcast(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees one readable float.
+        Lanes4([unsafe { *p }; 4])
+    }
+
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 4 readable floats.
+        Lanes4(unsafe { p.cast::<[f32; 4]>().read_unaligned() })
+    }
+
+    partial_via_buffer!(4);
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 4 writable floats.
+        unsafe { p.cast::<[f32; 4]>().write_unaligned(self.0) }
+    }
+
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        Lanes4(std::array::from_fn(|l| a.0[l] * b.0[l] + c.0[l]))
+    }
+
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        Lanes4(std::array::from_fn(|l| a.0[l] * b.0[l]))
+    }
+
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        (self.0[0] + self.0[2]) + (self.0[1] + self.0[3])
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::F32Vector;
+
+    // Note for every unsafe block below: the trait's contract makes the caller
+    // guarantee the CPU feature (AVX2 + FMA, or AVX-512F) and the validity of the pointers.
+
+    impl F32Vector for __m256 {
+        const LANES: usize = 8;
+
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm256_setzero_ps() }
+        }
+
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm256_set1_ps(x) }
+        }
+
+        #[inline(always)]
+        unsafe fn broadcast(p: *const f32) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm256_broadcast_ss(&*p) }
+        }
+
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+
+        partial_via_buffer!(8);
+
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+
+        #[inline(always)]
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            // SAFETY: see the note at the top of this module.
+            unsafe {
+                let s = _mm_add_ps(_mm256_castps256_ps128(self), _mm256_extractf128_ps(self, 1));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+                _mm_cvtss_f32(s)
+            }
+        }
+    }
+
+    impl F32Vector for __m512 {
+        const LANES: usize = 16;
+
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_setzero_ps() }
+        }
+
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_set1_ps(x) }
+        }
+
+        #[inline(always)]
+        unsafe fn broadcast(p: *const f32) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_set1_ps(*p) }
+        }
+
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_loadu_ps(p) }
+        }
+
+        #[inline(always)]
+        unsafe fn load_partial(p: *const f32, n: usize) -> Self {
+            // SAFETY: see the note at the top of this module; the mask enables lanes < n only.
+            unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p) }
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_storeu_ps(p, self) }
+        }
+
+        #[inline(always)]
+        unsafe fn store_partial(self, p: *mut f32, n: usize) {
+            // SAFETY: see the note at the top of this module; the mask enables lanes < n only.
+            unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, self) }
+        }
+
+        #[inline(always)]
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_mul_ps(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            // SAFETY: see the note at the top of this module.
+            unsafe { _mm512_reduce_add_ps(self) }
+        }
+    }
+}
