@@ -149,13 +149,27 @@ fn row(v: &[f32]) -> Matrix {
 impl Network {
     /// Puts `params` into a new store and records where each parameter went.
     pub fn from_params(params: &ModelParams) -> Result<(Self, ParamStore), ModelError> {
+        Self::with_tables(params, params.embeddings.iter().cloned())
+    }
+
+    /// [`Network::from_params`] that moves the embedding tables into the store instead of
+    /// copying them (they are most of a model's memory).
+    pub fn from_owned_params(mut params: ModelParams) -> Result<(Self, ParamStore), ModelError> {
+        let tables = std::mem::take(&mut params.embeddings);
+        Self::with_tables(&params, tables.into_iter())
+    }
+
+    fn with_tables(
+        params: &ModelParams,
+        embeddings: impl Iterator<Item = Matrix>,
+    ) -> Result<(Self, ParamStore), ModelError> {
         let mut store = ParamStore::new();
         let tables: Vec<TableId> = params
             .layout
             .fields
             .iter()
-            .zip(&params.embeddings)
-            .map(|(f, t)| store.add_table(format!("embedding/{}", f.name), t.clone()))
+            .zip(embeddings)
+            .map(|(f, t)| store.add_table(format!("embedding/{}", f.name), t))
             .collect();
         if !params.config.model.is_tower_chain() {
             let mut tensors: HashMap<String, Matrix> = params.head.iter().cloned().collect();
@@ -302,6 +316,25 @@ impl Network {
             v.extend(h.bn_layers_mut());
         }
         v
+    }
+
+    /// Calls `f` on each BatchNorm layer in the order of [`Network::bn_layers_mut`], without
+    /// collecting them (ResFlow's towers allocate nothing; a baseline's head lists its own).
+    pub fn for_each_bn_layer_mut(&mut self, mut f: impl FnMut(usize, &mut BnIds)) {
+        f(0, &mut self.input_bn);
+        let mut k = 1;
+        for t in &mut self.towers {
+            for l in &mut t.layers {
+                f(k, &mut l.bn);
+                k += 1;
+            }
+        }
+        if let Some(h) = &mut self.head {
+            for b in h.bn_layers_mut() {
+                f(k, b);
+                k += 1;
+            }
+        }
     }
 
     /// Checks that a dataset's layout is the one this network was built for.
