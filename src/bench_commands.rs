@@ -232,12 +232,20 @@ fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         r.rows, r.max_vocab
     );
     for run in &r.runs {
+        let faults = run
+            .faults_after_warm_up
+            .map_or("unknown".to_string(), |f| f.to_string());
         println!(
-            "{} thread(s): {:.0} samples/s",
+            "{} thread(s): {:.0} samples/s, page faults in steps after the second: {faults}",
             run.threads, run.samples_per_s
         );
     }
     println!("speed-up: {:.2}x", r.speedup);
+    println!(
+        "{} parameters; parameters and Adam moments: {:.2} GB",
+        r.parameters,
+        r.state_bytes as f64 / 1e9
+    );
     Ok(())
 }
 

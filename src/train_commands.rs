@@ -417,7 +417,7 @@ pub fn train(args: TrainArgs) -> Fallible {
         threads,
         trainer.network.config.batch_size,
         epochs,
-        trainer.params().parameter_count()
+        trainer.parameter_count()?
     );
     let checkpoint = args
         .checkpoint_dir

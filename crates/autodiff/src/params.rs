@@ -260,6 +260,18 @@ impl Grads {
         }
     }
 
+    /// Doubles the room of every sparse list from its current length (their lengths vary
+    /// with the bags of each batch): called once after a first step, see
+    /// [`crate::Tape::reserve_headroom`].
+    pub fn reserve_headroom(&mut self) {
+        for s in &mut self.sparse {
+            s.ids.reserve(s.ids.len());
+            // [`SparseRows::coalesce`] builds its result after the rows: twice the room.
+            s.rows.reserve(3 * s.rows.len());
+            s.order.reserve(2 * s.ids.len().max(s.order.len()));
+        }
+    }
+
     /// Sets every dense gradient to zero and empties the sparse lists (memory is kept).
     pub fn zero(&mut self) {
         self.dense.iter_mut().for_each(|g| g.fill(0.0));

@@ -42,7 +42,10 @@ const ALIGN: usize = 16;
 #[derive(Debug, Default)]
 pub struct Tape {
     pub(crate) nodes: Vec<Node>,
+    /// The value arena; `values[..used]` holds this step's values. The rest is memory kept
+    /// from earlier steps (never shrunk), so recording allocates nothing once warm.
     pub(crate) values: Vec<f32>,
+    used: usize,
     pub(crate) grads: Vec<f32>,
     /// Per-op saved data (BatchNorm statistics, labels, sample weights, bag offsets).
     pub(crate) aux: Vec<f32>,
@@ -54,6 +57,8 @@ pub struct Tape {
     pub(crate) lists: Vec<Var>,
     /// f64 scratch for stable column sums.
     pub(crate) wide: Vec<f64>,
+    /// f32 scratch of the same kind (block partial sums, per-column coefficients).
+    pub(crate) narrow: Vec<f32>,
     /// Per node: does the loss being differentiated depend on it?
     reaches_loss: Vec<bool>,
     /// The GEMMs' packing buffers: owned by the tape rather than by its thread, so a warm
@@ -70,12 +75,22 @@ impl Tape {
     /// Forgets every recorded op, keeping the memory for the next step.
     pub fn reset(&mut self) {
         self.nodes.clear();
-        self.values.clear();
+        self.used = 0;
         self.grads.clear();
         self.aux.clear();
         self.ids.clear();
         self.offsets.clear();
         self.lists.clear();
+    }
+
+    /// Doubles the room of the lists whose length varies from step to step (the ids of
+    /// bags), from what this step used. Called once after a first step, it keeps later
+    /// batches with a few more ids than the first from reallocating.
+    pub fn reserve_headroom(&mut self) {
+        self.ids.reserve(self.ids.len());
+        self.offsets.reserve(self.offsets.len());
+        self.aux.reserve(self.aux.len());
+        self.lists.reserve(self.lists.len());
     }
 
     /// Number of recorded ops.
@@ -109,11 +124,23 @@ impl Tape {
         &self.grads[n.off..n.off + n.rows * n.cols]
     }
 
-    /// Records a node and reserves its value; returns the handle and the value's offset.
+    /// Records a node and reserves its value, zeroed; returns the handle and the value's
+    /// offset.
     pub(crate) fn push(&mut self, op: Op, rows: usize, cols: usize) -> (Var, usize) {
-        let off = self.values.len();
+        let (v, off) = self.push_overwritten(op, rows, cols);
+        self.values[off..off + rows * cols].fill(0.0);
+        (v, off)
+    }
+
+    /// [`Tape::push`] for an op that writes every element of its value: the slot keeps
+    /// whatever an earlier step left there (no memset of the arena on every step).
+    pub(crate) fn push_overwritten(&mut self, op: Op, rows: usize, cols: usize) -> (Var, usize) {
+        let off = self.used;
         let len = (rows * cols).div_ceil(ALIGN) * ALIGN;
-        self.values.resize(off + len, 0.0);
+        self.used = off + len;
+        if self.values.len() < self.used {
+            self.values.resize(self.used, 0.0);
+        }
         let needs_grad = crate::ops::needs_grad(self, &op);
         self.nodes.push(Node {
             op,
@@ -180,7 +207,7 @@ impl Tape {
                 ),
             });
         }
-        let (v, off) = self.push(Op::Leaf, rows, cols);
+        let (v, off) = self.push_overwritten(Op::Leaf, rows, cols);
         self.values[off..off + data.len()].copy_from_slice(data);
         Ok(v)
     }
@@ -191,7 +218,7 @@ impl Tape {
     pub fn param(&mut self, store: &ParamStore, id: ParamId) -> Var {
         let m = store.get(id);
         let (rows, cols) = m.shape();
-        let (v, off) = self.push(Op::Param(id), rows, cols);
+        let (v, off) = self.push_overwritten(Op::Param(id), rows, cols);
         for i in 0..rows {
             self.values[off + i * cols..off + (i + 1) * cols].copy_from_slice(m.row(i));
         }
@@ -211,7 +238,7 @@ impl Tape {
             });
         }
         self.grads.clear();
-        self.grads.resize(self.values.len(), 0.0);
+        self.grads.resize(self.used, 0.0);
         let (off, _) = self.slot(loss);
         self.grads[off] = 1.0;
         // Only nodes the loss depends on get a backward step (others would add zeros, and

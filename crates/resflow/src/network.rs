@@ -121,13 +121,31 @@ impl Network {
     /// beside them) and records where each tensor went.
     pub fn from_params(model: &Model) -> Result<(Self, ParamStore), Error> {
         let net = model.net()?;
+        Self::with_tables(model, net, model.embeddings.iter().cloned())
+    }
+
+    /// [`Network::from_params`] that moves the embedding tables into the store instead of
+    /// copying them (they are most of a model's memory).
+    pub fn from_owned_params(mut model: Model) -> Result<(Self, ParamStore), Error> {
+        // Validated while the tables are still in place.
+        let net = model.net()?;
+        let tables = std::mem::take(&mut model.embeddings);
+        Self::with_tables(&model, net, tables.into_iter())
+    }
+
+    /// The network of `model` (already validated into `net`) with these tables.
+    fn with_tables(
+        model: &Model,
+        net: Net,
+        embeddings: impl Iterator<Item = Matrix>,
+    ) -> Result<(Self, ParamStore), Error> {
         let mut store = ParamStore::new();
         let tables = model
             .layout
             .fields
             .iter()
-            .zip(&model.embeddings)
-            .map(|(f, t)| store.add_table(format!("embedding/{}", f.name), t.clone()))
+            .zip(embeddings)
+            .map(|(f, t)| store.add_table(format!("embedding/{}", f.name), t))
             .collect();
         let (mut names, mut slots, mut stats) = (Vec::new(), Vec::new(), Vec::new());
         for (name, m) in &model.tensors {

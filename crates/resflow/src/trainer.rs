@@ -15,6 +15,7 @@
 //! slice's statistics (as separate devices would); the running averages are updated from the
 //! exact combination of the slices' means and variances.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use autodiff::{Adam, AdamConfig, Grads, LazyAdam, ParamStore, Tape};
@@ -44,6 +45,8 @@ struct Worker {
     /// `rows x tasks` probabilities (evaluation).
     probs: Vec<f32>,
     error: Option<Error>,
+    /// Whether a training step ran on this worker (its buffers have their size).
+    warm: bool,
 }
 
 impl Worker {
@@ -76,6 +79,10 @@ impl Worker {
             )?;
             let loss = self.forward.loss.expect("the loss was requested");
             self.tape.backward(loss, &mut self.grads)?;
+            if !self.warm {
+                self.tape.reserve_headroom();
+                self.grads.reserve_headroom();
+            }
             self.losses.clear();
             self.losses.extend(
                 self.forward
@@ -140,7 +147,7 @@ impl Worker {
 }
 
 /// Figures of one optimiser step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StepStats {
     /// Rows in the batch.
     pub rows: usize,
@@ -176,7 +183,8 @@ pub struct Trainer {
     /// Batches already taken in the current epoch (for resuming).
     pub batch_in_epoch: u64,
     workers: Vec<Worker>,
-    pool: rayon::ThreadPool,
+    /// Shared so that a whole epoch can run inside it while the trainer is borrowed.
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -192,13 +200,18 @@ impl std::fmt::Debug for Trainer {
 impl Trainer {
     /// A freshly initialised model for data of `layout`, trained with `threads` workers.
     pub fn new(config: ModelConfig, layout: InputLayout, threads: usize) -> Result<Self, Error> {
-        let params = Model::init(config, layout)?;
-        Self::from_params(&params, threads)
+        // The tables move into the store: a copy would double the model's memory at start.
+        let (network, store) = Network::from_owned_params(Model::init(config, layout)?)?;
+        Self::with_network(network, store, threads)
     }
 
     /// A trainer starting from `params` (optimiser state fresh).
     pub fn from_params(params: &Model, threads: usize) -> Result<Self, Error> {
         let (network, store) = Network::from_params(params)?;
+        Self::with_network(network, store, threads)
+    }
+
+    fn with_network(network: Network, store: ParamStore, threads: usize) -> Result<Self, Error> {
         let o = network.config.optimizer;
         let adam_config = AdamConfig {
             lr: o.learning_rate,
@@ -220,16 +233,23 @@ impl Trainer {
                 ..Worker::default()
             })
             .collect();
+        // The moments are faulted in now, on the workers' threads (see `autodiff::optim`).
+        let (adam, lazy) = pool.install(|| -> Result<_, Error> {
+            Ok((
+                Adam::try_new(adam_config, &store)?,
+                LazyAdam::try_new(adam_config, &store, o.sparse_embeddings)?,
+            ))
+        })?;
         Ok(Self {
-            adam: Adam::new(adam_config, &store),
-            lazy: LazyAdam::new(adam_config, &store, o.sparse_embeddings),
+            adam,
+            lazy,
             network,
             store,
             step: 0,
             epoch: 0,
             batch_in_epoch: 0,
             workers,
-            pool,
+            pool: Arc::new(pool),
         })
     }
 
@@ -250,6 +270,17 @@ impl Trainer {
 
     /// One synchronous data-parallel step on `batch`.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats, Error> {
+        let mut stats = StepStats::default();
+        self.train_step_into(batch, &mut stats)?;
+        Ok(stats)
+    }
+
+    /// [`Trainer::train_step`] writing its figures into `stats`, whose memory is reused:
+    /// once warm (a few steps, and buffers as large as the largest batch seen), a step
+    /// allocates nothing when it runs inside the trainer's pool, as the steps of
+    /// [`Trainer::train_epoch`] and [`Trainer::on_pool`] do. (Entering the pool from
+    /// another thread queues a job, and rayon's queue allocates a block every 63 jobs.)
+    pub fn train_step_into(&mut self, batch: &Batch, stats: &mut StepStats) -> Result<(), Error> {
         if batch.rows == 0 {
             return Err(ModelError::Request("an empty batch".into()).into());
         }
@@ -270,6 +301,10 @@ impl Trainer {
         for w in rest.iter().filter(|w| w.rows > 0) {
             first.grads.add(&w.grads);
         }
+        if !first.warm {
+            // Worker 0's lists now hold every worker's rows.
+            first.grads.reserve_headroom();
+        }
         // Dense parameters and embedding tables are disjoint: update both at once, on the
         // workers' pool.
         let (adam, lazy) = (&mut self.adam, &mut self.lazy);
@@ -284,10 +319,15 @@ impl Trainer {
                 || lazy.step_tables(tables, gs),
             )
         });
+        for w in self.workers.iter_mut().filter(|w| w.rows > 0) {
+            w.warm = true;
+        }
         let tasks = self.network.config.tasks.len();
-        let mut losses = vec![0.0f64; tasks];
+        stats.rows = batch.rows;
+        stats.losses.clear();
+        stats.losses.resize(tasks, 0.0);
         for w in self.workers.iter().filter(|w| w.rows > 0) {
-            for (a, b) in losses.iter_mut().zip(&w.losses) {
+            for (a, b) in stats.losses.iter_mut().zip(&w.losses) {
                 *a += b;
             }
         }
@@ -296,10 +336,14 @@ impl Trainer {
         }
         self.step += 1;
         self.batch_in_epoch += 1;
-        Ok(StepStats {
-            rows: batch.rows,
-            losses,
-        })
+        Ok(())
+    }
+
+    /// Runs `f` on one of the trainer's worker threads: steps taken inside it enter the
+    /// pool without queueing a job (so they allocate nothing once warm).
+    pub fn on_pool<R: Send>(&mut self, f: impl FnOnce(&mut Trainer) -> R + Send) -> R {
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| f(self))
     }
 
     /// Running averages from the workers' slice statistics: the batch mean is the
@@ -332,11 +376,20 @@ impl Trainer {
 
     /// Trains one epoch (or what remains of it after a resume), calling `on_step` after
     /// every step with the trainer (to checkpoint or evaluate) and the step's figures.
-    /// Returns the time spent in steps and the rows.
+    /// Returns the time spent in steps and the rows. The epoch runs on one of the
+    /// trainer's worker threads ([`Trainer::on_pool`]), `on_step` included.
     pub fn train_epoch(
         &mut self,
         data: &Dataset,
-        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error>,
+        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error> + Send,
+    ) -> Result<(f64, u64), Error> {
+        self.on_pool(|t| t.train_epoch_here(data, &mut on_step))
+    }
+
+    fn train_epoch_here(
+        &mut self,
+        data: &Dataset,
+        on_step: &mut (impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error> + Send),
     ) -> Result<(f64, u64), Error> {
         self.network.check_layout(&layout_of(data.schema()))?;
         let seed = self
@@ -355,11 +408,19 @@ impl Trainer {
             }
         }
         let (mut seconds, mut rows) = (0.0f64, 0u64);
+        let mut stats = StepStats::default();
+        let mut first = true;
         while batches.next_into(&mut batch) {
             let t = Instant::now();
-            let stats = self.train_step(&batch)?;
+            self.train_step_into(&batch, &mut stats)?;
             crate::divergence::check_step(self, &stats)?;
             seconds += t.elapsed().as_secs_f64();
+            if std::mem::take(&mut first) {
+                // Bags vary in length: room for batches with more ids than this one.
+                for ids in &mut batch.bag_ids {
+                    ids.reserve(ids.len());
+                }
+            }
             rows += stats.rows as u64;
             on_step(self, &stats)?;
         }
@@ -417,6 +478,21 @@ impl Trainer {
         c
     }
 
+    /// Trainable floats, embedding tables included, counted without copying the model:
+    /// the dense part is counted on a probe with one-row tables.
+    pub fn parameter_count(&self) -> Result<usize, Error> {
+        let mut small = self.network.layout.clone();
+        small.fields.iter_mut().for_each(|f| f.vocab = 1);
+        let probe = Model::init(self.network.config.clone(), small)?;
+        let tables: usize = self
+            .store
+            .tables
+            .iter()
+            .map(|t| t.value.rows() * t.value.cols())
+            .sum();
+        Ok(probe.dense_parameter_count() + tables)
+    }
+
     /// The current parameters.
     pub fn params(&self) -> Model {
         self.network.to_params(&self.store)
@@ -435,7 +511,7 @@ impl Trainer {
         &mut self,
         data: &Dataset,
         epochs: usize,
-        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error>,
+        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error> + Send,
     ) -> Result<TrainSummary, Error> {
         let (mut seconds, mut rows, start_step) = (0.0, 0u64, self.step);
         while self.epoch < epochs {

@@ -30,4 +30,12 @@ pub enum TensorError {
         /// The tiers this CPU supports, comma-separated.
         supported: String,
     },
+    /// The memory for a buffer could not be allocated (or its size overflows).
+    #[error("{what}: cannot allocate {bytes} bytes")]
+    Alloc {
+        /// The constructor that asked.
+        what: &'static str,
+        /// The size asked for.
+        bytes: usize,
+    },
 }

@@ -25,4 +25,7 @@ pub use gemm::{
     Blocking, GemmScratch, default_blocking, gemm, gemm_naive, gemm_par, gemm_with,
     gemm_with_blocking,
 };
-pub use matrix::{AlignedVec, MatMut, MatRef, Matrix};
+pub use matrix::{
+    AlignedVec, HUGE_PAGE_MIN_BYTES, MatMut, MatRef, Matrix, advise_huge_pages, prefault_zeroed,
+    try_zeroed_vec,
+};

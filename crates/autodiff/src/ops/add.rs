@@ -21,7 +21,7 @@ impl Tape {
             return Err(shape_err("add", (n, c), sb, "b must be N x C or 1 x C"));
         }
         let ((ao, _), (bo, bl)) = (self.slot(a), self.slot(b));
-        let (v, off) = self.push(Op::Add { a, b }, n, c);
+        let (v, off) = self.push_overwritten(Op::Add { a, b }, n, c);
         let (before, out) = self.split_values(off, n * c);
         out.copy_from_slice(&before[ao..ao + n * c]);
         if sb == (n, c) {

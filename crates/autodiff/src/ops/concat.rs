@@ -29,7 +29,7 @@ impl Tape {
         let c: usize = xs.iter().map(|&x| self.shape(x).1).sum();
         let start = self.lists.len();
         self.lists.extend_from_slice(xs);
-        let (v, off) = self.push(
+        let (v, off) = self.push_overwritten(
             Op::Concat {
                 start,
                 len: xs.len(),

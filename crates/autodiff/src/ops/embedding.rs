@@ -103,7 +103,7 @@ impl Tape {
     ) -> Result<Var> {
         let e = store.table(table);
         let d = e.cols();
-        let (v, off) = self.push(
+        let (v, off) = self.push_overwritten(
             Op::Embedding {
                 table,
                 ids,

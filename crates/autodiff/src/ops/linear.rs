@@ -43,7 +43,7 @@ impl Tape {
         }
         let ((xo, _), (wo, _)) = (self.slot(x), self.slot(w));
         let bo = b.map(|b| self.slot(b).0);
-        let (v, off) = self.push(Op::Linear { x, w, b }, n, o);
+        let (v, off) = self.push_overwritten(Op::Linear { x, w, b }, n, o);
         let (before, out) = self.values.split_at_mut(off);
         let out = &mut out[..n * o];
         let xm = MatRef::from_slice(&before[xo..xo + n * i], n, i, i)?;

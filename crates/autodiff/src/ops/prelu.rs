@@ -20,7 +20,7 @@ impl Tape {
             return Err(shape_err("prelu", (n, c), ss, "slopes must be 1 x C"));
         }
         let ((xo, _), (so, _)) = (self.slot(x), self.slot(slope));
-        let (v, off) = self.push(Op::Prelu { x, slope }, n, c);
+        let (v, off) = self.push_overwritten(Op::Prelu { x, slope }, n, c);
         let (before, out) = self.split_values(off, n * c);
         ops::prelu(&before[xo..xo + n * c], &before[so..so + c], out);
         Ok(v)

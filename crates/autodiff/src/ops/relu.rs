@@ -12,7 +12,7 @@ impl Tape {
     pub fn relu(&mut self, x: Var) -> Result<Var> {
         self.check("relu", x)?;
         let ((n, c), (xo, _)) = (self.shape(x), self.slot(x));
-        let (v, off) = self.push(Op::Relu { x }, n, c);
+        let (v, off) = self.push_overwritten(Op::Relu { x }, n, c);
         let (before, out) = self.split_values(off, n * c);
         ops::relu(&before[xo..xo + n * c], out);
         Ok(v)
