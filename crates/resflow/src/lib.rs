@@ -8,6 +8,7 @@
 //! See `docs/architecture.md` for the crates and the data flow.
 #![forbid(unsafe_code)]
 
+pub mod balancing;
 mod checkpoint;
 pub mod divergence;
 mod error;

@@ -6,6 +6,7 @@
 //! ids, bags, dense (BatchView) --embedding / bag / input--> concat x
 //! logits = Net::forward(tape graph, x)        BN_in, then the kind's head (model::models)
 //! loss = sum_t lambda_t * BCE(z_t, y_t; pos_weight_t) / denom  (+ the head's extra loss)
+//!        (lambda_t: the tasks' loss weights, or the balancing's, see crate::balancing)
 //! ```
 //!
 //! `denom` is the number of rows of the *whole* batch, so the gradients of the workers'
@@ -198,6 +199,20 @@ impl Network {
         }
     }
 
+    /// The input BatchNorm's `(gamma, beta)` in the store: the last parameters every task
+    /// shares in every model kind (GradNorm measures the task gradients on them); `None`
+    /// when the BatchNorms are off (`batch_norm: "none"`).
+    pub fn shared_params(&self) -> Option<(ParamId, ParamId)> {
+        if self.config.batch_norm == BatchNormMode::None {
+            return None;
+        }
+        let bn = &self.net.input_bn;
+        match (self.slots[bn.gamma.0], self.slots[bn.beta.0]) {
+            (Slot::Param(g), Slot::Param(b)) => Some((g, b)),
+            _ => None,
+        }
+    }
+
     /// The name of running statistic `i` (for checkpoints).
     pub fn stat_name(&self, i: usize) -> &str {
         let k = self
@@ -248,6 +263,25 @@ impl Network {
         mode: Mode,
         denom: f32,
         with_loss: bool,
+        scratch: &mut Scratch,
+        out: &mut Forward,
+    ) -> Result<(), Error> {
+        self.forward_weighted(tape, store, view, mode, denom, with_loss, None, scratch, out)
+    }
+
+    /// [`Network::forward`] with the task losses weighted by `loss_weights` (one per task,
+    /// from [`crate::balancing::Balancer::loss_weights`]) instead of the tasks'
+    /// `loss_weight`s; `None` is exactly [`Network::forward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_weighted(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        view: &BatchView<'_>,
+        mode: Mode,
+        denom: f32,
+        with_loss: bool,
+        loss_weights: Option<&[f32]>,
         scratch: &mut Scratch,
         out: &mut Forward,
     ) -> Result<(), Error> {
@@ -304,7 +338,8 @@ impl Network {
                 };
                 let l = tape.bce_with_logits(out.logits[t], target)?;
                 out.task_losses.push(l);
-                let weighted = tape.scale(l, task.loss_weight)?;
+                let lambda = loss_weights.map_or(task.loss_weight, |w| w[t]);
+                let weighted = tape.scale(l, lambda)?;
                 total = Some(match total {
                     None => weighted,
                     Some(s) => tape.add(s, weighted)?,

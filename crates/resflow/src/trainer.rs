@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use autodiff::{Adam, AdamConfig, Grads, LazyAdam, ParamStore, Tape};
+use autodiff::{Adam, AdamConfig, Grads, LazyAdam, ParamId, ParamStore, Tape, Var};
 use metrics::{EvalConfig, EvalReport, StreamingEvaluator};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -27,8 +27,18 @@ use shards::{Batch, Dataset};
 use model::config::{BatchNormMode, ModelConfig};
 use model::{InputLayout, Model, ModelError};
 
+use crate::balancing::Balancer;
 use crate::error::Error;
 use crate::network::{Forward, Mode, Network, Scratch, layout_of};
+
+/// What the loss balancing asks of a worker's step.
+#[derive(Debug, Clone, Copy)]
+struct Weighting<'a> {
+    /// The task loss weights (`None`: the tasks' own `loss_weight`s).
+    weights: Option<&'a [f32]>,
+    /// GradNorm: the shared parameters `(gamma, beta)` whose per-task gradients are measured.
+    shared: Option<(ParamId, ParamId)>,
+}
 
 /// One worker thread's reusable state.
 #[derive(Debug, Default)]
@@ -47,6 +57,8 @@ struct Worker {
     error: Option<Error>,
     /// Whether a training step ran on this worker (its buffers have their size).
     warm: bool,
+    /// GradNorm: per task, `dL_t/d(gamma, beta)` of this slice (gamma's, then beta's).
+    task_grads: Vec<Vec<f32>>,
 }
 
 impl Worker {
@@ -57,6 +69,7 @@ impl Worker {
         batch: &Batch,
         part: usize,
         parts: usize,
+        weighting: Weighting<'_>,
     ) {
         self.rows = 0;
         self.error = None;
@@ -67,18 +80,22 @@ impl Worker {
         let result = (|| -> Result<(), Error> {
             self.tape.reset();
             self.grads.zero();
-            net.forward(
+            net.forward_weighted(
                 &mut self.tape,
                 store,
                 &view,
                 Mode::Train,
                 batch.rows as f32,
                 true,
+                weighting.weights,
                 &mut self.scratch,
                 &mut self.forward,
             )?;
             let loss = self.forward.loss.expect("the loss was requested");
-            self.tape.backward(loss, &mut self.grads)?;
+            match (weighting.shared, weighting.weights) {
+                (Some(shared), Some(weights)) => self.backward_per_task(loss, shared, weights)?,
+                _ => self.tape.backward(loss, &mut self.grads)?,
+            }
             if !self.warm {
                 self.tape.reserve_headroom();
                 self.grads.reserve_headroom();
@@ -103,6 +120,58 @@ impl Worker {
             Ok(())
         })();
         self.error = result.err();
+    }
+
+    /// GradNorm's backward: the gradient of each task loss on the shared `(gamma, beta)`
+    /// into `task_grads`, then the total's gradient into `grads` as usual. Each task takes
+    /// one backward pass from its own loss, except the last: when the total is exactly
+    /// `sum_t W_t L_t` (no extra loss of the head), its gradient on the shared parameters
+    /// is the total's minus the others', divided by `W_T`. In ResFlow the last task's loss
+    /// reaches every tower, so that pass would be the dearest.
+    fn backward_per_task(
+        &mut self,
+        loss: Var,
+        (gamma, beta): (ParamId, ParamId),
+        weights: &[f32],
+    ) -> Result<(), Error> {
+        let tasks = self.forward.task_losses.len();
+        self.task_grads.resize_with(tasks, Vec::new);
+        let total = self.tape.value(loss)[0] as f64;
+        let sum: f64 = self
+            .forward
+            .task_losses
+            .iter()
+            .zip(weights)
+            .map(|(&l, &w)| w as f64 * self.tape.value(l)[0] as f64)
+            .sum();
+        let last = weights[tasks - 1];
+        let by_difference = self.forward.aux_loss.is_none()
+            && last > 0.0
+            && (total - sum).abs() <= tensor::tolerance::APPROXIMATE as f64 * total.abs();
+        let explicit = tasks - by_difference as usize;
+        let copy = |grads: &Grads, out: &mut Vec<f32>| {
+            out.clear();
+            out.extend_from_slice(&grads.dense[gamma.index()]);
+            out.extend_from_slice(&grads.dense[beta.index()]);
+        };
+        for t in 0..explicit {
+            self.grads.zero();
+            self.tape
+                .backward(self.forward.task_losses[t], &mut self.grads)?;
+            copy(&self.grads, &mut self.task_grads[t]);
+        }
+        self.grads.zero();
+        self.tape.backward(loss, &mut self.grads)?;
+        if by_difference {
+            let (done, rest) = self.task_grads.split_at_mut(tasks - 1);
+            let out = &mut rest[0];
+            copy(&self.grads, out);
+            for (g, &w) in done.iter().zip(weights) {
+                tensor::ops::axpy(-w, g, out);
+            }
+            out.iter_mut().for_each(|x| *x /= last);
+        }
+        Ok(())
     }
 
     fn predict(
@@ -153,6 +222,9 @@ pub struct StepStats {
     pub rows: usize,
     /// Mean loss per task over the batch.
     pub losses: Vec<f64>,
+    /// The weight of each task loss in the step's total (the tasks' `loss_weight`s, or
+    /// what the loss balancing made of them).
+    pub loss_weights: Vec<f32>,
 }
 
 /// The training throughput part of a report.
@@ -185,6 +257,10 @@ pub struct Trainer {
     workers: Vec<Worker>,
     /// Shared so that a whole epoch can run inside it while the trainer is borrowed.
     pool: Arc<rayon::ThreadPool>,
+    /// The loss balancing's learned values and their optimiser.
+    balancer: Balancer,
+    /// GradNorm: per task, the batch's `dL_t/d(gamma, beta)` (the workers' sum).
+    task_grads: Vec<Vec<f32>>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -240,9 +316,19 @@ impl Trainer {
                 LazyAdam::try_new(adam_config, &store, o.sparse_embeddings)?,
             ))
         })?;
+        let balancer = Balancer::new(&network.config)?;
+        if balancer.wants_task_gradients() && network.shared_params().is_none() {
+            return Err(ModelError::Config(
+                "GradNorm needs the input BatchNorm's parameters (batch_norm affine or batch)"
+                    .into(),
+            )
+            .into());
+        }
         Ok(Self {
             adam,
             lazy,
+            balancer,
+            task_grads: Vec::new(),
             network,
             store,
             step: 0,
@@ -268,6 +354,16 @@ impl Trainer {
         (&self.adam, &self.lazy)
     }
 
+    /// The loss balancing: its learned values and the weights of the next step.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// The loss balancing, mutable (for checkpoints).
+    pub(crate) fn balancer_mut(&mut self) -> &mut Balancer {
+        &mut self.balancer
+    }
+
     /// One synchronous data-parallel step on `batch`.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats, Error> {
         let mut stats = StepStats::default();
@@ -286,12 +382,20 @@ impl Trainer {
         }
         let parts = self.workers.len();
         let (net, store, workers) = (&self.network, &self.store, &mut self.workers);
+        let weighting = Weighting {
+            weights: self.balancer.loss_weights(),
+            shared: self
+                .balancer
+                .wants_task_gradients()
+                .then(|| net.shared_params())
+                .flatten(),
+        };
         // par_iter splits with rayon::join, whose jobs live on the stack: no allocation.
         self.pool.install(|| {
             workers
                 .par_iter_mut()
                 .enumerate()
-                .for_each(|(k, w)| w.train(net, store, batch, k, parts))
+                .for_each(|(k, w)| w.train(net, store, batch, k, parts, weighting))
         });
         if let Some(e) = self.workers.iter_mut().find_map(|w| w.error.take()) {
             return Err(e);
@@ -331,12 +435,44 @@ impl Trainer {
                 *a += b;
             }
         }
+        stats.loss_weights.clear();
+        match self.balancer.loss_weights() {
+            Some(w) => stats.loss_weights.extend_from_slice(w),
+            None => stats
+                .loss_weights
+                .extend(self.network.config.tasks.iter().map(|t| t.loss_weight)),
+        }
+        if !self.balancer.kind().is_fixed() {
+            self.update_balancing(&stats.losses);
+        }
         if self.network.config.batch_norm == BatchNormMode::Batch {
             self.update_running_stats(batch.rows);
         }
         self.step += 1;
         self.batch_in_epoch += 1;
         Ok(())
+    }
+
+    /// Sums the workers' per-task shared gradients (GradNorm, in worker order) and steps the
+    /// balancing's learned values.
+    fn update_balancing(&mut self, losses: &[f64]) {
+        if self.balancer.wants_task_gradients() {
+            let tasks = losses.len();
+            self.task_grads.resize_with(tasks, Vec::new);
+            let mut workers = self.workers.iter().filter(|w| w.rows > 0);
+            if let Some(first) = workers.next() {
+                for (a, b) in self.task_grads.iter_mut().zip(&first.task_grads) {
+                    a.clear();
+                    a.extend_from_slice(b);
+                }
+            }
+            for w in workers {
+                for (a, b) in self.task_grads.iter_mut().zip(&w.task_grads) {
+                    tensor::ops::axpy(1.0, b, a);
+                }
+            }
+        }
+        self.balancer.update(losses, &self.task_grads);
     }
 
     /// Runs `f` on one of the trainer's worker threads: steps taken inside it enter the
