@@ -474,7 +474,9 @@ impl LossBalancing {
     pub fn learning_rate(&self, optimizer: &OptimizerConfig) -> Option<f32> {
         match self {
             LossBalancing::Fixed => None,
-            LossBalancing::Uncertainty(u) => Some(u.learning_rate.unwrap_or(optimizer.learning_rate)),
+            LossBalancing::Uncertainty(u) => {
+                Some(u.learning_rate.unwrap_or(optimizer.learning_rate))
+            }
             LossBalancing::Gradnorm(g) => Some(g.learning_rate.unwrap_or(optimizer.learning_rate)),
         }
     }
@@ -1009,7 +1011,10 @@ mod tests {
         }
         assert!(LossBalancing::from_name("metabalance").is_err());
         for (json, needle) in [
-            (r#"{"loss_balancing": {"kind": "magic"}}"#, "unknown variant"),
+            (
+                r#"{"loss_balancing": {"kind": "magic"}}"#,
+                "unknown variant",
+            ),
             (
                 r#"{"loss_balancing": {"kind": "gradnorm", "alpah": 1}}"#,
                 "unknown field",

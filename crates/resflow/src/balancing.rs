@@ -227,8 +227,7 @@ impl Balancer {
                 if self.initial.is_empty() {
                     self.initial.extend(losses.iter().map(|&l| l as f32));
                 }
-                for ((n, tg), &lambda) in self.norms.iter_mut().zip(task_grads).zip(&self.lambda)
-                {
+                for ((n, tg), &lambda) in self.norms.iter_mut().zip(task_grads).zip(&self.lambda) {
                     let sq: f64 = tg.iter().map(|&x| x as f64 * x as f64).sum();
                     *n = lambda as f64 * sq.sqrt();
                 }
@@ -402,7 +401,10 @@ mod tests {
             assert!((w.iter().sum::<f32>() - 2.0).abs() < 1e-5, "{w:?}");
         }
         let w = b.learned().unwrap();
-        assert!(w[1] > 10.0 * w[0], "the small-gradient task gains weight: {w:?}");
+        assert!(
+            w[1] > 10.0 * w[0],
+            "the small-gradient task gains weight: {w:?}"
+        );
         // A checkpointed state restores exactly.
         let state = b.state().unwrap();
         let mut c = Balancer::new(&config).unwrap();

@@ -266,7 +266,9 @@ impl Network {
         scratch: &mut Scratch,
         out: &mut Forward,
     ) -> Result<(), Error> {
-        self.forward_weighted(tape, store, view, mode, denom, with_loss, None, scratch, out)
+        self.forward_weighted(
+            tape, store, view, mode, denom, with_loss, None, scratch, out,
+        )
     }
 
     /// [`Network::forward`] with the task losses weighted by `loss_weights` (one per task,
