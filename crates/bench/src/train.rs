@@ -178,8 +178,7 @@ pub fn balancing(
                     loss_balancing: LossBalancing::from_name(name)?,
                     ..ModelConfig::default()
                 };
-                let mut trainer =
-                    Trainer::new(config, resflow::layout_of(data.schema()), threads)?;
+                let mut trainer = Trainer::new(config, resflow::layout_of(data.schema()), threads)?;
                 speeds[k].push(epoch(&mut trainer, &data)?.0);
             }
         }

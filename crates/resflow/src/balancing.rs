@@ -341,10 +341,10 @@ mod tests {
         let l = [0.7f64, 0.004, 3.5];
         let mut g = [0.0f32; 3];
         uncertainty_gradient(&s, &l, &mut g);
-        for k in 0..3 {
+        for (k, &g) in g.iter().enumerate() {
             let want = fd(|s| uncertainty_loss(s, &l), &s, k, 1e-3);
-            let err = (g[k] as f64 - want).abs() / want.abs().max(1.0);
-            assert!(err < APPROXIMATE as f64, "s_{k}: {} vs {want}", g[k]);
+            let err = (g as f64 - want).abs() / want.abs().max(1.0);
+            assert!(err < APPROXIMATE as f64, "s_{k}: {g} vs {want}");
         }
         // The minimum over s_t is at exp(-s_t) l_t = 1/2: the weighted losses equalised.
         let at = [(2.0 * l[0]).ln() as f32];
@@ -375,10 +375,10 @@ mod tests {
         }
         let mut grad = [0.0f32; 3];
         gradnorm_gradient(&w, &a, &targets, &mut grad);
-        for k in 0..3 {
+        for (k, &g) in grad.iter().enumerate() {
             let want = fd(|w| gradnorm_loss(w, &a, &targets), &w, k, 1e-3);
-            let err = (grad[k] as f64 - want).abs() / want.abs().max(1.0);
-            assert!(err < APPROXIMATE as f64, "w_{k}: {} vs {want}", grad[k]);
+            let err = (g as f64 - want).abs() / want.abs().max(1.0);
+            assert!(err < APPROXIMATE as f64, "w_{k}: {g} vs {want}");
         }
         // The badly scaled task (a tiny gradient norm) is below its target: its weight rises.
         assert!(grad[1] < 0.0 && grad[0] > 0.0, "{grad:?}");

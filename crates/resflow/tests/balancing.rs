@@ -121,8 +121,11 @@ fn gradnorm_measures_each_tasks_gradient_norm_on_the_shared_layer() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Trains `epochs` on `ds`, returning the first and last steps' loss weights and losses.
-fn run(ds: &Dataset, c: ModelConfig, epochs: usize) -> (Trainer, Vec<(Vec<f32>, Vec<f64>)>) {
+/// One step's loss weights `W_t` and task losses `L_t`.
+type Step = (Vec<f32>, Vec<f64>);
+
+/// Trains `epochs` on `ds`, returning the trainer and every step's weights and losses.
+fn run(ds: &Dataset, c: ModelConfig, epochs: usize) -> (Trainer, Vec<Step>) {
     let mut t = Trainer::new(c, resflow::layout_of(ds.schema()), 2).unwrap();
     let mut steps = vec![];
     t.fit(ds, epochs, |_, s| {
@@ -134,7 +137,7 @@ fn run(ds: &Dataset, c: ModelConfig, epochs: usize) -> (Trainer, Vec<(Vec<f32>, 
 }
 
 /// `W_click L_click / (W_conv L_conv)` averaged over the last `n` steps.
-fn weighted_ratio(steps: &[(Vec<f32>, Vec<f64>)], n: usize) -> f64 {
+fn weighted_ratio(steps: &[Step], n: usize) -> f64 {
     let tail = &steps[steps.len() - n..];
     let a: f64 = tail.iter().map(|(w, l)| w[0] as f64 * l[0]).sum();
     let b: f64 = tail.iter().map(|(w, l)| w[1] as f64 * l[1]).sum();
