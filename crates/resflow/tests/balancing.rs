@@ -263,3 +263,77 @@ fn balancing_state_survives_a_checkpoint_and_the_model_serves() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compare_runs_each_balancing_with_the_same_seeds() {
+    let (train_dir, train) = data("balance-cmp-train", 2000, 1);
+    let (eval_dir, eval) = data("balance-cmp-eval", 1000, 2);
+    let mut c = config(r#"{"kind": "gradnorm", "alpha": 0.5, "learning_rate": 0.05}"#);
+    c.embedding_dim = 4;
+    c.hidden = vec![8];
+    let options = resflow::CompareOptions {
+        models: Some(vec!["resflow".into()]),
+        seeds: vec![3, 5],
+        epochs: Some(1),
+        threads: 1,
+        latency_calls: 1,
+        balancing: Some(vec![
+            "fixed".into(),
+            "uncertainty".into(),
+            "gradnorm".into(),
+        ]),
+        ..Default::default()
+    };
+    let report = resflow::compare(
+        &train,
+        &eval,
+        Some(c),
+        &options,
+        &mut resflow::session::Quiet,
+    )
+    .unwrap();
+    let runs: Vec<(&str, &str)> = report
+        .models
+        .iter()
+        .map(|m| (m.model.as_str(), m.loss_balancing.as_str()))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("resflow", "fixed"),
+            ("resflow", "uncertainty"),
+            ("resflow", "gradnorm")
+        ]
+    );
+    assert_eq!(report.seeds, vec![3, 5]);
+    let weights = |k: usize| -> Vec<f64> {
+        report.models[k]
+            .final_loss_weights
+            .iter()
+            .map(|s| s.mean)
+            .collect()
+    };
+    assert_eq!(weights(0), vec![1.0, 0.01f32 as f64]);
+    assert!(
+        weights(1)[1] > 0.01 && weights(2)[1] > 0.01,
+        "{:?} {:?}",
+        weights(1),
+        weights(2)
+    );
+    // The configuration's own GradNorm keeps its options; the others take their defaults.
+    let g = report.models[2].config.loss_balancing;
+    assert_eq!(
+        g,
+        resflow::config::LossBalancing::Gradnorm(resflow::config::GradNormConfig {
+            alpha: 0.5,
+            learning_rate: Some(0.05)
+        })
+    );
+    for m in &report.models {
+        assert_eq!(m.tasks[0].auc.values.len(), 2);
+        assert!(m.tasks[0].auc.mean > 0.5, "{}", m.loss_balancing);
+    }
+    for d in [train_dir, eval_dir] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
