@@ -337,3 +337,91 @@ fn compare_runs_each_balancing_with_the_same_seeds() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// The checkpoint `bytes` rewritten with metadata `version` (checksums recomputed).
+fn with_version(bytes: &[u8], version: &str) -> Vec<u8> {
+    use resflow::integrity::{Array, CHECKSUMS_KEY, METADATA_CRC_KEY, open, serialize};
+    let (st, meta) = open(bytes).unwrap();
+    let arrays = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Array::owned(name, v.shape().to_vec(), values)
+        })
+        .collect();
+    let mut meta: std::collections::BTreeMap<String, String> = meta
+        .into_iter()
+        .filter(|(k, _)| k != CHECKSUMS_KEY && k != METADATA_CRC_KEY)
+        .collect();
+    meta.insert("version".into(), version.into());
+    serialize(arrays, meta).unwrap()
+}
+
+#[test]
+fn checkpoint_versions_three_and_four_load_and_newer_ones_are_refused() {
+    let (dir, ds) = data("balance-version", 2_000, 6);
+    let b = first_batch(&ds, 256);
+    let path = std::path::Path::new("ckpt");
+    // A fixed-weights checkpoint is exactly what version 3 wrote: it loads as version 3.
+    let mut fixed = Trainer::new(
+        config(r#"{"kind": "fixed"}"#),
+        resflow::layout_of(ds.schema()),
+        1,
+    )
+    .unwrap();
+    fixed.train_step(&b).unwrap();
+    let ck = temp("balance-version-dir");
+    fixed.save_checkpoint(&ck).unwrap();
+    let bytes = std::fs::read(ck.join(resflow::CHECKPOINT_FILE)).unwrap();
+    let v3 = Trainer::checkpoint_from_bytes(&with_version(&bytes, "3"), path, 1).unwrap();
+    assert_eq!(params_bits(&v3), params_bits(&fixed));
+    assert!(v3.balancer().state().is_none());
+    let e = Trainer::checkpoint_from_bytes(&with_version(&bytes, "5"), path, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("version \"5\"") && e.contains("reads \"4\""),
+        "{e}"
+    );
+    // A balanced checkpoint without its balancing state is refused by name.
+    let mut g = Trainer::new(
+        config(r#"{"kind": "gradnorm"}"#),
+        resflow::layout_of(ds.schema()),
+        1,
+    )
+    .unwrap();
+    g.train_step(&b).unwrap();
+    std::fs::remove_dir_all(&ck).unwrap();
+    g.save_checkpoint(&ck).unwrap();
+    let bytes = std::fs::read(ck.join(resflow::CHECKPOINT_FILE)).unwrap();
+    use resflow::integrity::{Array, CHECKSUMS_KEY, METADATA_CRC_KEY, open, serialize};
+    let (st, meta) = open(&bytes).unwrap();
+    let arrays = st
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name != "balance/adam/v")
+        .map(|(name, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Array::owned(name, v.shape().to_vec(), values)
+        })
+        .collect();
+    let meta = meta
+        .into_iter()
+        .filter(|(k, _)| k != CHECKSUMS_KEY && k != METADATA_CRC_KEY)
+        .collect();
+    let e = Trainer::checkpoint_from_bytes(&serialize(arrays, meta).unwrap(), path, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("balance/adam/v"), "{e}");
+    std::fs::remove_dir_all(&ck).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
