@@ -287,6 +287,14 @@ impl Network {
         scratch: &mut Scratch,
         out: &mut Forward,
     ) -> Result<(), Error> {
+        if let Some(w) = loss_weights.filter(|w| w.len() != self.config.tasks.len()) {
+            return Err(ModelError::Config(format!(
+                "{} loss weights for {} tasks",
+                w.len(),
+                self.config.tasks.len()
+            ))
+            .into());
+        }
         let n = view.rows();
         let fields = &self.layout.fields;
         let ns = fields.iter().filter(|f| f.bag.is_none()).count();
