@@ -285,3 +285,56 @@ fn esmm_never_ranks_conversion_above_click() {
         }
     }
 }
+
+/// The counterfactual losses against their formulas, computed in f64 from the logits the
+/// heads return. The training-only towers (ESCM2-DR's imputation, DCMT's counterfactual)
+/// get a zero logit layer, so their outputs are known: `e^ = 0` and `c = 0`.
+#[test]
+fn counterfactual_losses_match_their_formulas() {
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    for kind in ["escm2_ipw", "escm2_dr", "dcmt"] {
+        let c = config(kind, 2, BatchNormMode::Affine);
+        let (net, mut store, x) = instance(&c, 5);
+        for p in &mut store.dense {
+            if p.name.contains("/train/") && p.name.contains("/logit/") {
+                p.value.as_mut_slice().fill(0.0);
+            }
+        }
+        let (tape, out) = forward(&net, &store, &x, Mode::Train, Some(ROWS as f32));
+        let got = tape.value(out.aux_loss.unwrap())[0] as f64;
+        let (a, z) = (tape.value(out.logits[0]), tape.value(out.logits[1]));
+        let y = labels(2);
+        let mut want = 0.0;
+        for i in 0..ROWS {
+            let (a, z) = (a[i] as f64, z[i] as f64);
+            let (o, r) = (y[2 * i] as f64, y[2 * i + 1] as f64);
+            // The CVR tower's probability behind the product head.
+            let q = sig(z) / sig(a);
+            let ce = |p: f64, r: f64| -r * p.ln() - (1.0 - r) * (1.0 - p).ln();
+            let d = ce(q, r);
+            want += match &c.model {
+                ModelKind::Escm2Ipw(e) => o * d / sig(a).max(e.propensity_clip as f64),
+                ModelKind::Escm2Dr(e) => o * (d + d * d) / sig(a).max(e.propensity_clip as f64),
+                ModelKind::Dcmt(m) => {
+                    let clip = m.propensity_clip as f64;
+                    let p = sig(a).clamp(clip, 1.0 - clip);
+                    o * d / p
+                        + (1.0 - o) * ce(0.5, 1.0 - r) / (1.0 - p)
+                        + m.constraint_weight as f64 * (1.0 - q - 0.5).abs()
+                }
+                _ => unreachable!(),
+            };
+        }
+        let weight = net.config.model.clone();
+        let w = match weight {
+            ModelKind::Escm2Ipw(e) | ModelKind::Escm2Dr(e) => e.counterfactual_weight,
+            ModelKind::Dcmt(m) => m.cvr_weight,
+            _ => unreachable!(),
+        } as f64;
+        want *= w / ROWS as f64;
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{kind}: loss {got}, formula {want}"
+        );
+    }
+}

@@ -101,6 +101,7 @@ pub struct Scratch {
 /// their values as constants, as the analytic gradient does: it records them at the base
 /// point and replays them at the perturbed ones.
 #[derive(Debug, Default)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum Frozen {
     /// The value of the node's input (training).
     #[default]
