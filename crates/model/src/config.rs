@@ -727,7 +727,7 @@ impl ModelConfig {
             }
             ModelKind::Aitm(_) => Ok(()),
             ModelKind::Escm2Ipw(c) | ModelKind::Escm2Dr(c) => {
-                if !(c.counterfactual_weight >= 0.0 && c.counterfactual_weight <= MAX_WEIGHT) {
+                if !(0.0..=MAX_WEIGHT).contains(&c.counterfactual_weight) {
                     return bad(format!(
                         "counterfactual_weight must be in [0, {MAX_WEIGHT}], got {}",
                         c.counterfactual_weight
@@ -746,7 +746,7 @@ impl ModelConfig {
                     ("cvr_weight", c.cvr_weight),
                     ("constraint_weight", c.constraint_weight),
                 ] {
-                    if !(w >= 0.0 && w <= MAX_WEIGHT) {
+                    if !(0.0..=MAX_WEIGHT).contains(&w) {
                         return bad(format!("{what} must be in [0, {MAX_WEIGHT}], got {w}"));
                     }
                 }
