@@ -8,18 +8,13 @@
 //! does not depend on their values); tables are the layout's hash sizes capped at
 //! `max_vocab` rows so the benchmark fits in memory, ids are uniform over each table.
 
-use std::time::Instant;
-
-use crate::timing::Clock;
-
-use autodiff::{ParamStore, Tape};
 use resflow::config::TaskConfig;
-use resflow::network::{Forward, Mode, Network, Scratch};
 use resflow::{
     Field, InputLayout, Model, ModelConfig, ModelError, Pooling, RequestBuffers, Scorer,
 };
+
+use crate::timing::Clock;
 use serde::Serialize;
-use shards::Batch;
 use shards::synth::{ALICCP_MULTI, ALICCP_SINGLE};
 
 /// Fields constant within a request: the user (101), the user profile (121-129) and the
@@ -78,24 +73,12 @@ pub struct ScoreReport {
     pub requests: Vec<ScoreResult>,
 }
 
-/// The `q` quantile (0..=1) of sorted values, by nearest rank.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-/// Times `calls` requests of `n` random candidates (after 3 warm-up calls) on one thread;
-/// returns the latencies in seconds, sorted.
-pub fn latencies(
-    scorer: &Scorer,
-    n: usize,
-    calls: usize,
-    seed: u64,
-) -> Result<Vec<f64>, ModelError> {
-    latencies_on(scorer, n, calls, seed, Clock::Wall)
-}
+// The timings live in the library, beside the comparison that also uses them.
+pub use resflow::latency::{latencies, percentile, tape_forward_latencies};
 
 /// [`latencies`] on the given clock: [`Clock::Thread`] leaves out the time other processes
-/// held the core, which makes figures taken on a shared machine closer to an idle one's.
+/// held the core, which makes figures taken on a shared machine closer to an idle one's
+/// (the same requests, warm-up and order as [`latencies`]).
 pub fn latencies_on(
     scorer: &Scorer,
     n: usize,
@@ -103,8 +86,9 @@ pub fn latencies_on(
     seed: u64,
     clock: Clock,
 ) -> Result<Vec<f64>, ModelError> {
-    // A handful of different requests, cycled, so caches see varied ids (built by the
-    // library's request builder: see `RequestBuffers::random` for their distribution).
+    if clock == Clock::Wall {
+        return latencies(scorer, n, calls, seed);
+    }
     let data: Vec<RequestBuffers> = (0..8u64)
         .map(|i| RequestBuffers::random(scorer, n, seed.wrapping_mul(8).wrapping_add(i)))
         .collect();
@@ -125,41 +109,6 @@ pub fn latencies_on(
     }
     out.sort_by(f64::total_cmp);
     Ok(out)
-}
-
-/// Times the inference forward pass of `network` recorded on the autodiff tape (embedding
-/// lookups, the model, the logits) over `batch`, on one thread, `calls` times after 3
-/// warm-up calls; returns the latencies in seconds, sorted. Every model kind runs on the
-/// same engine here, whatever its serving path, so this compares the models' own cost.
-pub fn tape_forward_latencies(
-    network: &Network,
-    store: &ParamStore,
-    batch: &Batch,
-    calls: usize,
-) -> Result<Vec<f64>, resflow::Error> {
-    let (mut tape, mut scratch, mut out) = (Tape::new(), Scratch::default(), Forward::default());
-    let view = batch.view();
-    let mut times = Vec::with_capacity(calls);
-    for i in 0..calls + 3 {
-        let start = Instant::now();
-        tape.reset();
-        network.forward(
-            &mut tape,
-            store,
-            &view,
-            Mode::Eval,
-            1.0,
-            false,
-            &mut scratch,
-            &mut out,
-        )?;
-        let t = start.elapsed().as_secs_f64();
-        if i >= 3 {
-            times.push(t);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times)
 }
 
 fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {
