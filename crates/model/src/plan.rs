@@ -331,8 +331,8 @@ enum Step {
     Gemm {
         src: Src,
         /// The candidates' rows of W (all of W when the GEMM does not read the input),
-        /// packed for the micro-kernel.
-        cand: PackedB,
+        /// packed for the micro-kernel (boxed: it is far larger than the other steps).
+        cand: Box<PackedB>,
         /// Request rows of W (none when the model has no request-level field, or the
         /// GEMM does not read the input).
         req: Option<Matrix>,
@@ -507,7 +507,7 @@ impl Plan {
                         let gather = |sel: &[usize]| {
                             Matrix::from_fn(sel.len(), weight.cols(), |r, j| weight.get(sel[r], j))
                         };
-                        let cand = PackedB::new(tier, gather(&split.cand_rows).view())?;
+                        let cand = Box::new(PackedB::new(tier, gather(&split.cand_rows).view())?);
                         let req = split_on.then(|| gather(&split.req_rows));
                         rows.push(weight.cols());
                         Step::Gemm {
@@ -522,7 +522,7 @@ impl Plan {
                     } else {
                         Step::Gemm {
                             src: Src::Buf(buf(&x)?),
-                            cand: PackedB::new(tier, weight.view())?,
+                            cand: Box::new(PackedB::new(tier, weight.view())?),
                             req: None,
                             bias,
                             row: usize::MAX,
