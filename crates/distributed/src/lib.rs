@@ -35,12 +35,28 @@ pub mod order;
 
 pub use launch::{LAUNCHED_VARS, find_mpirun, launched_by_mpirun};
 #[cfg(feature = "mpi")]
-pub use mpi_reduce::{Cluster, MpiReduce, Traffic};
+pub use mpi_reduce::{Cluster, MpiReduce};
 #[cfg(not(feature = "mpi"))]
 pub use no_mpi::Cluster;
 
 /// Whether this build can train across processes (the `mpi` feature).
 pub const AVAILABLE: bool = cfg!(feature = "mpi");
+
+/// Bytes this process sent in collective calls, by kind (for the traffic figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Traffic {
+    /// Dense gradients (all-to-all and all-gather).
+    pub dense: u64,
+    /// Embedding rows (ids and gradients, all-gather).
+    pub sparse: u64,
+    /// Everything else: agreement flags, losses, BatchNorm statistics, counts, predictions.
+    pub other: u64,
+    /// Gradient reductions (training steps) counted.
+    pub steps: u64,
+    /// Seconds spent in the hook's collective calls (transfers, and waiting for the
+    /// slowest process).
+    pub seconds: f64,
+}
 
 /// What went wrong setting up or running training across processes.
 #[derive(Debug, thiserror::Error)]

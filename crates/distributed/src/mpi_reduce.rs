@@ -4,6 +4,8 @@
 //! allocates nothing here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use mpi::Threading;
 use mpi::collective::CommunicatorCollectives;
@@ -15,8 +17,8 @@ use autodiff::Grads;
 use resflow::Trainer;
 use resflow::reduce::Reduce;
 
-use crate::Error;
 use crate::order::{chunk, fold_in_rank_order, pack_rows, unpack_rows};
+use crate::{Error, Traffic};
 
 fn too_large(what: &str, n: usize) -> resflow::Error {
     resflow::Error::Distributed(format!(
@@ -33,6 +35,7 @@ fn count(what: &str, n: usize) -> Result<i32, resflow::Error> {
 pub struct Cluster {
     universe: Arc<Universe>,
     world: SimpleCommunicator,
+    traffic: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -61,6 +64,7 @@ impl Cluster {
         Ok(Self {
             universe: Arc::new(universe),
             world,
+            traffic: Arc::default(),
         })
     }
 
@@ -82,7 +86,20 @@ impl Cluster {
             rank: self.rank(),
             ranks: self.ranks(),
             bufs: Buffers::default(),
-            traffic: Traffic::default(),
+            traffic: Arc::clone(&self.traffic),
+        }
+    }
+
+    /// Bytes this process has sent in the collective calls of training, by kind (every
+    /// hook made by this cluster counts).
+    pub fn traffic(&self) -> Traffic {
+        let c = &self.traffic;
+        Traffic {
+            dense: c.dense.load(Ordering::Relaxed),
+            sparse: c.sparse.load(Ordering::Relaxed),
+            other: c.other.load(Ordering::Relaxed),
+            steps: c.steps.load(Ordering::Relaxed),
+            seconds: c.nanos.load(Ordering::Relaxed) as f64 * 1e-9,
         }
     }
 
@@ -161,15 +178,33 @@ fn fingerprint(trainer: &Trainer) -> u32 {
     h.finalize()
 }
 
-/// Bytes this process sent in collective calls, by kind (for the traffic figures).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    /// Dense gradients (all-to-all and all-gather).
-    pub dense: u64,
-    /// Embedding rows (ids and gradients, all-gather).
-    pub sparse: u64,
-    /// Everything else: agreement flags, losses, BatchNorm statistics, counts, predictions.
-    pub other: u64,
+#[derive(Debug, Default)]
+struct Counters {
+    dense: AtomicU64,
+    sparse: AtomicU64,
+    other: AtomicU64,
+    steps: AtomicU64,
+    nanos: AtomicU64,
+}
+
+/// Adds the time since it was made to the cluster's time in collective calls when dropped.
+struct Timed<'a>(&'a AtomicU64, Instant);
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.0
+            .fetch_add(self.1.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+fn timed(c: &Counters) -> Timed<'_> {
+    Timed(&c.nanos, Instant::now())
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, bytes: usize) {
+        counter.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -204,7 +239,7 @@ pub struct MpiReduce {
     rank: usize,
     ranks: usize,
     bufs: Buffers,
-    traffic: Traffic,
+    traffic: Arc<Counters>,
 }
 
 impl std::fmt::Debug for MpiReduce {
@@ -217,11 +252,6 @@ impl std::fmt::Debug for MpiReduce {
 }
 
 impl MpiReduce {
-    /// Bytes sent so far, by kind.
-    pub fn traffic(&self) -> Traffic {
-        self.traffic
-    }
-
     /// Per-rank counts and displacements of `lens` elements each (the displacements
     /// their prefix sums), into `counts` and `displs`.
     fn layout(
@@ -273,7 +303,7 @@ impl MpiReduce {
             at += len;
         }
         // Sent: every chunk but our own, then our summed chunk to every other rank.
-        self.traffic.dense += 4 * ((n - m) + m * (r - 1)) as u64;
+        Counters::add(&self.traffic.dense, 4 * ((n - m) + m * (r - 1)));
         Ok(())
     }
 
@@ -321,8 +351,11 @@ impl MpiReduce {
         b.all_counts_usize
             .extend(b.all_counts.iter().map(|&c| c as usize));
         unpack_rows(&b.all_counts_usize, &b.all_ids, &b.all_rows, tables);
-        self.traffic.sparse += ((4 * b.ids.len() + 4 * b.rows.len()) * (r - 1)) as u64;
-        self.traffic.other += (4 * t * (r - 1)) as u64;
+        Counters::add(
+            &self.traffic.sparse,
+            (4 * b.ids.len() + 4 * b.rows.len()) * (r - 1),
+        );
+        Counters::add(&self.traffic.other, 4 * t * (r - 1));
         Ok(())
     }
 }
@@ -337,11 +370,13 @@ impl Reduce for MpiReduce {
     }
 
     fn agree(&mut self, ok: bool) -> Result<(), resflow::Error> {
+        let traffic = Arc::clone(&self.traffic);
+        let _t = timed(&traffic);
         let b = &mut self.bufs;
         b.flags.resize(self.ranks, 0);
         self.world
             .all_gather_into(&i32::from(!ok), &mut b.flags[..]);
-        self.traffic.other += 4 * (self.ranks - 1) as u64;
+        Counters::add(&self.traffic.other, 4 * (self.ranks - 1));
         let failed: Vec<String> = (0..self.ranks)
             .filter(|&q| b.flags[q] != 0)
             .map(|q| q.to_string())
@@ -360,6 +395,9 @@ impl Reduce for MpiReduce {
         if self.ranks == 1 {
             return Ok(());
         }
+        let traffic = Arc::clone(&self.traffic);
+        let _t = timed(&traffic);
+        traffic.steps.fetch_add(1, Ordering::Relaxed);
         self.dense(&mut grads.dense)?;
         self.sparse(&mut grads.sparse)
     }
@@ -369,6 +407,7 @@ impl Reduce for MpiReduce {
         if r == 1 || n == 0 {
             return Ok(());
         }
+        let _t = timed(&self.traffic);
         b.f64s.resize(r * n, 0.0);
         self.world.all_gather_into(&values[..], &mut b.f64s[..]);
         for (j, v) in values.iter_mut().enumerate() {
@@ -377,7 +416,7 @@ impl Reduce for MpiReduce {
                 *v += b.f64s[q * n + j];
             }
         }
-        self.traffic.other += (8 * n * (r - 1)) as u64;
+        Counters::add(&self.traffic.other, 8 * n * (r - 1));
         Ok(())
     }
 
@@ -385,6 +424,7 @@ impl Reduce for MpiReduce {
         if self.ranks == 1 {
             return Ok(());
         }
+        let _t = timed(&self.traffic);
         let b = &mut self.bufs;
         let n = count("gathered values", values.len())?;
         b.flags.resize(self.ranks, 0);
@@ -399,7 +439,10 @@ impl Reduce for MpiReduce {
             let mut all = PartitionMut::new(&mut b.f64s[..], &b.counts[..], &b.displs[..]);
             self.world.all_gather_varcount_into(&values[..], &mut all);
         }
-        self.traffic.other += ((8 * values.len() + 4) * (self.ranks - 1)) as u64;
+        Counters::add(
+            &self.traffic.other,
+            (8 * values.len() + 4) * (self.ranks - 1),
+        );
         std::mem::swap(values, &mut b.f64s);
         Ok(())
     }
@@ -408,6 +451,7 @@ impl Reduce for MpiReduce {
         if self.ranks == 1 {
             return Ok(());
         }
+        let _t = timed(&self.traffic);
         let b = &mut self.bufs;
         let n = count("gathered values", values.len())?;
         b.flags.resize(self.ranks, 0);
@@ -422,7 +466,10 @@ impl Reduce for MpiReduce {
             let mut all = PartitionMut::new(&mut b.f32s[..], &b.counts[..], &b.displs[..]);
             self.world.all_gather_varcount_into(&values[..], &mut all);
         }
-        self.traffic.other += ((4 * values.len() + 4) * (self.ranks - 1)) as u64;
+        Counters::add(
+            &self.traffic.other,
+            (4 * values.len() + 4) * (self.ranks - 1),
+        );
         std::mem::swap(values, &mut b.f32s);
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use resflow::Trainer;
 
-use crate::Error;
+use crate::{Error, Traffic};
 
 /// The processes started by one `mpirun` (this build has no MPI: [`Cluster::join`] fails).
 #[derive(Debug)]
@@ -29,6 +29,11 @@ impl Cluster {
 
     /// See the MPI build.
     pub fn attach(&self, _trainer: &mut Trainer, _data_rows: usize) -> Result<(), Error> {
+        match self.never {}
+    }
+
+    /// See the MPI build.
+    pub fn traffic(&self) -> Traffic {
         match self.never {}
     }
 

@@ -168,3 +168,143 @@ fn rank_replicated() {
         );
     }
 }
+
+/// Epochs of the checkpointed runs (long enough to be killed in the middle).
+const KILL_EPOCHS: usize = 4;
+
+fn kill_config() -> ModelConfig {
+    let mut c =
+        ModelConfig::from_json(r#"{"embedding_dim": 8, "hidden": [32, 16], "batch_size": 256}"#)
+            .unwrap();
+    c.optimizer.learning_rate = 3e-3;
+    c
+}
+
+/// Parameters and running statistics, as bits.
+fn state_bits(t: &Trainer) -> Vec<u64> {
+    let mut out: Vec<u64> = vec![t.step];
+    for p in &t.store.dense {
+        out.extend(p.value.as_slice().iter().map(|x| x.to_bits() as u64));
+    }
+    for p in &t.store.tables {
+        out.extend(p.value.as_slice().iter().map(|x| x.to_bits() as u64));
+    }
+    for s in &t.network.stats {
+        out.extend(s.iter().map(|x| x.to_bits() as u64));
+    }
+    out
+}
+
+#[test]
+fn a_rank_killed_mid_run_stops_the_others_and_the_run_resumes_exactly() {
+    let dir = temp("kill");
+    make_data(&dir.join("train"), 24_000, 3);
+    let ckpt = dir.join("ckpt");
+    let checkpoint = ckpt.join(resflow::CHECKPOINT_FILE);
+
+    // Each rank's shell writes its pid, then becomes the rank.
+    let mpirun = distributed::find_mpirun().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "echo $$ > '{}'/pid.$PMI_RANK; exec '{}' rank_checkpointed --exact --ignored \
+         --nocapture --test-threads=1",
+        dir.display(),
+        exe.display()
+    );
+    let mut run = Command::new(&mpirun)
+        .args(["-np", "2", "sh", "-c", &script])
+        .env(DIR_VAR, &dir)
+        .env("MPIEXEC_TIMEOUT", "300")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once rank 0 has written a checkpoint, training is under way: kill rank 1.
+    let start = std::time::Instant::now();
+    while !(checkpoint.exists() && dir.join("pid.1").exists()) {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint after 120 s");
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let pid = std::fs::read_to_string(dir.join("pid.1")).unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The other rank must not wait forever for the dead one.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed().as_secs() > 60 {
+            run.kill().unwrap();
+            panic!("rank 0 still runs 60 s after rank 1 was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = run.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !status.success(),
+        "the killed run reported success:\n{text}"
+    );
+    assert!(
+        text.contains("BAD TERMINATION") && text.contains("signal 9"),
+        "the launcher names the killed rank:\n{text}"
+    );
+    assert!(
+        !dir.join("done.0").exists(),
+        "rank 0 finished although rank 1 was killed"
+    );
+    // The checkpoint on disk is whole (it loads, checksums and all) and from mid-run.
+    let saved = Trainer::load_checkpoint(&ckpt, 1).unwrap();
+    let train = Dataset::open(&dir.join("train")).unwrap();
+    let steps_per_epoch = train.rows().div_ceil(kill_config().batch_size) as u64;
+    assert!(saved.step > 0 && saved.step < KILL_EPOCHS as u64 * steps_per_epoch);
+    drop(saved);
+
+    // Resume with the same two ranks: the end state is the uninterrupted one's.
+    launch(2, "rank_checkpointed", &dir);
+    let mut t = Trainer::new(kill_config(), resflow::layout_of(train.schema()), 2).unwrap();
+    t.fit(&train, KILL_EPOCHS, |_, _| Ok(())).unwrap();
+    let expected = state_bits(&t);
+    for rank in 0..2 {
+        let theirs = read_bits(&dir.join(format!("done.{rank}")));
+        assert_eq!(theirs.len(), expected.len());
+        assert!(theirs == expected, "rank {rank} resumed to another state");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[ignore = "one rank of the mpirun test above"]
+fn rank_checkpointed() {
+    let dir = PathBuf::from(std::env::var_os(DIR_VAR).expect("started by the test above"));
+    let cluster = Cluster::join().unwrap();
+    let train = Dataset::open(&dir.join("train")).unwrap();
+    let ckpt = dir.join("ckpt");
+    let mut t = if ckpt.join(resflow::CHECKPOINT_FILE).exists() {
+        Trainer::load_checkpoint(&ckpt, 1).unwrap()
+    } else {
+        Trainer::new(kill_config(), resflow::layout_of(train.schema()), 1).unwrap()
+    };
+    cluster.attach(&mut t, train.rows()).unwrap();
+    t.fit(&train, KILL_EPOCHS, |t, _| {
+        // Rank 0 writes (atomically) for every rank: the replicas are identical.
+        if t.rank().0 == 0 && t.step % 3 == 0 {
+            t.save_checkpoint(&ckpt)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    write_bits(
+        &dir.join(format!("done.{}", cluster.rank())),
+        &state_bits(&t),
+    );
+}
