@@ -49,6 +49,10 @@ pub struct TrainArgs {
     /// Export the trained model (safetensors) here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Train as one rank of several: `mpirun -np N resflow train --distributed ...` (a build
+    /// with `--features mpi`; rank 0 writes the files; see docs/distributed.md).
+    #[arg(long)]
+    distributed: bool,
 }
 
 /// Options of `resflow eval`.
@@ -111,6 +115,9 @@ struct Report<'a> {
     train: Option<&'a TrainSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     eval: Option<&'a EvalReport>,
+    /// Bytes this rank sent, and its time in collective calls (distributed training).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distributed: Option<distributed::Traffic>,
 }
 
 pub(crate) fn threads(n: Option<usize>) -> usize {
@@ -191,6 +198,9 @@ impl Progress {
     }
 
     fn step(&mut self, trainer: &Trainer, s: &StepStats) {
+        if trainer.rank().0 != 0 {
+            return;
+        }
         self.rows += s.rows as u64;
         let tasks = &trainer.network.config.tasks;
         let losses = tasks
@@ -247,9 +257,11 @@ pub(crate) fn run_training(
         let eval_config = trainer.eval_config();
         let (s, r) = trainer.train_epoch(train, |t, stats| {
             progress.step(t, stats);
+            // Rank 0 writes the checkpoints of a distributed run (the replicas are equal).
             if let Some((dir, Some(every))) = checkpoint
                 && every > 0
                 && t.step.is_multiple_of(every)
+                && t.rank().0 == 0
             {
                 t.save_checkpoint(dir)?;
             }
@@ -258,21 +270,27 @@ pub(crate) fn run_training(
                 && t.step.is_multiple_of(every)
             {
                 let rep = t.evaluate(ds, &eval_config)?;
-                print_eval(&format!("evaluation at step {}", t.step), &rep);
+                if t.rank().0 == 0 {
+                    print_eval(&format!("evaluation at step {}", t.step), &rep);
+                }
             }
             Ok(())
         })?;
         progress.finish();
         seconds += s;
         rows += r;
-        if let Some((dir, _)) = checkpoint {
+        if let Some((dir, _)) = checkpoint
+            && trainer.rank().0 == 0
+        {
             trainer.save_checkpoint(dir)?;
         }
         if let Some(ds) = eval
             && trainer.epoch < epochs
         {
             let rep = trainer.evaluate(ds, &eval_config)?;
-            print_eval(&format!("evaluation after epoch {}", trainer.epoch), &rep);
+            if trainer.rank().0 == 0 {
+                print_eval(&format!("evaluation after epoch {}", trainer.epoch), &rep);
+            }
         }
     }
     Ok(TrainSummary {
@@ -328,6 +346,13 @@ pub(crate) fn config_for(
 
 /// Runs `resflow train`.
 pub fn train(args: TrainArgs) -> Fallible {
+    // Distributed: every rank joins first; from then on an error on one rank ends them all.
+    let replicas = distributed::Replicas::join(args.distributed)?;
+    let result = train_as(args, &replicas);
+    replicas.or_abort(result)
+}
+
+fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
     // Every output and option is checked before any data is read.
     let mut plan = resflow::OutputPlan::new().input("--train", &args.train);
     for (option, path) in [("--eval", &args.eval), ("--config", &args.config)] {
@@ -359,7 +384,8 @@ pub fn train(args: TrainArgs) -> Fallible {
             .map_err(|err| format!("--eval {}: {err}", path.display()))?;
     }
     let config = config_for(args.config.as_deref(), &train, args.epochs)?;
-    let threads = threads(args.threads);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads(Some(replicas.threads(args.threads, cores)));
     let mut trainer = match (&args.checkpoint_dir, args.resume) {
         (Some(dir), true) => {
             if !dir.join(resflow::CHECKPOINT_FILE).exists() {
@@ -387,7 +413,8 @@ pub fn train(args: TrainArgs) -> Fallible {
                 }
             }
             eprintln!(
-                "resuming from {} at epoch {}, step {}",
+                "rank {}: resuming from {} at epoch {}, step {}",
+                replicas.rank().0,
                 dir.display(),
                 t.epoch + 1,
                 t.step
@@ -410,9 +437,16 @@ pub fn train(args: TrainArgs) -> Fallible {
             .check_layout(&resflow::layout_of(ds.schema()))
             .map_err(|e| format!("--eval {}: {e}", path.display()))?;
     }
+    replicas.attach(&mut trainer, train.rows())?;
     let epochs = args.epochs.unwrap_or(trainer.network.config.epochs);
+    let (rank, ranks) = replicas.rank();
     eprintln!(
-        "training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
+        "{}training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
+        if ranks > 1 {
+            format!("rank {rank} of {ranks}: ")
+        } else {
+            String::new()
+        },
         train.rows(),
         threads,
         trainer.network.config.batch_size,
@@ -432,12 +466,25 @@ pub fn train(args: TrainArgs) -> Fallible {
         args.eval_every,
         "train",
     )?;
-    println!(
-        "trained {} steps in {:.1} s: {:.0} samples/s with {} threads",
-        summary.steps, summary.seconds, summary.samples_per_s, summary.threads
-    );
+    let traffic = replicas.traffic();
+    if replicas.writes() {
+        println!(
+            "trained {} steps in {:.1} s: {:.0} samples/s with {} ranks x {} threads",
+            summary.steps, summary.seconds, summary.samples_per_s, ranks, summary.threads
+        );
+        if let Some(t) = traffic.filter(|t| t.steps > 0) {
+            println!(
+                "rank 0 sent per step: {} B dense, {} B sparse rows, {} B other; {:.1} s in \
+                 collective calls",
+                t.dense / t.steps,
+                t.sparse / t.steps,
+                t.other / t.steps,
+                t.seconds
+            );
+        }
+    }
     // The trained model is written before anything else can fail.
-    if let Some(out) = &args.out {
+    if let Some(out) = args.out.as_ref().filter(|_| replicas.writes()) {
         trainer.export()?.save(out)?;
         println!("model written to {}", out.display());
     }
@@ -448,6 +495,9 @@ pub fn train(args: TrainArgs) -> Fallible {
         }
         None => None,
     };
+    if !replicas.writes() {
+        return Ok(());
+    }
     if let Some(r) = &report {
         print_eval("final evaluation", r);
     }
@@ -456,6 +506,7 @@ pub fn train(args: TrainArgs) -> Fallible {
         &Report {
             train: Some(&summary),
             eval: report.as_ref(),
+            distributed: traffic,
         },
     )
 }
@@ -519,6 +570,7 @@ pub fn eval(args: EvalArgs) -> Fallible {
         &Report {
             train: None,
             eval: Some(&report),
+            distributed: None,
         },
     )
 }

@@ -11,15 +11,27 @@ use std::path::PathBuf;
 pub const LAUNCHED_VARS: &[&str] = &["PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK"];
 
 /// Whether this process was started by an MPI launcher: an error saying how to launch it if
-/// not.
+/// not (and how to install one, if there is no `mpirun` on the `PATH`).
 pub fn launched_by_mpirun() -> Result<(), crate::Error> {
     if LAUNCHED_VARS.iter().any(|v| std::env::var_os(v).is_some()) {
-        Ok(())
-    } else {
-        Err(crate::Error::NotLaunched {
-            vars: LAUNCHED_VARS.join(", "),
-        })
+        return Ok(());
     }
+    find_mpirun()?;
+    Err(crate::Error::NotLaunched {
+        vars: LAUNCHED_VARS.join(", "),
+    })
+}
+
+/// Worker threads for each rank by default: the machine's `cores` shared by the ranks the
+/// launcher placed on this machine (`MPI_LOCALNRANKS`, set by MPICH's Hydra;
+/// `OMPI_COMM_WORLD_LOCAL_SIZE` by Open MPI), at least one.
+pub fn threads_per_rank(cores: usize) -> usize {
+    let local = ["MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    (cores / local).max(1)
 }
 
 /// `mpirun` on the `PATH` (or `mpiexec`), for tests and benchmarks that launch ranks.

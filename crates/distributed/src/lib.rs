@@ -32,12 +32,14 @@ mod mpi_reduce;
 #[cfg(not(feature = "mpi"))]
 mod no_mpi;
 pub mod order;
+mod replicas;
 
-pub use launch::{LAUNCHED_VARS, find_mpirun, launched_by_mpirun};
+pub use launch::{LAUNCHED_VARS, find_mpirun, launched_by_mpirun, threads_per_rank};
 #[cfg(feature = "mpi")]
 pub use mpi_reduce::{Cluster, MpiReduce};
 #[cfg(not(feature = "mpi"))]
 pub use no_mpi::Cluster;
+pub use replicas::Replicas;
 
 /// Whether this build can train across processes (the `mpi` feature).
 pub const AVAILABLE: bool = cfg!(feature = "mpi");
@@ -77,10 +79,11 @@ pub enum Error {
         /// The environment variables looked for.
         vars: String,
     },
-    /// `mpirun` is not on the `PATH`.
+    /// The process was not started by an MPI launcher, and none is on the `PATH`.
     #[error(
-        "mpirun was not found on PATH: install MPICH (apt-get install mpich) or put your MPI's \
-         launcher on PATH"
+        "--distributed: this process was not started by mpirun, and no mpirun is on PATH: \
+         install MPICH (apt-get install mpich) or put your MPI's launcher on PATH, then launch \
+         with `mpirun -np N resflow train --distributed ...`"
     )]
     NoMpirun,
     /// MPI could not start, or the processes disagree on what they train.
