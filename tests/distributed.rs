@@ -41,6 +41,7 @@ fn generate(dir: &Path, rows: usize, seed: u64) {
         .unwrap());
 }
 
+#[cfg(feature = "mpi")]
 fn config(dir: &Path) -> PathBuf {
     let path = dir.join("config.json");
     std::fs::write(
