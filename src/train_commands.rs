@@ -206,12 +206,13 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
         );
         if let Some(t) = traffic.filter(|t| t.steps > 0) {
             println!(
-                "rank 0 sent per step: {} B dense, {} B sparse rows, {} B other; {:.1} s in \
-                 collective calls",
+                "rank 0 sent per step: {} B dense, {} B sparse rows, {} B other; {:.2} s \
+                 moving data, {:.2} s waiting for the other ranks",
                 t.dense / t.steps,
                 t.sparse / t.steps,
                 t.other / t.steps,
-                t.seconds
+                t.seconds,
+                t.wait_seconds
             );
         }
     }

@@ -55,9 +55,13 @@ pub struct Traffic {
     pub other: u64,
     /// Gradient reductions (training steps) counted.
     pub steps: u64,
-    /// Seconds spent in the hook's collective calls (transfers, and waiting for the
-    /// slowest process).
+    /// Seconds spent in the collective calls that move data (gradients, statistics,
+    /// losses, predictions). They start right after the agreement, when every process is
+    /// there, so this is the time of the transfers themselves.
     pub seconds: f64,
+    /// Seconds spent in the agreement that opens each step: waiting for the slowest
+    /// process to finish its forward and backward passes.
+    pub wait_seconds: f64,
 }
 
 /// What went wrong setting up or running training across processes.
