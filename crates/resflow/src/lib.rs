@@ -24,6 +24,7 @@ pub mod latency;
 pub mod list_options;
 pub mod network;
 pub mod output_plan;
+pub mod reduce;
 mod score_data;
 pub mod session;
 mod trainer;
