@@ -148,7 +148,8 @@ impl Cluster {
             fingerprint(trainer) as u64,
         ];
         self.check_same(&names, &values)?;
-        trainer.set_reduce(Box::new(self.reduce()))
+        trainer.set_reduce(Box::new(self.reduce()))?;
+        Ok(())
     }
 
     /// Waits for every process.
