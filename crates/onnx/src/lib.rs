@@ -30,6 +30,8 @@
 mod inputs;
 pub mod proto;
 mod record;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
@@ -91,7 +93,11 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>, ExportError> {
         return Err(ExportError::TooLarge { bytes: weights });
     }
     let net = model.net()?;
+    export_net(model, &net)
+}
 
+/// The ONNX bytes of `net` (the structure of `model`'s tensors) with `model`'s tables.
+fn export_net(model: &Model, net: &model::Net) -> Result<Vec<u8>, ExportError> {
     let mut b = Builder::default();
     let assembled = inputs::assemble(&mut b, model);
     let mut g = Recorder::new(model, b, assembled.x.clone(), assembled.order.clone());
