@@ -79,7 +79,9 @@ fn an_input_read_by_other_ops_is_materialised_in_layout_order() {
         .into_runnable()
         .unwrap();
 
-    let cands: [(u32, &[u32], u32, [f32; 2]); 3] = [
+    // (id of a, the bag's ids, id of b, dense features)
+    type Cand<'a> = (u32, &'a [u32], u32, [f32; 2]);
+    let cands: [Cand<'_>; 3] = [
         (0, &[], 4, [0.5, -1.0]),
         (8, &[3, 10, 3], 0, [2.0, 0.0]),
         (2, &[7], 1, [-0.25, 1.5]),
@@ -91,7 +93,7 @@ fn an_input_read_by_other_ops_is_materialised_in_layout_order() {
             bag[r * l + k] = id as i64;
         }
     }
-    let ids = |f: fn(&(u32, &[u32], u32, [f32; 2])) -> u32| -> TValue {
+    let ids = |f: fn(&Cand<'_>) -> u32| -> TValue {
         tensor1(&cands.iter().map(|c| f(c) as i64).collect::<Vec<_>>()).into()
     };
     let inputs = tvec![

@@ -271,7 +271,8 @@ fn an_invalid_candidate_scores_nan_and_the_others_do_not_change() {
     let graph = load(&model);
     let cands = candidates(&l, 5, 1);
     let (good, _) = run(&graph, onnx_inputs(&l, &cands, 0));
-    let breakages: [(&str, &dyn Fn(&mut Candidate)); 5] = [
+    type Breakage<'a> = (&'a str, &'a dyn Fn(&mut Candidate));
+    let breakages: [Breakage<'_>; 5] = [
         ("id at the vocabulary size", &|c| c.ids[0][0] = 50),
         ("negative id", &|c| c.ids[3][0] = -1),
         ("bag id out of range", &|c| c.ids[2] = vec![3, 300]),
