@@ -78,11 +78,17 @@ pub struct EvalArgs {
 #[derive(Args)]
 pub struct ExportArgs {
     /// Checkpoint directory.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    checkpoint: Option<PathBuf>,
+    /// An exported model file (instead of a checkpoint), to write as ONNX.
     #[arg(long)]
-    checkpoint: PathBuf,
+    model: Option<PathBuf>,
     /// Model file to write.
+    #[arg(long, required_unless_present = "onnx")]
+    out: Option<PathBuf>,
+    /// Also write the model as an ONNX graph (opset 17) here; see docs/onnx.md.
     #[arg(long)]
-    out: PathBuf,
+    onnx: Option<PathBuf>,
 }
 
 /// Options of `resflow score`.
@@ -330,18 +336,32 @@ pub fn eval(args: EvalArgs) -> Fallible {
 
 /// Runs `resflow export`.
 pub fn export(args: ExportArgs) -> Fallible {
+    let source = match (&args.checkpoint, &args.model) {
+        (Some(c), _) => ("--checkpoint", c),
+        (None, Some(m)) => ("--model", m),
+        (None, None) => return Err("give --checkpoint or --model".into()),
+    };
     resflow::OutputPlan::new()
-        .input("--checkpoint", &args.checkpoint)
-        .file("--out", Some(&args.out))
+        .input(source.0, source.1)
+        .file("--out", args.out.as_deref())
+        .file("--onnx", args.onnx.as_deref())
         .check()?;
-    let t = Trainer::load_checkpoint(&args.checkpoint, 1)?;
-    t.export()?.save(&args.out)?;
-    println!(
-        "model written to {} (epoch {}, step {})",
-        args.out.display(),
-        t.epoch,
-        t.step
-    );
+    let model = match &args.checkpoint {
+        Some(c) => {
+            let t = Trainer::load_checkpoint(c, 1)?;
+            println!("checkpoint of epoch {}, step {}", t.epoch, t.step);
+            t.export()?
+        }
+        None => Model::load(source.1)?,
+    };
+    if let Some(out) = &args.out {
+        model.save(out)?;
+        println!("model written to {}", out.display());
+    }
+    if let Some(path) = &args.onnx {
+        onnx::save(&model, path)?;
+        println!("ONNX graph written to {}", path.display());
+    }
     Ok(())
 }
 
