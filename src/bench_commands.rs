@@ -98,6 +98,10 @@ pub struct ScoreArgs {
     /// Timed requests per size (for 100 candidates; scaled down for larger requests).
     #[arg(long, default_value_t = 2000)]
     calls: usize,
+    /// Clock of every call: `wall` (elapsed time) or `thread` (CPU time of the scoring
+    /// thread, which leaves out the time other processes held the core on a shared machine).
+    #[arg(long, default_value = "wall", value_parser = parse_clock)]
+    clock: bench::Clock,
 }
 
 /// Options of `resflow bench ops`.
@@ -328,14 +332,14 @@ fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         args.candidates
     };
-    let report = bench::score::run(&sizes, args.max_vocab.max(1), args.calls.max(1))?;
+    let report = bench::score::run(&sizes, args.max_vocab.max(1), args.calls.max(1), args.clock)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
     println!(
-        "scoring one request, one thread, Ali-CCP layout (19 fields, dim 32, towers 128-64-1, 2 tasks), kernel {}, tables capped at {} rows",
-        report.kernel, report.max_vocab
+        "scoring one request, one thread, Ali-CCP layout (19 fields, dim 32, towers 128-64-1, 2 tasks), kernel {}, tables capped at {} rows, {} clock",
+        report.kernel, report.max_vocab, report.clock
     );
     println!(
         "{:>10} | {:>8} | {:>8} | {:>22} | {:>12}",
