@@ -210,7 +210,7 @@ fn print_table(r: &CompareReport) {
     }
     if k.is_some() {
         println!(
-            "\nWR@K: the share of each group's deepest-event weight ranked in its top K by the fused score (additive or multiplicative fusion; see docs/metrics.md). Latency (p50, one thread, 500 candidates): \"serve\" through the scorer (ResFlow's fused path, the baselines' generic one), \"tape\" the inference forward pass on the autodiff tape, the same engine for every model."
+            "\nWR@K: the share of each group's deepest-event weight ranked in its top K by the fused score (additive or multiplicative fusion; see docs/metrics.md). Latency (p50, one thread, 500 candidates): \"serve\" through the scorer (one compiled serving plan for every model), \"tape\" the inference forward pass on the autodiff tape, the same engine for every model."
         );
     }
 }

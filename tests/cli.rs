@@ -1,4 +1,6 @@
-//! The command line as a user runs it: kernel tier selection and the GEMM benchmark's JSON.
+//! The command line as a user runs it: kernel tier selection, the GEMM benchmark's JSON, a
+//! model's life cycle (gen, train, eval, export, score, compare) and the mistakes each command
+//! must refuse clearly. The `cli_*` tests share one fixture builder ([`Fixture`]).
 
 use std::process::Command;
 
@@ -100,10 +102,83 @@ fn bad_bench_arguments_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kernel tier"));
 }
 
-fn temp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("resflow-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh temporary directory of command-line inputs and outputs, removed when dropped,
+/// and the builders of what the tests run the commands on.
+struct Fixture {
+    dir: std::path::PathBuf,
+}
+
+/// The small trained setup of [`Fixture::small`]: paths of the data, the configuration and
+/// the model file.
+struct Small {
+    data: String,
+    config: String,
+    model: String,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("resflow-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    /// The path of `name` in the directory, as an argument.
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    /// `resflow gen --rows <rows> --out <name> <extra...>`; the dataset's path.
+    fn dataset(&self, name: &str, rows: usize, extra: &[&str]) -> String {
+        let out = self.path(name);
+        let rows = rows.to_string();
+        run_ok(&join(&["gen", "--rows", &rows, "--out", &out], extra));
+        out
+    }
+
+    /// A model configuration file `name` holding `json`; its path.
+    fn config(&self, name: &str, json: &str) -> String {
+        std::fs::write(self.dir.join(name), json).unwrap();
+        self.path(name)
+    }
+
+    /// A 2000-row dataset (tables of at most 50 ids), a tiny configuration and a model
+    /// trained on them (one thread, one epoch).
+    fn small(name: &str) -> (Self, Small) {
+        let f = Self::new(name);
+        let data = f.dataset("data", 2000, &["--max-vocab", "50"]);
+        let config = f.config(
+            "tiny.json",
+            r#"{"embedding_dim": 4, "hidden": [8], "batch_size": 256}"#,
+        );
+        let model = f.path("m.safetensors");
+        run_ok(&[
+            "train",
+            "--train",
+            &data,
+            "--config",
+            &config,
+            "--threads",
+            "1",
+            "--out",
+            &model,
+        ]);
+        (
+            f,
+            Small {
+                data,
+                config,
+                model,
+            },
+        )
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Runs `args`, which must fail with a message containing `needle`, and no panic.
@@ -128,26 +203,15 @@ fn run_ok(args: &[&str]) -> String {
 
 #[test]
 fn gen_train_eval_export_score_round_trip() {
-    let dir = temp("pipeline");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    run_ok(&["gen", "--rows", "6000", "--seed", "1", "--out", &p("train")]);
-    run_ok(&[
-        "gen",
-        "--rows",
-        "3000",
-        "--seed",
-        "2",
-        "--out",
-        &p("eval"),
-        "--csv",
-        &p("eval.csv"),
-    ]);
-    std::fs::write(
-        dir.join("config.json"),
+    let f = Fixture::new("pipeline");
+    let p = |n: &str| f.path(n);
+    let dir = &f.dir;
+    f.dataset("train", 6000, &["--seed", "1"]);
+    f.dataset("eval", 3000, &["--seed", "2", "--csv", &p("eval.csv")]);
+    f.config(
+        "config.json",
         r#"{"embedding_dim": 8, "hidden": [16, 8], "batch_size": 256}"#,
-    )
-    .unwrap();
+    );
     let out = run_ok(&[
         "train",
         "--train",
@@ -291,21 +355,19 @@ fn gen_train_eval_export_score_round_trip() {
     ] {
         fails_clearly(&args, needle);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn compare_trains_each_model_per_seed_and_reports_them() {
-    let dir = temp("compare");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    run_ok(&["gen", "--rows", "4000", "--seed", "1", "--out", &p("train")]);
-    run_ok(&["gen", "--rows", "2000", "--seed", "2", "--out", &p("eval")]);
-    std::fs::write(
-        dir.join("config.json"),
+    let f = Fixture::new("compare");
+    let p = |n: &str| f.path(n);
+    let dir = &f.dir;
+    f.dataset("train", 4000, &["--seed", "1"]);
+    f.dataset("eval", 2000, &["--seed", "2"]);
+    f.config(
+        "config.json",
         r#"{"embedding_dim": 8, "hidden": [16, 8], "batch_size": 256, "model": {"kind": "ple", "levels": 1}}"#,
-    )
-    .unwrap();
+    );
     let text = run_ok(&[
         "compare",
         "--train",
@@ -403,7 +465,6 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
     ] {
         fails_clearly(&args, needle);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `a` then `b`.
@@ -411,43 +472,10 @@ fn join<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
     a.iter().chain(b).copied().collect()
 }
 
-/// A small generated dataset and a tiny model configuration in `dir`.
-fn small_setup(dir: &std::path::Path) -> (String, String, String) {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    run_ok(&[
-        "gen",
-        "--rows",
-        "2000",
-        "--max-vocab",
-        "50",
-        "--out",
-        &p("data"),
-    ]);
-    std::fs::write(
-        p("tiny.json"),
-        r#"{"embedding_dim": 4, "hidden": [8], "batch_size": 256}"#,
-    )
-    .unwrap();
-    run_ok(&[
-        "train",
-        "--train",
-        &p("data"),
-        "--config",
-        &p("tiny.json"),
-        "--threads",
-        "1",
-        "--out",
-        &p("m.safetensors"),
-    ]);
-    (p("data"), p("tiny.json"), p("m.safetensors"))
-}
-
 #[test]
 fn cli_bad_kernel_is_an_error_for_every_command() {
-    let dir = temp("kernel");
-    let (data, _, model) = small_setup(&dir);
-    let out_csv = dir.join("s.csv").to_string_lossy().into_owned();
+    let (f, Small { data, model, .. }) = Fixture::small("kernel");
+    let out_csv = f.path("s.csv");
     for args in [
         vec!["train", "--train", &data],
         vec!["eval", "--model", &model, "--data", &data],
@@ -473,13 +501,11 @@ fn cli_bad_kernel_is_an_error_for_every_command() {
             );
         }
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn cli_closed_stdout_is_a_quiet_stop_not_a_panic() {
-    let dir = temp("pipe");
-    let (data, _, model) = small_setup(&dir);
+    let (_f, Small { data, model, .. }) = Fixture::small("pipe");
     let mut child = resflow()
         .args(["eval", "--model", &model, "--data", &data])
         .stdout(std::process::Stdio::piped())
@@ -492,14 +518,20 @@ fn cli_closed_stdout_is_a_quiet_stop_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(141), "{err}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn cli_outputs_are_validated_before_any_work() {
-    let dir = temp("outputs");
-    let (data, config, model) = small_setup(&dir);
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let (
+        f,
+        Small {
+            data,
+            config,
+            model,
+        },
+    ) = Fixture::small("outputs");
+    let p = |n: &str| f.path(n);
+    let dir = &f.dir;
     let shard = format!("{data}/shard-00000.rfs");
     let (shard_bytes, model_bytes) = (
         std::fs::read(&shard).unwrap(),
@@ -546,10 +578,10 @@ fn cli_outputs_are_validated_before_any_work() {
         "does not exist",
     );
     // The evaluation set is checked against the model before training.
-    run_ok(&["gen", "--rows", "500", "--tasks", "3", "--out", &p("three")]);
-    fails_clearly(&join(&train, &["--eval", &p("three")]), "--eval");
-    run_ok(&["gen", "--rows", "0", "--out", &p("empty")]);
-    fails_clearly(&join(&train, &["--eval", &p("empty")]), "no rows");
+    let three = f.dataset("three", 500, &["--tasks", "3"]);
+    fails_clearly(&join(&train, &["--eval", &three]), "--eval");
+    let empty = f.dataset("empty", 0, &[]);
+    fails_clearly(&join(&train, &["--eval", &empty]), "no rows");
     assert_eq!(std::fs::read(&shard).unwrap(), shard_bytes);
     assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
     // Scores are written whole under the real name, nothing else is left.
@@ -564,26 +596,21 @@ fn cli_outputs_are_validated_before_any_work() {
         2001
     );
     assert!(
-        !std::fs::read_dir(&dir).unwrap().any(|e| e
+        !std::fs::read_dir(dir).unwrap().any(|e| e
             .unwrap()
             .file_name()
             .to_string_lossy()
             .contains(".tmp-"))
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn cli_training_mistakes_are_errors_not_silent() {
-    let dir = temp("mistakes");
-    let (data, config, _) = small_setup(&dir);
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    run_ok(&["gen", "--rows", "0", "--out", &p("g0")]);
-    fails_clearly(
-        &["train", "--train", &p("g0"), "--out", &p("m0")],
-        "no rows",
-    );
-    assert!(!dir.join("m0").exists());
+    let (f, Small { data, config, .. }) = Fixture::small("mistakes");
+    let p = |n: &str| f.path(n);
+    let g0 = f.dataset("g0", 0, &[]);
+    fails_clearly(&["train", "--train", &g0, "--out", &p("m0")], "no rows");
+    assert!(!f.dir.join("m0").exists());
     let train = [
         "train",
         "--train",
@@ -609,11 +636,10 @@ fn cli_training_mistakes_are_errors_not_silent() {
         "needs --checkpoint-dir",
     );
     run_ok(&join(&train, &["--checkpoint-dir", &p("ck")]));
-    std::fs::write(
-        p("other.json"),
+    f.config(
+        "other.json",
         r#"{"embedding_dim": 4, "hidden": [16], "batch_size": 256}"#,
-    )
-    .unwrap();
+    );
     let resume = [
         "train",
         "--train",
@@ -648,11 +674,8 @@ fn cli_training_mistakes_are_errors_not_silent() {
         (r#"{"request_fields": ["nope"]}"#, "request_fields"),
         (r#"{"hidden": [65536, 65536]}"#, "GiB"),
     ] {
-        std::fs::write(p("bad.json"), json).unwrap();
-        fails_clearly(
-            &["train", "--train", &data, "--config", &p("bad.json")],
-            needle,
-        );
+        let bad = f.config("bad.json", json);
+        fails_clearly(&["train", "--train", &data, "--config", &bad], needle);
     }
     let out = resflow()
         .args([
@@ -671,25 +694,17 @@ fn cli_training_mistakes_are_errors_not_silent() {
         out.status.success() && err.contains("more than the"),
         "{err}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn cli_datasets_are_exactly_their_manifest() {
-    let dir = temp("datasets");
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let f = Fixture::new("datasets");
+    let p = |n: &str| f.path(n);
+    let dir = &f.dir;
     std::fs::create_dir_all(dir.join("notes")).unwrap();
     std::fs::write(dir.join("notes/a.txt"), b"mine").unwrap();
     fails_clearly(&["gen", "--rows", "10", "--out", &p("notes")], "not empty");
-    run_ok(&[
-        "gen",
-        "--rows",
-        "1000",
-        "--out",
-        &p("d"),
-        "--csv",
-        &p("d.csv"),
-    ]);
+    f.dataset("d", 1000, &["--csv", &p("d.csv")]);
     fails_clearly(
         &[
             "convert",
@@ -725,5 +740,4 @@ fn cli_datasets_are_exactly_their_manifest() {
     // The remedy records what is there (here: nothing), and says so.
     let text = run_ok(&["manifest", "--data", &p("d")]);
     assert!(text.contains("0 shards"), "{text}");
-    std::fs::remove_dir_all(dir).unwrap();
 }

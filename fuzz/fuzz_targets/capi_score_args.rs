@@ -1,21 +1,24 @@
-//! Fuzz target: `resflow_score` with arguments shaped by the input: candidate counts,
-//! lengths that may not add up, offsets that may not be monotone, ids that may be out of
-//! range, any dense bits (NaN included), any stride, null arrays, short outputs. Every
-//! pointer is valid for the length it is given (the C contract); everything else is fair
-//! game. The call must return a status, never crash, and never report an internal error.
+//! Fuzz target: `resflow_score` with arguments shaped by the input. The request is built
+//! as every caller builds one, with the library's request builder (`RequestBuffers`:
+//! candidate counts, ids that may be out of range, bags of any length, any dense bits, NaN
+//! included), then bent by the input: lengths that no longer add up, offsets out of order,
+//! any stride, null arrays, a short struct, short outputs. Every pointer is valid for the
+//! length it is given (the C contract); everything else is fair game. The call must return
+//! a status, never crash, and never report an internal error.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use resflow::config::TaskConfig;
-use resflow::{Field, InputLayout, ModelConfig, Pooling, Model};
+use resflow::{BagBuffer, Field, InputLayout, Model, ModelConfig, Pooling, RequestBuffers, Scorer};
 use resflow_capi::*;
 
-/// The model handle's address (the handle lives for the whole process).
-fn model() -> *const ResflowModel {
-    static MODEL: OnceLock<usize> = OnceLock::new();
-    *MODEL.get_or_init(|| {
+/// The model: its handle's address (the handle lives for the whole process) and the same
+/// model's scorer, which shapes the request builder.
+fn model() -> &'static (usize, Scorer) {
+    static MODEL: OnceLock<(usize, Scorer)> = OnceLock::new();
+    MODEL.get_or_init(|| {
         let field = |name: &str, vocab, bag| Field {
             name: name.into(),
             vocab,
@@ -45,18 +48,16 @@ fn model() -> *const ResflowModel {
             request_fields: vec!["user".into(), "user_tags".into()],
             ..ModelConfig::default()
         };
-        let bytes = Model::random(config, layout, 1)
-            .unwrap()
-            .to_bytes()
-            .unwrap();
+        let model = Model::random(config, layout, 1).unwrap();
+        let bytes = model.to_bytes().unwrap();
         let mut m = std::ptr::null_mut();
         // SAFETY: `bytes` is live for its length; `m` is writable.
         let st = unsafe {
             resflow_model_from_bytes(RESFLOW_ABI_VERSION, bytes.as_ptr(), bytes.len(), &mut m)
         };
         assert_eq!(st, ResflowStatus::Ok);
-        m as usize
-    }) as *const ResflowModel
+        (m as usize, Scorer::new(model).unwrap())
+    })
 }
 
 /// Reads the input a byte at a time (zeros once it runs out).
@@ -70,6 +71,9 @@ impl Bytes<'_> {
     }
     fn u32(&mut self) -> u32 {
         u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    fn f32(&mut self) -> f32 {
+        f32::from_bits(if self.u8() % 4 == 0 { self.u32() } else { 0x3f00_0000 })
     }
     /// A length near `typical`: usually it, sometimes off by a little.
     fn len(&mut self, typical: usize) -> usize {
@@ -86,52 +90,73 @@ fn array<T>(v: &[T], null: bool) -> *const T {
     if null { std::ptr::null() } else { v.as_ptr() }
 }
 
+/// `v` resized to a length near its own (see [`Bytes::len`]), new entries `fill`.
+fn bend<T: Clone>(v: &mut Vec<T>, b: &mut Bytes, fill: T) {
+    let len = b.len(v.len());
+    v.resize(len, fill);
+}
+
+/// A bag bent: its offsets' count off by a little, sometimes one offset anywhere (out of
+/// order, past the ids), its ids' count off by a little.
+fn bend_bag(bag: &mut BagBuffer, b: &mut Bytes) {
+    let last = bag.offsets.last().copied().unwrap_or(0);
+    bend(&mut bag.offsets, b, last);
+    if b.u8() % 4 == 0 && !bag.offsets.is_empty() {
+        let k = b.u8() as usize % bag.offsets.len();
+        bag.offsets[k] = u64::from(b.u8() % 8);
+    }
+    bend(&mut bag.ids, b, 0);
+}
+
 fuzz_target!(|data: &[u8]| {
-    let model = model();
+    let (handle, scorer) = model();
+    let model = *handle as *const ResflowModel;
     let mut b = Bytes(data);
     let n = (b.u8() % 12) as usize;
     let nulls = b.u8();
-    let ids: Vec<u32> = (0..b.len(n)).map(|_| b.u32() % 24).collect();
-    let make_bag = |b: &mut Bytes, rows: usize| {
-        let offsets: Vec<u64> = (0..b.len(rows + 1))
-            .map(|_| u64::from(b.u8() % 8))
-            .collect();
-        let ids: Vec<u32> = (0..b.len(offsets.last().copied().unwrap_or(0) as usize))
-            .map(|_| b.u32() % 10)
-            .collect();
-        (offsets, ids)
-    };
-    let cand_bag = make_bag(&mut b, n);
-    let req_bag = make_bag(&mut b, 1);
+    // The request as a caller builds it: "user" and "user_tags" once, then per candidate
+    // "item", "item_tags" and two dense features. Ids may exceed the vocabularies (20 items,
+    // 10 users, 8 and 6 tags).
+    let mut req = RequestBuffers::new(scorer);
+    let user_tags: Vec<u32> = (0..b.u8() % 4).map(|_| b.u32() % 10).collect();
+    req.set_request(&[b.u32() % 12], &[&user_tags]);
+    for _ in 0..n {
+        let item = b.u32() % 24;
+        let tags: Vec<u32> = (0..b.u8() % 4).map(|_| b.u32() % 10).collect();
+        req.push_candidate(&[item], &[&tags], &[b.f32(), b.f32()]);
+    }
+    // Then bent by the input.
+    bend(&mut req.ids, &mut b, 0);
+    for bag in req.bags.iter_mut().chain(&mut req.request_bags) {
+        bend_bag(bag, &mut b);
+    }
+    bend(&mut req.dense, &mut b, 0.5);
+    bend(&mut req.request_ids, &mut b, 0);
     let stride = match b.u8() % 4 {
         0 => usize::MAX / 3,
         1 => b.u8() as usize,
-        _ => 2,
+        _ => req.dense_stride,
     };
-    let dense: Vec<f32> = (0..b.len(n * 2))
-        .map(|_| f32::from_bits(if b.u8() % 4 == 0 { b.u32() } else { 0x3f00_0000 }))
-        .collect();
-    let request_ids: Vec<u32> = (0..b.len(1)).map(|_| b.u32() % 12).collect();
-    let bag = |(o, i): &(Vec<u64>, Vec<u32>), null: bool| ResflowBag {
-        offsets: array(o, null),
-        offsets_len: o.len(),
-        ids: i.as_ptr(),
-        ids_len: i.len(),
+    let bag = |bag: &BagBuffer, null: bool| ResflowBag {
+        offsets: array(&bag.offsets, null),
+        offsets_len: bag.offsets.len(),
+        ids: bag.ids.as_ptr(),
+        ids_len: bag.ids.len(),
     };
-    let bags = [bag(&cand_bag, nulls & 1 != 0)];
-    let request_bags = [bag(&req_bag, nulls & 2 != 0)];
+    let bags = [bag(&req.bags[0], nulls & 1 != 0)];
+    let request_bags = [bag(&req.request_bags[0], nulls & 2 != 0)];
     let request = ResflowRequest {
         struct_size: if nulls & 4 != 0 { 8 } else { size_of::<ResflowRequest>() },
-        candidates: n,
-        ids: array(&ids, nulls & 8 != 0),
-        ids_len: ids.len(),
+        candidates: req.candidates,
+        ids: array(&req.ids, nulls & 8 != 0),
+        ids_len: req.ids.len(),
         bags: bags.as_ptr(),
         bags_len: b.len(1).min(1),
-        dense: array(&dense, nulls & 16 != 0),
-        dense_len: dense.len(),
+        dense: array(&req.dense, nulls & 16 != 0),
+        dense_len: req.dense.len(),
         dense_stride: stride,
-        request_ids: request_ids.as_ptr(),
-        request_ids_len: request_ids.len(),
+        request_ids: req.request_ids.as_ptr(),
+        request_ids_len: req.request_ids.len(),
         request_bags: request_bags.as_ptr(),
         request_bags_len: b.len(1).min(1),
     };

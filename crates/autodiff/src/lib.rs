@@ -35,7 +35,8 @@ mod params;
 mod tape;
 
 pub use error::{AutodiffError, Result};
-pub use ops::{BatchNormMode, BceTarget, Pooling};
+pub use ops::{BatchNormMode, BceTarget};
 pub use optim::{Adam, AdamConfig, LazyAdam, Sgd};
 pub use params::{DenseParam, Grads, ParamId, ParamStore, SparseRows, Table, TableId};
 pub use tape::{Tape, Var};
+pub use tensor::Pooling;

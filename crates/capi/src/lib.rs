@@ -14,6 +14,7 @@
 //! [`resflow_last_error`]. The header `include/resflow.h` is generated from this crate by
 //! cbindgen (the `header` test checks that the committed copy is current).
 
+mod handle;
 mod model;
 mod prepare;
 mod score;

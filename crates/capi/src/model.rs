@@ -9,6 +9,7 @@ use std::path::Path;
 
 use model::{Model, Scorer};
 
+use crate::handle::{free_handle, new_handle};
 use crate::status::{Failure, ResflowStatus, guard, guard_ptr};
 use crate::{RESFLOW_ABI_VERSION, check_struct_size};
 
@@ -124,13 +125,6 @@ pub(crate) fn check_abi(abi_version: u32) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Stores a new handle in `*out`.
-fn publish(model: ResflowModel, out: *mut *mut ResflowModel) {
-    // SAFETY: the callers checked `out` is non-null; the C contract makes it point to a
-    // writable `ResflowModel *`.
-    unsafe { out.write(Box::into_raw(Box::new(model))) };
-}
-
 /// Loads a model file. On success `*out` holds a new model handle; on failure `*out` is
 /// set to NULL (when `out` is not null) and the status says why: `RESFLOW_STATUS_IO` (the
 /// file cannot be read), `RESFLOW_STATUS_BAD_MODEL_FILE` (not a model file, truncated,
@@ -150,12 +144,7 @@ pub unsafe extern "C" fn resflow_model_load(
     path: *const c_char,
     out: *mut *mut ResflowModel,
 ) -> ResflowStatus {
-    guard(|| {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        // SAFETY: `out` is non-null and, by contract, writable.
-        unsafe { out.write(std::ptr::null_mut()) };
+    let load = || {
         check_abi(abi_version)?;
         if path.is_null() {
             return Err(Failure::null("path"));
@@ -165,10 +154,10 @@ pub unsafe extern "C" fn resflow_model_load(
         let path = path
             .to_str()
             .map_err(|_| Failure::invalid("path is not UTF-8"))?;
-        let model = Model::load(Path::new(path))?;
-        publish(ResflowModel::new(model)?, out);
-        Ok(())
-    })
+        ResflowModel::new(Model::load(Path::new(path))?)
+    };
+    // SAFETY: by contract `out` is null or writable.
+    unsafe { new_handle(out, load) }
 }
 
 /// Loads a model from the bytes of a model file in memory (for hosts that fetch models
@@ -186,19 +175,14 @@ pub unsafe extern "C" fn resflow_model_from_bytes(
     len: usize,
     out: *mut *mut ResflowModel,
 ) -> ResflowStatus {
-    guard(|| {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        // SAFETY: `out` is non-null and, by contract, writable.
-        unsafe { out.write(std::ptr::null_mut()) };
+    let load = || {
         check_abi(abi_version)?;
         // SAFETY: by contract `bytes` points to `len` readable bytes.
         let bytes = unsafe { crate::slice(bytes, len, "bytes") }?;
-        let model = Model::from_bytes(bytes, "model bytes")?;
-        publish(ResflowModel::new(model)?, out);
-        Ok(())
-    })
+        ResflowModel::new(Model::from_bytes(bytes, "model bytes")?)
+    };
+    // SAFETY: by contract `out` is null or writable.
+    unsafe { new_handle(out, load) }
 }
 
 /// Frees a model handle. Freeing NULL does nothing.
@@ -211,14 +195,9 @@ pub unsafe extern "C" fn resflow_model_from_bytes(
 /// yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn resflow_model_free(model: *mut ResflowModel) {
-    let _ = guard(|| {
-        if !model.is_null() {
-            // SAFETY: by contract `model` came from `Box::into_raw` in `publish` and is
-            // freed once.
-            drop(unsafe { Box::from_raw(model) });
-        }
-        Ok(())
-    });
+    // SAFETY: by contract `model` is null or a live handle of `resflow_model_load` /
+    // `resflow_model_from_bytes` (both made by `new_handle`), freed once.
+    unsafe { free_handle(model) }
 }
 
 /// Sizes of a model's inputs and outputs; see `resflow_model_info`.

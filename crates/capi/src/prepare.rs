@@ -17,6 +17,7 @@ use std::path::Path;
 
 use shards::{EncodingKind, Schema, Vocabulary};
 
+use crate::handle::{free_handle, new_handle};
 use crate::model::check_abi;
 use crate::status::{Failure, ResflowStatus, guard};
 
@@ -53,40 +54,36 @@ pub unsafe extern "C" fn resflow_schema_load(
     path: *const c_char,
     out: *mut *mut ResflowSchema,
 ) -> ResflowStatus {
-    guard(|| {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        // SAFETY: `out` is non-null and, by contract, writable.
-        unsafe { out.write(std::ptr::null_mut()) };
-        check_abi(abi_version)?;
-        let path = Path::new(c_str(path, "path")?);
-        let file = if path.is_dir() {
-            path.join("schema.json")
-        } else {
-            path.to_path_buf()
-        };
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| Failure::new(ResflowStatus::Io, format!("{}: {e}", file.display())))?;
-        let schema = Schema::from_json(&text).map_err(|e| {
-            Failure::new(
-                ResflowStatus::BadModelFile,
-                format!("{}: {e}", file.display()),
-            )
-        })?;
-        let tables = schema
-            .encodings
-            .iter()
-            .map(|e| match &e.kind {
-                EncodingKind::Vocabulary { values, .. } => Some(Vocabulary::new(values)),
-                _ => None,
-            })
-            .collect();
-        let handle = Box::new(ResflowSchema { schema, tables });
-        // SAFETY: `out` is non-null and writable (checked above).
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
-    })
+    // SAFETY: by contract `out` is null or writable.
+    unsafe { new_handle(out, || load(abi_version, path)) }
+}
+
+/// The schema `path` names, with its vocabularies' lookup tables.
+fn load(abi_version: u32, path: *const c_char) -> Result<ResflowSchema, Failure> {
+    check_abi(abi_version)?;
+    let path = Path::new(c_str(path, "path")?);
+    let file = if path.is_dir() {
+        path.join("schema.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| Failure::new(ResflowStatus::Io, format!("{}: {e}", file.display())))?;
+    let schema = Schema::from_json(&text).map_err(|e| {
+        Failure::new(
+            ResflowStatus::BadModelFile,
+            format!("{}: {e}", file.display()),
+        )
+    })?;
+    let tables = schema
+        .encodings
+        .iter()
+        .map(|e| match &e.kind {
+            EncodingKind::Vocabulary { values, .. } => Some(Vocabulary::new(values)),
+            _ => None,
+        })
+        .collect();
+    Ok(ResflowSchema { schema, tables })
 }
 
 /// Frees a schema handle. Freeing NULL does nothing.
@@ -96,13 +93,9 @@ pub unsafe extern "C" fn resflow_schema_load(
 /// other thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn resflow_schema_free(schema: *mut ResflowSchema) {
-    let _ = guard(|| {
-        if !schema.is_null() {
-            // SAFETY: by contract `schema` came from `Box::into_raw` and is freed once.
-            drop(unsafe { Box::from_raw(schema) });
-        }
-        Ok(())
-    });
+    // SAFETY: by contract `schema` is null or a live handle of `resflow_schema_load`
+    // (made by `new_handle`), freed once and used by no other thread.
+    unsafe { free_handle(schema) }
 }
 
 /// Standardises `rows` rows of raw dense features in place (`values` holds `rows x D`

@@ -11,6 +11,7 @@
 
 use model::{Bag, Request, Workspace};
 
+use crate::handle::{free_handle, new_handle};
 use crate::model::{RESFLOW_MAX_BAG_FIELDS, ResflowModel};
 use crate::status::{Failure, ResflowStatus, guard};
 use crate::{check_struct_size, slice, slice_mut};
@@ -48,41 +49,40 @@ pub unsafe extern "C" fn resflow_workspace_new(
     max_candidates: usize,
     out: *mut *mut ResflowWorkspace,
 ) -> ResflowStatus {
-    guard(|| {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        // SAFETY: `out` is non-null and, by contract, writable.
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: by contract `model` is null or a live handle.
-        let handle = unsafe { model.as_ref() }.ok_or_else(|| Failure::null("model"))?;
-        if max_candidates == 0 || max_candidates > RESFLOW_MAX_CANDIDATES {
-            return Err(Failure::invalid(format!(
-                "max_candidates is {max_candidates}, expected 1 to {RESFLOW_MAX_CANDIDATES}"
-            )));
-        }
-        let scorer = &handle.scorer;
-        // Twice the estimate: the warm-up request's buffers come on top of the workspace.
-        let bytes = 2 * model::checks::workspace_bytes_estimate(scorer.model(), max_candidates);
-        if !usize::try_from(bytes).is_ok_and(model::checks::can_allocate) {
-            return Err(Failure::new(
-                ResflowStatus::OutOfMemory,
-                format!(
-                    "a workspace for {max_candidates} candidates needs about {} MiB, more than this process can allocate",
-                    bytes >> 20
-                ),
-            ));
-        }
-        let mut ws = scorer.workspace(max_candidates);
-        warm_up(handle, &mut ws, max_candidates)?;
-        let workspace = ResflowWorkspace {
-            model: model as usize,
-            capacity: max_candidates,
-            ws,
-        };
-        // SAFETY: `out` is non-null and writable (checked above).
-        unsafe { out.write(Box::into_raw(Box::new(workspace))) };
-        Ok(())
+    // SAFETY: by contract `out` is null or writable.
+    unsafe { new_handle(out, || make_workspace(model, max_candidates)) }
+}
+
+/// A workspace for `model`, sized and warmed up.
+fn make_workspace(
+    model: *const ResflowModel,
+    max_candidates: usize,
+) -> Result<ResflowWorkspace, Failure> {
+    // SAFETY: by contract `model` is null or a live handle.
+    let handle = unsafe { model.as_ref() }.ok_or_else(|| Failure::null("model"))?;
+    if max_candidates == 0 || max_candidates > RESFLOW_MAX_CANDIDATES {
+        return Err(Failure::invalid(format!(
+            "max_candidates is {max_candidates}, expected 1 to {RESFLOW_MAX_CANDIDATES}"
+        )));
+    }
+    let scorer = &handle.scorer;
+    // Twice the estimate: the warm-up request's buffers come on top of the workspace.
+    let bytes = 2 * model::checks::workspace_bytes_estimate(scorer.model(), max_candidates);
+    if !usize::try_from(bytes).is_ok_and(model::checks::can_allocate) {
+        return Err(Failure::new(
+            ResflowStatus::OutOfMemory,
+            format!(
+                "a workspace for {max_candidates} candidates needs about {} MiB, more than this process can allocate",
+                bytes >> 20
+            ),
+        ));
+    }
+    let mut ws = scorer.workspace(max_candidates);
+    warm_up(handle, &mut ws, max_candidates)?;
+    Ok(ResflowWorkspace {
+        model: model as usize,
+        capacity: max_candidates,
+        ws,
     })
 }
 
@@ -134,14 +134,9 @@ fn warm_up(model: &ResflowModel, ws: &mut Workspace, n: usize) -> Result<(), Fai
 /// `workspace` is null or a handle from `resflow_workspace_new` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn resflow_workspace_free(workspace: *mut ResflowWorkspace) {
-    let _ = guard(|| {
-        if !workspace.is_null() {
-            // SAFETY: by contract `workspace` came from `Box::into_raw` in
-            // `resflow_workspace_new` and is freed once.
-            drop(unsafe { Box::from_raw(workspace) });
-        }
-        Ok(())
-    });
+    // SAFETY: by contract `workspace` is null or a live handle of `resflow_workspace_new`
+    // (made by `new_handle`), freed once.
+    unsafe { free_handle(workspace) }
 }
 
 /// The ids of one multi-valued field over a list of rows: row `r` owns

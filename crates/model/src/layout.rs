@@ -13,15 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
-/// How a multi-valued field's embedding rows are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    /// Sum of the rows (the authors' choice).
-    Sum,
-    /// Mean of the rows.
-    Mean,
-}
+/// How a multi-valued field's embedding rows are combined (the data schema's type).
+pub use tensor::Pooling;
 
 /// One categorical field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

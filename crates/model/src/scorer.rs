@@ -17,7 +17,6 @@
 use tensor::{Matrix, ops};
 
 use crate::error::ModelError;
-use crate::layout::Pooling;
 use crate::model::Model;
 use crate::plan::{BLOCK_ROWS, InputSplit, Plan, PlanBuffers};
 
@@ -526,9 +525,10 @@ impl Scorer {
                 *o += e;
             }
         }
-        if field.bag == Some(Pooling::Mean) && !ids.is_empty() {
-            let inv = 1.0 / ids.len() as f32;
-            out.iter_mut().for_each(|o| *o *= inv);
+        if let Some(w) = field.bag.map(|p| p.row_weight(ids.len()))
+            && w != 1.0
+        {
+            out.iter_mut().for_each(|o| *o *= w);
         }
         Ok(())
     }

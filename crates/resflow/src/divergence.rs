@@ -8,17 +8,23 @@
 //! are checked where they are written: a checkpoint or model holding a non-finite value is
 //! never written ([`crate::integrity`]), so the last good checkpoint stays on disk.
 
-use crate::trainer::{StepStats, Trainer};
+use autodiff::ParamStore;
 use model::ModelError;
+use model::config::TaskConfig;
 use model::integrity::first_non_finite;
 
-/// An error when the step just taken diverged (a non-finite loss or dense parameter),
-/// naming the step, the task or parameter, and the remedy.
-pub fn check_step(trainer: &Trainer, stats: &StepStats) -> Result<(), ModelError> {
-    let step = trainer.step;
+/// An error when step `step` just taken diverged: a non-finite loss (`losses`, one per
+/// task of `tasks`) or dense parameter of `store`; it names the step, the task or
+/// parameter, and the remedy.
+pub fn check_step(
+    step: u64,
+    tasks: &[TaskConfig],
+    losses: &[f64],
+    store: &ParamStore,
+) -> Result<(), ModelError> {
     let remedy = "the last checkpoint written before it is kept; lower \
                   optimizer.learning_rate or check the data";
-    for (task, loss) in trainer.network.config.tasks.iter().zip(&stats.losses) {
+    for (task, loss) in tasks.iter().zip(losses) {
         if !loss.is_finite() {
             return Err(ModelError::NonFinite(format!(
                 "training diverged at step {step}: the loss of task {:?} is {loss}; {remedy}",
@@ -26,7 +32,7 @@ pub fn check_step(trainer: &Trainer, stats: &StepStats) -> Result<(), ModelError
             )));
         }
     }
-    for p in &trainer.store.dense {
+    for p in &store.dense {
         if let Some((i, x)) = first_non_finite(p.value.as_slice()) {
             return Err(ModelError::NonFinite(format!(
                 "training diverged at step {step}: parameter {:?} holds {x} at index {i}; {remedy}",

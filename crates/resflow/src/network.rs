@@ -13,7 +13,7 @@
 //! `denom` is the number of rows of the *whole* batch, so the gradients of the workers'
 //! slices add up to the gradient of the batch mean.
 
-use autodiff::{BceTarget, ParamId, ParamStore, Pooling as AdPooling, TableId, Tape, Var};
+use autodiff::{BceTarget, ParamId, ParamStore, TableId, Tape, Var};
 use model::graph::op_error;
 use model::layers::{BatchNorm, Linear, ParamRef, is_statistic};
 use model::models::LossInputs;
@@ -124,10 +124,7 @@ pub fn layout_of(schema: &shards::Schema) -> InputLayout {
     let multi = schema.multi.iter().map(|f| Field {
         name: f.name.clone(),
         vocab: f.vocab,
-        bag: Some(match f.pooling {
-            shards::Pooling::Sum => Pooling::Sum,
-            shards::Pooling::Mean => Pooling::Mean,
-        }),
+        bag: Some(f.pooling),
     });
     InputLayout {
         fields: single.chain(multi).collect(),
@@ -328,10 +325,7 @@ impl Network {
         }
         for k in 0..nb {
             let (offsets, ids) = view.bag(k);
-            let pooling = match fields[ns + k].bag {
-                Some(Pooling::Mean) => AdPooling::Mean,
-                _ => AdPooling::Sum,
-            };
+            let pooling = fields[ns + k].bag.unwrap_or(Pooling::Sum);
             let e = tape.embedding_bag(store, self.tables[ns + k], offsets, ids, pooling)?;
             scratch.parts.push(e);
         }

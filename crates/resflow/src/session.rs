@@ -155,6 +155,25 @@ pub fn run_epochs(
     })
 }
 
+impl Trainer {
+    /// Runs `epochs` epochs (from where the trainer is), the training-time summary:
+    /// [`run_epochs`] without checkpoints or evaluations, `on_step` called
+    /// after every step (an error stops the run).
+    pub fn fit(
+        &mut self,
+        data: &Dataset,
+        epochs: usize,
+        on_step: impl FnMut(&Trainer, &StepStats) -> Result<(), Error> + Send,
+    ) -> Result<TrainSummary, Error> {
+        let schedule = Schedule {
+            epochs,
+            ..Default::default()
+        };
+        let mut progress = OnStep(on_step);
+        run_epochs(self, data, &schedule, "fit", &mut progress)
+    }
+}
+
 /// `config` (or, with `None`, the paper's defaults) with its tasks matched to the data's
 /// task names `tasks`. A configuration given must name the data's tasks, in order; the
 /// defaults follow the data (tasks beyond the defaults' two get the last default's

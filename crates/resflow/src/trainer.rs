@@ -630,7 +630,12 @@ impl Trainer {
         while batches.next_into(&mut batch) {
             let t = Instant::now();
             self.train_step_into(&batch, &mut stats)?;
-            crate::divergence::check_step(self, &stats)?;
+            crate::divergence::check_step(
+                self.step,
+                &self.network.config.tasks,
+                &stats.losses,
+                &self.store,
+            )?;
             seconds += t.elapsed().as_secs_f64();
             if std::mem::take(&mut first) {
                 // Bags vary in length: room for batches with more ids than this one.
@@ -727,22 +732,5 @@ impl Trainer {
         let model = self.params();
         model.validate()?;
         Ok(model)
-    }
-
-    /// Runs `epochs` epochs (from where the trainer is), the training-time summary:
-    /// [`crate::session::run_epochs`] without checkpoints or evaluations, `on_step` called
-    /// after every step (an error stops the run).
-    pub fn fit(
-        &mut self,
-        data: &Dataset,
-        epochs: usize,
-        on_step: impl FnMut(&Trainer, &StepStats) -> Result<(), Error> + Send,
-    ) -> Result<TrainSummary, Error> {
-        let schedule = crate::session::Schedule {
-            epochs,
-            ..Default::default()
-        };
-        let mut progress = crate::session::OnStep(on_step);
-        crate::session::run_epochs(self, data, &schedule, "fit", &mut progress)
     }
 }

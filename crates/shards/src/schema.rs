@@ -50,15 +50,8 @@ pub struct SingleField {
     pub vocab: u32,
 }
 
-/// How a multi-valued field's embeddings are pooled by a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    /// Sum of the rows.
-    Sum,
-    /// Mean of the rows.
-    Mean,
-}
+/// How a multi-valued field's embeddings are pooled by a model (`"sum"` or `"mean"`).
+pub use tensor::Pooling;
 
 /// A multi-valued categorical field: a list of ids per row (possibly empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

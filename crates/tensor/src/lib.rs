@@ -6,7 +6,9 @@
 //! - [`gemm()`]: `C = alpha * op(A) * op(B) + beta * C`, BLIS-style, with micro-kernels
 //!   for AVX-512, AVX2+FMA and a portable fallback chosen at run time in [`arch`];
 //! - [`ops`]: activations and element-wise kernels (ReLU, PReLU, sigmoid, tanh, softmax,
-//!   bias add, column sums, axpy) with their derivatives.
+//!   bias add, column sums, axpy) with their derivatives;
+//! - [`Pooling`]: how a bag of rows is combined (sum or mean), the one definition every
+//!   layer above uses.
 //!
 //! Read `docs/tensor.md` for the why: memory layout, packing, the register picture of the
 //! micro-kernel, cache blocking and the measurements behind every constant.
@@ -17,6 +19,7 @@ mod error;
 pub mod gemm;
 mod matrix;
 pub mod ops;
+mod pooling;
 pub mod tolerance;
 
 pub use arch::Tier;
@@ -29,3 +32,4 @@ pub use matrix::{
     AlignedVec, HUGE_PAGE_MIN_BYTES, MatMut, MatRef, Matrix, advise_huge_pages, prefault_zeroed,
     try_zeroed_vec,
 };
+pub use pooling::Pooling;

@@ -15,14 +15,7 @@ use crate::error::{AutodiffError, Result};
 use crate::params::{Grads, ParamStore, TableId};
 use crate::tape::{Node, Tape, Var};
 
-/// How a bag's rows are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    /// Sum of the rows.
-    Sum,
-    /// Mean of the rows (zeros for an empty bag).
-    Mean,
-}
+use tensor::Pooling;
 
 impl Tape {
     /// One row of `table` per id: `N x D`.
@@ -130,8 +123,9 @@ impl Tape {
                     for &id in bag {
                         tensor::ops::axpy(1.0, e.row(id as usize), row);
                     }
-                    if p == Pooling::Mean && !bag.is_empty() {
-                        tensor::ops::scale(1.0 / bag.len() as f32, row);
+                    let w = p.row_weight(bag.len());
+                    if w != 1.0 {
+                        tensor::ops::scale(w, row);
                     }
                 }
             }
@@ -170,11 +164,7 @@ pub(super) fn backward(
     for r in 0..n {
         let b = bag(&t.ids, &t.offsets, ids, offs, r, pooling);
         let g = &gy[r * d..(r + 1) * d];
-        let scale = if pooling == Some(Pooling::Mean) {
-            1.0 / b.len().max(1) as f32
-        } else {
-            1.0
-        };
+        let scale = pooling.map_or(1.0, |p| p.row_weight(b.len()));
         for &id in b {
             let at = sparse.rows.len();
             sparse.push(id, g);

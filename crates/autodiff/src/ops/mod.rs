@@ -31,7 +31,7 @@ mod tanh;
 
 pub use batch_norm::BatchNormMode;
 pub use bce::BceTarget;
-pub use embedding::Pooling;
+use tensor::Pooling;
 
 use crate::error::Result;
 use crate::params::{Grads, ParamId, TableId};
