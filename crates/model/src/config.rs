@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::topology::{Links, Topology};
 
 /// The whole model and training configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,10 @@ pub struct ModelConfig {
     pub bn_momentum: f32,
     /// Which residual links are on; both off gives independent towers.
     pub residual: Residual,
+    /// Which task feeds which, and which tower layers link (ResFlow only; default: each
+    /// task's parent is the previous task, every layer links). See [`crate::topology`].
+    #[serde(skip_serializing_if = "Topology::is_default")]
+    pub topology: Topology,
     /// Tasks in chain order, from dense to sparse feedback (click before conversion).
     pub tasks: Vec<TaskConfig>,
     /// Optimiser settings.
@@ -60,6 +65,7 @@ impl Default for ModelConfig {
             bn_epsilon: 1e-3,
             bn_momentum: 0.99,
             residual: Residual::default(),
+            topology: Topology::default(),
             tasks: vec![
                 TaskConfig {
                     name: "click".into(),
@@ -491,6 +497,7 @@ impl ModelConfig {
             ));
         }
         self.validate_model()?;
+        self.links()?;
         if self.tasks.is_empty() {
             return bad("at least one task is needed".into());
         }
@@ -646,16 +653,26 @@ impl ModelConfig {
         }
     }
 
-    /// The residual links in effect: `residual` for ResFlow, none for every other kind.
-    pub fn links(&self) -> Residual {
-        match self.model {
-            ModelKind::Resflow => self.residual,
-            _ => Residual {
-                hidden: false,
-                logits: false,
-                monotone: false,
-            },
+    /// The residual links in effect: `residual` and `topology` resolved for ResFlow, none
+    /// for every other kind; a configuration error for an invalid graph, or for residual
+    /// or topology options given to a kind that has no links.
+    pub fn links(&self) -> Result<Links, ModelError> {
+        let layers = self.hidden.len();
+        if self.model != ModelKind::Resflow {
+            if self.residual != Residual::default() || !self.topology.is_default() {
+                return Err(ModelError::Config(format!(
+                    "model {} has no residual links: residual and topology options apply to \
+                     resflow only",
+                    self.model.name()
+                )));
+            }
+            return Ok(Links::none(self.tasks.len(), layers));
         }
+        let names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+        let r = self.residual;
+        self.topology
+            .resolve(&names, layers, (r.hidden, r.logits, r.monotone))
+            .map_err(ModelError::Config)
     }
 
     /// A configuration for `name` (see [`ModelKind::from_name`]) with everything else
@@ -663,6 +680,11 @@ impl ModelConfig {
     pub fn with_model(&self, name: &str) -> Result<Self, ModelError> {
         let mut c = self.clone();
         c.model = ModelKind::from_name(name)?;
+        if c.model != ModelKind::Resflow {
+            // The links are ResFlow's: every other kind is compared without them.
+            c.residual = Residual::default();
+            c.topology = Topology::default();
+        }
         c.validate()?;
         Ok(c)
     }
@@ -757,14 +779,19 @@ mod tests {
             let back = ModelConfig::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
             assert_eq!(back, c);
         }
+        let independent = ModelConfig::default().with_model("independent").unwrap();
         assert!(
-            !ModelConfig::default()
-                .with_model("independent")
-                .unwrap()
+            independent
                 .links()
+                .unwrap()
                 .logits
+                .iter()
+                .all(Vec::is_empty)
         );
-        assert!(ModelConfig::default().links().logits);
+        assert_eq!(
+            ModelConfig::default().links().unwrap().logits,
+            vec![vec![], vec![0]]
+        );
         let err = ModelKind::from_name("moe").unwrap_err().to_string();
         assert!(err.contains("shared_bottom"), "{err}");
     }
@@ -816,6 +843,29 @@ mod tests {
                 r#"{"model": {"kind": "aitm", "calibrator_weight": -1}}"#,
                 "calibrator_weight",
             ),
+            // Topology: unknown tasks, cycles, monotone without logit links, and link
+            // options on kinds that have no links.
+            (
+                r#"{"topology": {"parents": {"conversion": {"logits": ["clicks"]}}}}"#,
+                "logit parent \"clicks\" is not a task",
+            ),
+            (
+                r#"{"topology": {"parents": {"click": {"hidden": ["conversion"]}}}}"#,
+                "cycle: click -> conversion -> click",
+            ),
+            (
+                r#"{"residual": {"logits": false, "monotone": true}}"#,
+                "residual.logits is off",
+            ),
+            (
+                r#"{"model": {"kind": "mmoe"}, "residual": {"monotone": true}}"#,
+                "model mmoe has no residual links",
+            ),
+            (
+                r#"{"model": {"kind": "independent"}, "topology": {"layers": [true, false]}}"#,
+                "model independent has no residual links",
+            ),
+            (r#"{"topology": {"layers": [true]}}"#, "1 switches for 2"),
         ] {
             let err = ModelConfig::from_json(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");
