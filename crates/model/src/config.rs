@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::regression::{RegressionConfig, RegressionForm};
 use crate::topology::{Links, Topology};
 
 /// The whole model and training configuration.
@@ -37,6 +38,10 @@ pub struct ModelConfig {
     /// task's parent is the previous task, every layer links). See [`crate::topology`].
     #[serde(skip_serializing_if = "Topology::is_default")]
     pub topology: Topology,
+    /// Regression of a continuous target instead of 0/1 tasks (chained thresholds or
+    /// direct); its heads are then the tasks. See [`crate::regression`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionConfig>,
     /// Tasks in chain order, from dense to sparse feedback (click before conversion).
     pub tasks: Vec<TaskConfig>,
     /// Optimiser settings.
@@ -66,6 +71,7 @@ impl Default for ModelConfig {
             bn_momentum: 0.99,
             residual: Residual::default(),
             topology: Topology::default(),
+            regression: None,
             tasks: vec![
                 TaskConfig {
                     name: "click".into(),
@@ -498,6 +504,7 @@ impl ModelConfig {
         }
         self.validate_model()?;
         self.links()?;
+        self.validate_regression()?;
         if self.tasks.is_empty() {
             return bad("at least one task is needed".into());
         }
@@ -651,6 +658,43 @@ impl ModelConfig {
             }
             ModelKind::Aitm(_) => Ok(()),
         }
+    }
+
+    /// Checks the regression settings: their own values, and once resolved, that the
+    /// tasks are the heads they define (one per threshold, or one for the direct form).
+    fn validate_regression(&self) -> Result<(), ModelError> {
+        let Some(r) = &self.regression else {
+            return Ok(());
+        };
+        r.validate()?;
+        if r.form == RegressionForm::Direct && self.tasks.len() != 1 && r.is_resolved() {
+            return Err(ModelError::Config(format!(
+                "regression: the direct form has one head, the configuration {} tasks",
+                self.tasks.len()
+            )));
+        }
+        if r.is_resolved() && self.tasks != r.tasks() {
+            return Err(ModelError::Config(format!(
+                "regression: the tasks must be the heads the thresholds define ({:?}), got {:?}",
+                r.tasks().iter().map(|t| &t.name).collect::<Vec<_>>(),
+                self.tasks.iter().map(|t| &t.name).collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Resolves the regression settings from the training target `y` (see
+    /// [`RegressionConfig::resolve`]) and makes the tasks its heads; nothing to do without
+    /// regression.
+    pub fn resolve_regression(&mut self, y: &[f32]) -> Result<(), ModelError> {
+        if let Some(r) = &mut self.regression {
+            r.resolve(y)?;
+            self.tasks = r.tasks();
+            if !self.fusion.weights.is_empty() && self.fusion.weights.len() != self.tasks.len() {
+                self.fusion.weights.clear();
+            }
+        }
+        self.validate()
     }
 
     /// The residual links in effect: `residual` and `topology` resolved for ResFlow, none

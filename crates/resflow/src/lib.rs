@@ -16,6 +16,7 @@ mod eval_rows;
 mod head_tests;
 pub mod network;
 pub mod output_plan;
+pub mod regression;
 mod score_data;
 mod trainer;
 
