@@ -13,6 +13,8 @@ pub use model::regression::*;
 
 use metrics::{RegressionErrors, RegressionReport};
 use model::{ModelConfig, ModelError, Scorer};
+
+use crate::Trainer;
 use shards::Dataset;
 
 use crate::error::Error;
@@ -103,4 +105,251 @@ pub fn constant_baseline(
         (y_train.iter().map(|&v| v as f64).sum::<f64>() / y_train.len().max(1) as f64) as f32;
     let y = target_values(data, name)?;
     Ok(metrics::regression_errors(&vec![mean; y.len()], &y)?)
+}
+
+/// The three regression models of the comparison, by name.
+pub const VARIANTS: [&str; 3] = ["resflow", "independent", "direct"];
+
+/// The shared settings of the regression comparison, after the authors' other-modality
+/// code: embeddings of 8, towers 128-64, no BatchNorm, Adam at 1e-3, thresholds at the
+/// deciles of the training target.
+pub fn comparison_defaults() -> ModelConfig {
+    ModelConfig {
+        embedding_dim: 8,
+        hidden: vec![128, 64],
+        batch_norm: model::config::BatchNormMode::None,
+        batch_size: 1024,
+        regression: Some(RegressionConfig {
+            target: String::new(),
+            form: RegressionForm::Thresholds,
+            thresholds: Vec::new(),
+            percentiles: (1..10).map(|i| 10.0 * i as f32).collect(),
+            low: None,
+            high: None,
+            mean: None,
+            std: None,
+        }),
+        optimizer: model::config::OptimizerConfig {
+            learning_rate: 1e-3,
+            ..Default::default()
+        },
+        ..ModelConfig::default()
+    }
+}
+
+/// `base` as variant `name` of [`VARIANTS`], for the continuous target `target`:
+/// ResFlow's chained thresholds (logit links only, as in the authors' code), independent
+/// towers over the same thresholds, or direct regression (one head, squared error).
+pub fn variant(base: &ModelConfig, name: &str, target: &str) -> Result<ModelConfig, Error> {
+    let mut c = base.clone();
+    let mut r = c
+        .regression
+        .clone()
+        .or_else(|| comparison_defaults().regression)
+        .expect("the defaults regress");
+    r.target = target.to_string();
+    c.residual = model::config::Residual::default();
+    c.topology = Default::default();
+    match name {
+        "resflow" => {
+            c.model = model::config::ModelKind::Resflow;
+            c.residual.hidden = false;
+            r.form = RegressionForm::Thresholds;
+        }
+        "independent" => {
+            c.model = model::config::ModelKind::Independent;
+            r.form = RegressionForm::Thresholds;
+        }
+        "direct" => {
+            c.model = model::config::ModelKind::Independent;
+            r = RegressionConfig {
+                form: RegressionForm::Direct,
+                thresholds: Vec::new(),
+                percentiles: Vec::new(),
+                low: None,
+                high: None,
+                ..r
+            };
+        }
+        other => {
+            return Err(ModelError::Config(format!(
+                "unknown regression model {other:?}; the models are {}",
+                VARIANTS.join(", ")
+            ))
+            .into());
+        }
+    }
+    if r.form == RegressionForm::Thresholds && r.thresholds.is_empty() && r.percentiles.is_empty() {
+        r.percentiles = comparison_defaults()
+            .regression
+            .expect("the defaults regress")
+            .percentiles;
+    }
+    c.regression = Some(r);
+    c.fusion = Default::default();
+    c.validate()?;
+    Ok(c)
+}
+
+/// One model of a regression comparison over seeds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegressionRun {
+    /// The variant's name.
+    pub name: String,
+    /// Heads (thresholds, or 1).
+    pub heads: usize,
+    /// MSE on the evaluation set, over seeds.
+    pub mse: crate::compare::Stat,
+    /// MAE on the evaluation set, over seeds.
+    pub mae: crate::compare::Stat,
+    /// Training throughput of the first seed's run (samples per second).
+    pub samples_per_s: f64,
+}
+
+/// A regression comparison: every variant, and the best constant beside them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegressionComparison {
+    /// The target column.
+    pub target: String,
+    /// The models.
+    pub runs: Vec<RegressionRun>,
+    /// The training mean as the prediction.
+    pub constant: RegressionReport,
+}
+
+/// Trains every variant in `models` (default: [`VARIANTS`]) on `train` once per seed (the
+/// same seeds for each), `epochs` epochs (default: the configuration's), with `threads`
+/// workers, and measures each served model on `eval`. `base` holds the shared settings
+/// (default: [`comparison_defaults`]); `target` the continuous target column (default:
+/// the data's only one). With `save`, each variant's first-seed model is written there as
+/// `<variant>.safetensors`, ready for the scorer and the C ABI.
+#[allow(clippy::too_many_arguments)]
+pub fn compare(
+    train: &Dataset,
+    eval: &Dataset,
+    base: Option<ModelConfig>,
+    target: Option<&str>,
+    models: Option<&[String]>,
+    seeds: &[u64],
+    epochs: Option<usize>,
+    threads: usize,
+    save: Option<&std::path::Path>,
+    progress: &mut dyn crate::Progress,
+) -> Result<RegressionComparison, Error> {
+    train
+        .schema()
+        .check_compatible(eval.schema())
+        .map_err(crate::RunError::EvalSchema)?;
+    let target = match target {
+        Some(t) => t.to_string(),
+        None => match train.schema().targets.as_slice() {
+            [one] => one.clone(),
+            other => {
+                return Err(ModelError::Layout(format!(
+                    "the data has {} continuous targets ({other:?}); name the one to predict",
+                    other.len()
+                ))
+                .into());
+            }
+        },
+    };
+    if seeds.is_empty() || threads == 0 || epochs == Some(0) {
+        return Err(
+            crate::RunError::Options("at least one seed, one thread and one epoch".into()).into(),
+        );
+    }
+    let base = base.unwrap_or_else(comparison_defaults);
+    let layout = crate::layout_of(train.schema());
+    let names: Vec<String> = match models {
+        Some(m) => m.to_vec(),
+        None => VARIANTS.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut runs = Vec::new();
+    for name in &names {
+        let mut config = variant(&base, name, &target)?;
+        if let Some(e) = epochs {
+            config.epochs = e;
+        }
+        prepare(&mut config, train)?;
+        let (mut mse, mut mae, mut speed) = (Vec::new(), Vec::new(), 0.0);
+        for &seed in seeds {
+            let mut c = config.clone();
+            c.seed = seed;
+            let mut t = Trainer::new(c, layout.clone(), threads)?;
+            let schedule = crate::session::Schedule {
+                epochs: config.epochs,
+                ..Default::default()
+            };
+            let label = format!("{name} seed {seed}/{}", seeds.len());
+            let summary = crate::session::run_epochs(&mut t, train, &schedule, &label, progress)?;
+            if seed == seeds[0] {
+                speed = summary.samples_per_s;
+            }
+            let model = t.export()?;
+            if let (Some(dir), true) = (save, seed == seeds[0]) {
+                model.save(&dir.join(format!("{name}.safetensors")))?;
+            }
+            let report = evaluate(&Scorer::new(model)?, eval)?;
+            mse.push(report.mse);
+            mae.push(report.mae);
+        }
+        runs.push(RegressionRun {
+            name: name.clone(),
+            heads: config.tasks.len(),
+            mse: crate::compare::Stat::of(mse),
+            mae: crate::compare::Stat::of(mae),
+            samples_per_s: speed,
+        });
+    }
+    Ok(RegressionComparison {
+        constant: constant_baseline(train, eval, &target)?,
+        target,
+        runs,
+    })
+}
+
+/// A generated play-time training and evaluation pair ([`shards::playtime`]), drawn from
+/// the same world with sampling seeds 1 and 2, in a temporary directory removed on drop.
+#[derive(Debug)]
+pub struct PlayTimeSets {
+    /// The training set.
+    pub train: Dataset,
+    /// The evaluation set.
+    pub eval: Dataset,
+    /// The evaluation set's figures: its error floor, the oracle's errors.
+    pub eval_info: shards::playtime::PlayTimeInfo,
+    dir: std::path::PathBuf,
+}
+
+impl PlayTimeSets {
+    /// `rows` training rows and a quarter as many (at least 1000 each) for evaluation.
+    pub fn generate(rows: usize) -> Result<Self, Error> {
+        use shards::playtime::{PlayTimeConfig, generate};
+        let dir =
+            std::env::temp_dir().join(format!("resflow-playtime-{}-{rows}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let make = |rows: usize, seed: u64, name: &str| {
+            let config = PlayTimeConfig {
+                rows: rows.max(1000),
+                seed,
+                ..PlayTimeConfig::default()
+            };
+            let info = generate(&config, &dir.join(name))?;
+            Ok::<_, Error>((Dataset::open(&dir.join(name))?, info))
+        };
+        let (train, _) = make(rows, 1, "train")?;
+        let (eval, eval_info) = make(rows / 4, 2, "eval")?;
+        Ok(Self {
+            train,
+            eval,
+            eval_info,
+            dir,
+        })
+    }
+}
+
+impl Drop for PlayTimeSets {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
