@@ -917,6 +917,47 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_ablations_are_valid_configurations() {
+        // docs/models.md, "The paper's ablations as configurations".
+        for json in [
+            "{}",
+            r#"{"residual": {"hidden": false, "logits": false}}"#,
+            r#"{"residual": {"logits": false}}"#,
+            r#"{"residual": {"hidden": false}}"#,
+            r#"{"topology": {"layers": [true, false]}}"#,
+            r#"{"topology": {"layers": [false, true]}}"#,
+            r#"{"residual": {"logits": false}, "topology": {"layers": [true, false]}}"#,
+            r#"{"residual": {"logits": false}, "topology": {"layers": [false, true]}}"#,
+        ] {
+            ModelConfig::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        }
+        let tasks = r#""tasks": [{"name": "click"}, {"name": "cart"}, {"name": "order"}]"#;
+        for (topology, order) in [
+            ("{}", [0, 1, 2]),
+            (
+                r#"{"parents": {"order": {"hidden": ["click"], "logits": ["click"]}}}"#,
+                [0, 1, 2],
+            ),
+            (
+                r#"{"parents": {"order": {"hidden": ["click", "cart"], "logits": ["click", "cart"]}}}"#,
+                [0, 1, 2],
+            ),
+            (
+                r#"{"parents": {"click": {"hidden": ["cart"], "logits": ["cart"]}, "cart": {"hidden": [], "logits": []}}}"#,
+                [1, 0, 2],
+            ),
+            (
+                r#"{"parents": {"click": {"hidden": ["order"], "logits": ["order"]}, "cart": {"hidden": ["click"], "logits": ["click"]}, "order": {"hidden": [], "logits": []}}}"#,
+                [2, 0, 1],
+            ),
+        ] {
+            let json = format!(r#"{{{tasks}, "topology": {topology}}}"#);
+            let c = ModelConfig::from_json(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(c.links().unwrap().order, order, "{json}");
+        }
+    }
+
+    #[test]
     fn every_numeric_value_is_range_checked() {
         for (json, key) in [
             (r#"{"optimizer":{"epsilon":-1}}"#, "epsilon"),
