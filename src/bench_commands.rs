@@ -39,6 +39,10 @@ pub struct TrainBenchArgs {
     /// Runs per thread count; the best is reported.
     #[arg(long, default_value_t = 2)]
     runs: usize,
+    /// Instead: the cost of each loss balancing (fixed, uncertainty, GradNorm), interleaved,
+    /// with 2 threads (1 on a single core); best and median of `--runs` rounds.
+    #[arg(long)]
+    balancing: bool,
 }
 
 /// Options of `resflow bench shards`.
@@ -98,6 +102,10 @@ pub struct ScoreArgs {
     /// Timed requests per size (for 100 candidates; scaled down for larger requests).
     #[arg(long, default_value_t = 2000)]
     calls: usize,
+    /// Clock of every call: `wall` (elapsed time) or `thread` (CPU time of the scoring
+    /// thread, which leaves out the time other processes held the core on a shared machine).
+    #[arg(long, default_value = "wall", value_parser = parse_clock)]
+    clock: bench::Clock,
 }
 
 /// Options of `resflow bench ops`.
@@ -216,6 +224,31 @@ pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
 fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: Vec<usize> = if cores > 1 { vec![1, 2] } else { vec![1] };
+    if args.balancing {
+        let t = *threads.last().expect("a thread count");
+        let r = bench::train::balancing(
+            args.rows.max(1024),
+            args.max_vocab.max(4),
+            t,
+            args.runs,
+            &std::env::temp_dir(),
+        )?;
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+            return Ok(());
+        }
+        println!(
+            "loss balancing, Ali-CCP layout (2 tasks, towers 128-64-1, batch 1024), {} synthetic rows, {t} thread(s), {} rounds",
+            args.rows, args.runs
+        );
+        for b in &r {
+            println!(
+                "{:<12} best {:>7.0} samples/s, median {:>7.0} samples/s, step cost {:.2}x fixed",
+                b.balancing, b.best_samples_per_s, b.median_samples_per_s, b.cost_vs_fixed
+            );
+        }
+        return Ok(());
+    }
     let r = bench::train::run(
         args.rows.max(1024),
         args.max_vocab.max(4),
@@ -328,14 +361,14 @@ fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         args.candidates
     };
-    let report = bench::score::run(&sizes, args.max_vocab.max(1), args.calls.max(1))?;
+    let report = bench::score::run(&sizes, args.max_vocab.max(1), args.calls.max(1), args.clock)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
     println!(
-        "scoring one request, one thread, Ali-CCP layout (19 fields, dim 32, towers 128-64-1, 2 tasks), kernel {}, tables capped at {} rows",
-        report.kernel, report.max_vocab
+        "scoring one request, one thread, Ali-CCP layout (19 fields, dim 32, towers 128-64-1, 2 tasks), kernel {}, tables capped at {} rows, {} clock",
+        report.kernel, report.max_vocab, report.clock
     );
     println!(
         "{:>10} | {:>8} | {:>8} | {:>22} | {:>12}",

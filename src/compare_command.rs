@@ -28,6 +28,11 @@ pub struct CompareArgs {
     /// the seed.
     #[arg(long, default_value = "3")]
     seeds: String,
+    /// Loss balancings to compare, comma-separated (fixed, uncertainty, gradnorm): each
+    /// model is trained once per balancing with the same seeds (default: the
+    /// configuration's own balancing only).
+    #[arg(long, value_delimiter = ',')]
+    loss_balancing: Option<Vec<String>>,
     /// Epochs per run (overrides the configuration).
     #[arg(long)]
     epochs: Option<usize>,
@@ -113,6 +118,7 @@ pub fn compare(args: CompareArgs) -> Fallible {
         threads: threads(args.threads),
         latency_calls: args.latency_calls,
         list: args.list.to_options()?,
+        balancing: args.loss_balancing.clone(),
     };
     options.check()?;
     let config = args.config.as_deref().map(read_config).transpose()?;
@@ -247,7 +253,11 @@ fn print_table(r: &CompareReport) {
     }
     let mut rows = vec![header];
     for m in &r.models {
-        let mut row = vec![m.model.clone()];
+        let mut row = vec![if r.models.iter().all(|m| m.loss_balancing == "fixed") {
+            m.model.clone()
+        } else {
+            format!("{} ({})", m.model, m.loss_balancing)
+        }];
         for t in &m.tasks {
             row.push(t.auc.show(4));
             row.push(t.gauc.show(4));
@@ -274,6 +284,17 @@ fn print_table(r: &CompareReport) {
             .map(|(cell, &w)| format!("{cell:>w$}"))
             .collect();
         println!("{}", cells.join(" | "));
+    }
+    if r.models.iter().any(|m| m.loss_balancing != "fixed") {
+        println!("\nloss weights at the end of training (mean over seeds, per task):");
+        for m in &r.models {
+            let w: Vec<String> = m
+                .final_loss_weights
+                .iter()
+                .map(|s| format!("{:.4}", s.mean))
+                .collect();
+            println!("  {} ({}): {}", m.model, m.loss_balancing, w.join(", "));
+        }
     }
     if k.is_some() {
         println!(

@@ -267,6 +267,10 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
                 "warning: column {}: {} of {} distinct values share a hash bucket with another ({} buckets); a larger hash_buckets or \"vocabulary\": true avoids it",
                 c.column, c.collisions, c.distinct, c.ids
             ),
+            "ids" if c.unknown > 0 => eprintln!(
+                "warning: column {}: {} ids beyond the training set's {} mapped to the unknown id 0",
+                c.column, c.unknown, c.ids
+            ),
             "vocabulary" => println!(
                 "column {}: vocabulary of {} ids ({} values below min_count); {} cells mapped to the unknown id 0",
                 c.column, c.ids, c.rare, c.unknown

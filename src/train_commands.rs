@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use resflow::session::{Schedule, run_epochs};
+use resflow::session::{Progress, Quiet, Schedule, run_epochs};
 use resflow::{
     Model, ModelConfig, Report, RunError, Scorer, Session, SessionOptions, Trainer, score_dataset,
 };
@@ -51,6 +51,10 @@ pub struct TrainArgs {
     /// Export the trained model (safetensors) here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Train as one rank of several: `mpirun -np N resflow train --distributed ...` (a build
+    /// with `--features mpi`; rank 0 writes the files; see docs/distributed.md).
+    #[arg(long)]
+    distributed: bool,
 }
 
 /// Options of `resflow eval`.
@@ -114,8 +118,24 @@ fn write_report(path: &Option<PathBuf>, report: &Report) -> Fallible {
     Ok(())
 }
 
+/// The report of `train`: the run's, and with `--distributed` what rank 0 exchanged.
+#[derive(serde::Serialize)]
+struct TrainReport {
+    #[serde(flatten)]
+    run: Report,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distributed: Option<distributed::Traffic>,
+}
+
 /// Runs `resflow train`.
 pub fn train(args: TrainArgs) -> Fallible {
+    // Distributed: every rank joins first; from then on an error on one rank ends them all.
+    let replicas = distributed::Replicas::join(args.distributed)?;
+    let result = train_as(args, &replicas);
+    replicas.or_abort(result)
+}
+
+fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
     // Every output and option is checked before any data is read.
     let mut plan = resflow::OutputPlan::new().input("--train", &args.train);
     for (option, path) in [("--eval", &args.eval), ("--config", &args.config)] {
@@ -135,7 +155,8 @@ pub fn train(args: TrainArgs) -> Fallible {
     let train = open(&args.train)?;
     let eval = args.eval.as_deref().map(open).transpose()?;
     let config = args.config.as_deref().map(read_config).transpose()?;
-    let threads = threads(args.threads);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads(Some(replicas.threads(args.threads, cores)));
     let options = SessionOptions {
         epochs: args.epochs,
         threads: Some(threads),
@@ -146,43 +167,80 @@ pub fn train(args: TrainArgs) -> Fallible {
     };
     let mut session = Session::start(&train, eval.as_ref(), config, options)
         .map_err(|e| in_train_terms(e, &args))?;
+    replicas.attach(&mut session.trainer, train.rows())?;
+    let (rank, ranks) = replicas.rank();
+    let who = if ranks > 1 {
+        format!("rank {rank} of {ranks}: ")
+    } else {
+        String::new()
+    };
     if let (true, Some(dir)) = (session.resumed(), &args.checkpoint_dir) {
         eprintln!(
-            "resuming from {} at epoch {}, step {}",
+            "{who}resuming from {} at epoch {}, step {}",
             dir.display(),
             session.trainer.epoch + 1,
             session.trainer.step
         );
     }
     eprintln!(
-        "training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
+        "{who}training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
         train.rows(),
         threads,
         session.trainer.network.config.batch_size,
         session.epochs(),
         session.trainer.parameter_count()?
     );
-    let summary = session.train(&mut Bar::default())?;
-    println!(
-        "trained {} steps in {:.1} s: {:.0} samples/s with {} threads",
-        summary.steps, summary.seconds, summary.samples_per_s, summary.threads
-    );
+    // Rank 0 shows the progress and writes the files (the replicas are identical).
+    let (mut bar, mut quiet) = (Bar::default(), Quiet);
+    let progress: &mut dyn Progress = if replicas.writes() {
+        &mut bar
+    } else {
+        &mut quiet
+    };
+    let summary = session.train(progress)?;
+    let traffic = replicas.traffic();
+    if replicas.writes() {
+        println!(
+            "trained {} steps in {:.1} s: {:.0} samples/s with {ranks} ranks x {} threads",
+            summary.steps, summary.seconds, summary.samples_per_s, summary.threads
+        );
+        if let Some(t) = traffic.filter(|t| t.steps > 0) {
+            println!(
+                "rank 0 sent per step: {} B dense, {} B sparse rows, {} B other; {:.2} s \
+                 moving data, {:.2} s waiting for the other ranks",
+                t.dense / t.steps,
+                t.sparse / t.steps,
+                t.other / t.steps,
+                t.seconds,
+                t.wait_seconds
+            );
+        }
+    }
     // The trained model is written before anything else can fail.
-    if let Some(out) = &args.out {
+    if let Some(out) = args.out.as_ref().filter(|_| replicas.writes()) {
         session.trainer.export()?.save(out)?;
         println!("model written to {}", out.display());
     }
+    // Every rank evaluates its share; rank 0 reports.
     let eval = session.final_evaluation()?;
+    if !replicas.writes() {
+        return Ok(());
+    }
     if let Some(r) = &eval {
         print_eval("final evaluation", r);
     }
-    write_report(
-        &args.report,
-        &Report {
+    let report = TrainReport {
+        run: Report {
             train: Some(summary),
             eval,
         },
-    )
+        distributed: traffic,
+    };
+    if let Some(p) = &args.report {
+        write_json(p, &report)?;
+        eprintln!("report written to {}", p.display());
+    }
+    Ok(())
 }
 
 /// The options of `train` that are only meaningful with others, or with a positive value.

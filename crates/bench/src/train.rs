@@ -133,3 +133,72 @@ pub fn run(
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+/// Throughput of one loss balancing.
+#[derive(Debug, Clone, Serialize)]
+pub struct BalancingRun {
+    /// `"fixed"`, `"uncertainty"` or `"gradnorm"`.
+    pub balancing: &'static str,
+    /// Samples per second over an epoch: the best run.
+    pub best_samples_per_s: f64,
+    /// The median run.
+    pub median_samples_per_s: f64,
+    /// Median step time over the fixed weights' median step time.
+    pub cost_vs_fixed: f64,
+}
+
+/// The cost of each loss balancing: one epoch of `rows` synthetic rows with `threads`
+/// workers per run, the balancings interleaved in every round (fixed, uncertainty,
+/// GradNorm, then again), `runs` rounds.
+pub fn balancing(
+    rows: usize,
+    max_vocab: u32,
+    threads: usize,
+    runs: usize,
+    work: &Path,
+) -> Result<Vec<BalancingRun>, Error> {
+    use resflow::config::LossBalancing;
+    let dir = work.join(format!("resflow-bench-balancing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = (|| {
+        generate(
+            &SynthConfig {
+                rows,
+                max_vocab,
+                ..SynthConfig::default()
+            },
+            &dir,
+        )?;
+        let data = Dataset::open(&dir)?;
+        let kinds = LossBalancing::NAMES;
+        let mut speeds = vec![Vec::new(); kinds.len()];
+        for _ in 0..runs.max(1) {
+            for (k, name) in kinds.iter().enumerate() {
+                let config = ModelConfig {
+                    loss_balancing: LossBalancing::from_name(name)?,
+                    ..ModelConfig::default()
+                };
+                let mut trainer = Trainer::new(config, resflow::layout_of(data.schema()), threads)?;
+                speeds[k].push(epoch(&mut trainer, &data)?.0);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let medians: Vec<f64> = speeds.iter_mut().map(median).collect();
+        Ok(kinds
+            .iter()
+            .zip(&speeds)
+            .zip(&medians)
+            .map(|((&balancing, s), &m)| BalancingRun {
+                balancing,
+                best_samples_per_s: s.iter().copied().fold(0.0, f64::max),
+                median_samples_per_s: m,
+                cost_vs_fixed: medians[0] / m,
+            })
+            .collect())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

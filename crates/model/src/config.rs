@@ -57,6 +57,11 @@ pub struct ModelConfig {
     /// Fields that are constant within a request (user, context): a scorer receives them
     /// once per request and computes their share of the first layer once.
     pub request_fields: Vec<String>,
+    /// How the task losses are weighted against each other during training (see
+    /// [`LossBalancing`]); left out of the written configuration when it is the default
+    /// (fixed weights), so files written before it existed are unchanged.
+    #[serde(skip_serializing_if = "LossBalancing::is_fixed")]
+    pub loss_balancing: LossBalancing,
 }
 
 impl Default for ModelConfig {
@@ -90,6 +95,7 @@ impl Default for ModelConfig {
             seed: 42,
             fusion: Fusion::default(),
             request_fields: Vec::new(),
+            loss_balancing: LossBalancing::Fixed,
         }
     }
 }
@@ -465,6 +471,107 @@ impl Default for Fusion {
 /// `metrics` crate, so that training, evaluation and serving share one definition.
 pub use metrics::FusionKind;
 
+/// How the task losses `lambda_t L_t` are combined into the training loss. Training only:
+/// the balancing state lives in checkpoints, never in the model file, and serving is the
+/// same for every choice. Equations and costs: `docs/training.md`.
+///
+/// ```json
+/// "loss_balancing": {"kind": "fixed"}
+/// "loss_balancing": {"kind": "uncertainty", "learning_rate": 0.01}
+/// "loss_balancing": {"kind": "gradnorm", "alpha": 1.5, "learning_rate": 0.025}
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LossBalancing {
+    /// `sum_t lambda_t L_t` with the tasks' `loss_weight`s (the default).
+    #[default]
+    Fixed,
+    /// Uncertainty weighting (Kendall, Gal and Cipolla, 2018): a learned log-variance
+    /// `s_t` per task, `sum_t exp(-s_t) lambda_t L_t + s_t / 2`.
+    Uncertainty(UncertaintyConfig),
+    /// GradNorm (Chen et al., 2018): learned task weights `w_t` in
+    /// `sum_t w_t lambda_t L_t`, moved so that each task's gradient norm on the shared
+    /// input BatchNorm tracks the mean norm times the task's relative inverse training
+    /// rate to the power `alpha`.
+    Gradnorm(GradNormConfig),
+}
+
+/// Uncertainty weighting's options.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct UncertaintyConfig {
+    /// Adam step size of the log-variances; `null` (the default) is
+    /// `optimizer.learning_rate`, the paper's "same optimiser".
+    pub learning_rate: Option<f32>,
+}
+
+/// GradNorm's options.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GradNormConfig {
+    /// The asymmetry `alpha` (the paper's default 1.5; 0 pulls every gradient norm to the
+    /// same value).
+    pub alpha: f32,
+    /// Adam step size of the task weights; `null` (the default) is
+    /// `optimizer.learning_rate`.
+    pub learning_rate: Option<f32>,
+}
+
+impl Default for GradNormConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 1.5,
+            learning_rate: None,
+        }
+    }
+}
+
+/// The largest GradNorm `alpha` a configuration may ask for (the paper explores 0 to 3).
+pub const MAX_GRADNORM_ALPHA: f32 = 10.0;
+
+impl LossBalancing {
+    /// True for the default fixed weights.
+    pub fn is_fixed(&self) -> bool {
+        matches!(self, LossBalancing::Fixed)
+    }
+
+    /// The name written in a configuration (`"fixed"`, `"uncertainty"`, `"gradnorm"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LossBalancing::Fixed => "fixed",
+            LossBalancing::Uncertainty(_) => "uncertainty",
+            LossBalancing::Gradnorm(_) => "gradnorm",
+        }
+    }
+
+    /// Every balancing's name.
+    pub const NAMES: [&'static str; 3] = ["fixed", "uncertainty", "gradnorm"];
+
+    /// The balancing called `name`, with its default options.
+    pub fn from_name(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "fixed" => Ok(LossBalancing::Fixed),
+            "uncertainty" => Ok(LossBalancing::Uncertainty(UncertaintyConfig::default())),
+            "gradnorm" => Ok(LossBalancing::Gradnorm(GradNormConfig::default())),
+            other => Err(ModelError::Config(format!(
+                "unknown loss balancing {other:?}; the choices are {}",
+                Self::NAMES.join(", ")
+            ))),
+        }
+    }
+
+    /// The Adam step size of the balancing parameters (`None` for fixed weights).
+    pub fn learning_rate(&self, optimizer: &OptimizerConfig) -> Option<f32> {
+        match self {
+            LossBalancing::Fixed => None,
+            LossBalancing::Uncertainty(u) => {
+                Some(u.learning_rate.unwrap_or(optimizer.learning_rate))
+            }
+            LossBalancing::Gradnorm(g) => Some(g.learning_rate.unwrap_or(optimizer.learning_rate)),
+        }
+    }
+}
+
 /// Merges `over` into `base`: objects key by key (recursively), anything else replaced.
 fn merge_json(base: &mut serde_json::Value, over: serde_json::Value) {
     match (base, over) {
@@ -666,6 +773,54 @@ impl ModelConfig {
         }
         if self.tasks.iter().any(|t| t.name.is_empty()) {
             return bad("task names must not be empty".into());
+        }
+        self.validate_balancing()
+    }
+
+    /// Checks `loss_balancing` against the rest of the configuration.
+    fn validate_balancing(&self) -> Result<(), ModelError> {
+        let b = &self.loss_balancing;
+        let bad = |msg: String| {
+            Err(ModelError::Config(format!(
+                "loss_balancing {}: {msg}",
+                b.name()
+            )))
+        };
+        if b.is_fixed() {
+            return Ok(());
+        }
+        let lr = match b {
+            LossBalancing::Uncertainty(u) => u.learning_rate,
+            LossBalancing::Gradnorm(g) => g.learning_rate,
+            LossBalancing::Fixed => None,
+        };
+        if let Some(lr) = lr.filter(|lr| !(*lr > 0.0 && *lr <= 1.0)) {
+            return bad(format!("learning_rate must be in (0, 1], got {lr}"));
+        }
+        if let Some(t) = self.tasks.iter().find(|t| t.loss_weight == 0.0) {
+            return bad(format!(
+                "task {:?} has loss_weight 0: a learned weight on a loss that is not \
+                 trained would grow without bound (drop the task or give it a weight)",
+                t.name
+            ));
+        }
+        if let LossBalancing::Gradnorm(g) = b {
+            if !(0.0..=MAX_GRADNORM_ALPHA).contains(&g.alpha) {
+                return bad(format!(
+                    "alpha must be in [0, {MAX_GRADNORM_ALPHA}], got {}",
+                    g.alpha
+                ));
+            }
+            if self.tasks.len() < 2 {
+                return bad("GradNorm balances at least two tasks".into());
+            }
+            if self.batch_norm == BatchNormMode::None {
+                return bad(
+                    "GradNorm measures the task gradients on the input BatchNorm's gamma and \
+                     beta, the last layer every task shares; batch_norm \"none\" has none"
+                        .into(),
+                );
+            }
         }
         Ok(())
     }
@@ -1069,6 +1224,78 @@ mod tests {
             let json = format!(r#"{{{tasks}, "topology": {topology}}}"#);
             let c = ModelConfig::from_json(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(c.links().unwrap().order, order, "{json}");
+        }
+    }
+
+    #[test]
+    fn loss_balancing_parses_validates_and_stays_out_of_default_files() {
+        let c = ModelConfig::from_json("{}").unwrap();
+        assert!(c.loss_balancing.is_fixed());
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(!text.contains("loss_balancing"), "{text}");
+        let u = ModelConfig::from_json(r#"{"loss_balancing": {"kind": "uncertainty"}}"#).unwrap();
+        assert_eq!(
+            u.loss_balancing,
+            LossBalancing::Uncertainty(UncertaintyConfig {
+                learning_rate: None
+            })
+        );
+        assert_eq!(u.loss_balancing.learning_rate(&u.optimizer), Some(4e-4));
+        let g = ModelConfig::from_json(
+            r#"{"loss_balancing": {"kind": "gradnorm", "learning_rate": 0.025}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            g.loss_balancing,
+            LossBalancing::Gradnorm(GradNormConfig {
+                alpha: 1.5,
+                learning_rate: Some(0.025)
+            })
+        );
+        for c in [&u, &g] {
+            let back = ModelConfig::from_json(&serde_json::to_string(c).unwrap()).unwrap();
+            assert_eq!(&back, c);
+        }
+        for name in LossBalancing::NAMES {
+            assert_eq!(LossBalancing::from_name(name).unwrap().name(), name);
+        }
+        assert!(LossBalancing::from_name("metabalance").is_err());
+        for (json, needle) in [
+            (
+                r#"{"loss_balancing": {"kind": "magic"}}"#,
+                "unknown variant",
+            ),
+            (
+                r#"{"loss_balancing": {"kind": "gradnorm", "alpah": 1}}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"loss_balancing": {"kind": "gradnorm", "alpha": -1}}"#,
+                "alpha",
+            ),
+            (
+                r#"{"loss_balancing": {"kind": "gradnorm", "alpha": 11}}"#,
+                "alpha",
+            ),
+            (
+                r#"{"loss_balancing": {"kind": "uncertainty", "learning_rate": 0}}"#,
+                "learning_rate",
+            ),
+            (
+                r#"{"loss_balancing": {"kind": "gradnorm"}, "batch_norm": "none"}"#,
+                "input BatchNorm",
+            ),
+            (
+                r#"{"loss_balancing": {"kind": "gradnorm"}, "tasks": [{"name": "click"}]}"#,
+                "at least two tasks",
+            ),
+            (
+                r#"{"loss_balancing": {"kind": "uncertainty"}, "tasks": [{"name": "a"}, {"name": "b", "loss_weight": 0}]}"#,
+                "loss_weight 0",
+            ),
+        ] {
+            let err = ModelConfig::from_json(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
         }
     }
 

@@ -5,10 +5,14 @@
 //! moments (`adam/m/<name>`, `adam/v/<name>`, `lazy_adam/m/<table>`, ...), and in the
 //! metadata the configuration, the input layout, the step, the epoch, the batches taken in
 //! the current epoch and the optimisers' step counts. Running statistics are stored as
-//! `stat/<tensor name>`. Checkpoints carry a format version (`3`); one written before
-//! every model kind was stored as named tensors (versions 1 and 2) is refused with a message
-//! saying so: train again, or export it to a model file with the build that wrote it (old
-//! model files still load). The file is written to a temporary
+//! `stat/<tensor name>`. The loss balancing's learned values, their Adam moments and
+//! GradNorm's first-step losses are `balance/value`, `balance/adam/m`, `balance/adam/v`
+//! and `balance/initial` (with `balance_steps` in the metadata); fixed loss weights have
+//! none. Checkpoints carry a format version (`4`, which added the balancing state); a
+//! version 3 checkpoint (fixed weights, nothing else differs) still loads; one written
+//! before every model kind was stored as named tensors (versions 1 and 2) is refused with a
+//! message saying so: train again, or export it to a model file with the build that wrote
+//! it (old model files still load). The file is written to a temporary
 //! name, flushed and renamed, so a run killed while saving keeps the previous checkpoint.
 //! Like a model file it carries checksums and deterministic bytes ([`crate::integrity`]);
 //! one holding a NaN or an infinity is never written (the previous one is kept) and never
@@ -31,9 +35,11 @@ use crate::trainer::Trainer;
 /// File name inside a checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const FORMAT: &str = "resflow-checkpoint";
-/// Checkpoint version (3: statistics by tensor name, every model kind as named tensors;
-/// checksums, deterministic bytes, finite values as in 2).
-const VERSION: &str = "3";
+/// Checkpoint version (4: the loss balancing's state; 3: statistics by tensor name, every
+/// model kind as named tensors; checksums, deterministic bytes, finite values as in 2).
+const VERSION: &str = "4";
+/// The previous version, still read: the same file without balancing state.
+const VERSION_3: &str = "3";
 
 fn bad(path: &Path, detail: String) -> ModelError {
     ModelError::ModelFile {
@@ -86,8 +92,17 @@ impl Trainer {
                 stat,
             );
         }
+        let balance = self.balancer().state();
+        if let Some(b) = &balance {
+            push("balance/value".into(), vec![b.values.len()], &b.values);
+            push("balance/adam/m".into(), vec![b.m.len()], &b.m);
+            push("balance/adam/v".into(), vec![b.v.len()], &b.v);
+            if !b.initial.is_empty() {
+                push("balance/initial".into(), vec![b.initial.len()], &b.initial);
+            }
+        }
         let json = |v: serde_json::Result<String>| v.map_err(|e| ModelError::Config(e.to_string()));
-        let meta = BTreeMap::from([
+        let mut meta = BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("version".to_string(), VERSION.to_string()),
             (
@@ -107,6 +122,9 @@ impl Trainer {
             ("adam_steps".to_string(), adam.steps().to_string()),
             ("lazy_adam_steps".to_string(), lazy.steps().to_string()),
         ]);
+        if let Some(b) = &balance {
+            meta.insert("balance_steps".to_string(), b.steps.to_string());
+        }
         let bytes = integrity::serialize(arrays, meta).map_err(|e| {
             ModelError::NonFinite(format!(
                 "checkpoint at step {}: {e}; the previous checkpoint in {} is kept",
@@ -140,8 +158,8 @@ impl Trainer {
             return Err(bad(&path, "not a resflow checkpoint".into()).into());
         }
         match meta.get("version").map(String::as_str) {
-            Some(VERSION) => {}
-            Some(v) if v.parse::<u32>().is_ok_and(|v| v > 3) => {
+            Some(VERSION) | Some(VERSION_3) => {}
+            Some(v) if v.parse::<u32>().is_ok_and(|v| v > 4) => {
                 return Err(bad(
                     &path,
                     format!("checkpoint format version {v:?}, this build reads {VERSION:?}"),
@@ -255,6 +273,24 @@ impl Trainer {
         for i in 0..trainer.network.stats.len() {
             let name = format!("stat/{}", trainer.network.stat_name(i));
             trainer.network.stats[i] = array(&name, trainer.network.stats[i].len())?;
+        }
+        if !trainer.network.config.loss_balancing.is_fixed() {
+            let t = trainer.network.config.tasks.len();
+            let initial = match st.tensor("balance/initial") {
+                Ok(_) => array("balance/initial", t)?,
+                Err(_) => Vec::new(),
+            };
+            let state = crate::balancing::BalanceState {
+                values: array("balance/value", t)?,
+                m: array("balance/adam/m", t)?,
+                v: array("balance/adam/v", t)?,
+                steps: number("balance_steps")?,
+                initial,
+            };
+            trainer
+                .balancer_mut()
+                .restore(state)
+                .map_err(|e| bad(&path, e.to_string()))?;
         }
         trainer.step = number("step")?;
         trainer.epoch = number("epoch")? as usize;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! for each kind:   config = base with this kind (the base's own kind keeps its sizes)
+//!  for each loss balancing asked (default: the base's own)
 //!   for each seed:   train (run_epochs) -> evaluate -> export -> time the scorer and the tape
 //!   summarise:       Stat (mean, std, values) of every figure over the seeds
 //! ```
@@ -14,7 +15,7 @@ use metrics::EvalReport;
 use serde::Serialize;
 use shards::Dataset;
 
-use crate::config::ModelKind;
+use crate::config::{LossBalancing, ModelKind};
 use crate::latency::{latencies, percentile, tape_forward_latencies};
 use crate::list_options::ListOptions;
 use crate::session::{Progress, Schedule, config_for_tasks, run_epochs};
@@ -42,6 +43,11 @@ pub struct CompareOptions {
     pub latency_calls: usize,
     /// The list metrics of the evaluations.
     pub list: ListOptions,
+    /// Loss balancings by name (`"fixed"`, `"uncertainty"`, `"gradnorm"`): each kind is
+    /// trained once per balancing, with the same seeds. `None`: the configuration's own.
+    /// A balancing the configuration names keeps its options there; the others take
+    /// their defaults.
+    pub balancing: Option<Vec<String>>,
 }
 
 impl Default for CompareOptions {
@@ -53,6 +59,7 @@ impl Default for CompareOptions {
             threads: 1,
             latency_calls: 200,
             list: ListOptions::default(),
+            balancing: None,
         }
     }
 }
@@ -62,6 +69,12 @@ impl CompareOptions {
     pub fn check(&self) -> Result<(), Error> {
         for m in self.models.iter().flatten() {
             ModelKind::from_name(m)?;
+        }
+        for b in self.balancing.iter().flatten() {
+            LossBalancing::from_name(b)?;
+        }
+        if self.balancing.as_ref().is_some_and(|b| b.is_empty()) {
+            return Err(RunError::Options("give at least one loss balancing".into()).into());
         }
         let mut distinct = self.seeds.clone();
         distinct.sort_unstable();
@@ -131,6 +144,11 @@ pub struct TaskStats {
 pub struct ModelStats {
     /// The kind's name.
     pub model: String,
+    /// The loss balancing's name (`config.loss_balancing`).
+    pub loss_balancing: String,
+    /// Per task, the weight of its loss at the end of training (`loss_weight`, or what the
+    /// balancing made of it).
+    pub final_loss_weights: Vec<Stat>,
     /// The configuration every seed trained (its seed aside).
     pub config: ModelConfig,
     /// Trainable floats, embedding tables included.
@@ -182,6 +200,7 @@ struct Run {
     p50: f64,
     p99: f64,
     tape_p50: f64,
+    loss_weights: Vec<f64>,
 }
 
 /// Runs the comparison: every kind of `options.models` with the shared settings of
@@ -234,43 +253,67 @@ pub fn compare(
     let mut models = Vec::new();
     for name in names {
         // The configuration's own `model`, if it is this kind, keeps its sizes.
-        let config = if base.model.name() == name {
+        let kind_config = if base.model.name() == name {
             base.clone()
         } else {
             base.with_model(name)?
         };
-        let sizes = model_sizes(&config, &layout)?;
-        let mut runs = Vec::new();
-        for &seed in seeds {
-            let mut c = config.clone();
-            c.seed = seed;
-            let mut t = Trainer::new(c, layout.clone(), options.threads)?;
-            let schedule = Schedule {
-                epochs: config.epochs,
-                ..Schedule::default()
+        let balancings: Vec<LossBalancing> = match &options.balancing {
+            None => vec![kind_config.loss_balancing],
+            Some(list) => list
+                .iter()
+                .map(|b| match kind_config.loss_balancing {
+                    own if own.name() == b => Ok(own),
+                    _ => LossBalancing::from_name(b),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        for balancing in balancings {
+            let mut config = kind_config.clone();
+            config.loss_balancing = balancing;
+            config.validate()?;
+            let label = match &options.balancing {
+                None => name.to_string(),
+                Some(_) => format!("{name}+{}", balancing.name()),
             };
-            let label = format!("{name} seed {seed}/{}", seeds.len());
-            let summary = run_epochs(&mut t, train, &schedule, &label, progress)?;
-            let eval_config = options.list.eval_config(t.eval_config(), eval.schema())?;
-            let report = t.evaluate(eval, &eval_config)?;
-            if seed == seeds[0] {
-                for w in &report.warnings {
-                    progress.note(&format!("warning ({name}): {w}"));
+            let sizes = model_sizes(&config, &layout)?;
+            let mut runs = Vec::new();
+            for &seed in seeds {
+                let mut c = config.clone();
+                c.seed = seed;
+                let mut t = Trainer::new(c, layout.clone(), options.threads)?;
+                let schedule = Schedule {
+                    epochs: config.epochs,
+                    ..Schedule::default()
+                };
+                let run_label = format!("{label} seed {seed}/{}", seeds.len());
+                let summary = run_epochs(&mut t, train, &schedule, &run_label, progress)?;
+                let eval_config = options.list.eval_config(t.eval_config(), eval.schema())?;
+                let report = t.evaluate(eval, &eval_config)?;
+                if seed == seeds[0] {
+                    for w in &report.warnings {
+                        progress.note(&format!("warning ({label}): {w}"));
+                    }
                 }
+                let loss_weights = match t.balancer().loss_weights() {
+                    Some(w) => w.iter().map(|&w| w as f64).collect(),
+                    None => config.tasks.iter().map(|t| t.loss_weight as f64).collect(),
+                };
+                let scorer = Scorer::new(t.export()?)?;
+                let calls = options.latency_calls.max(1);
+                let lat = latencies(&scorer, LATENCY_CANDIDATES, calls, seed)?;
+                let tape = tape_forward_latencies(&t.network, &t.store, &first_rows, calls)?;
+                runs.push(Run {
+                    report,
+                    samples_per_s: summary.samples_per_s,
+                    p50: percentile(&lat, 0.5) * 1e3,
+                    p99: percentile(&lat, 0.99) * 1e3,
+                    tape_p50: percentile(&tape, 0.5) * 1e3,
+                    loss_weights,
+                });
             }
-            let scorer = Scorer::new(t.export()?)?;
-            let calls = options.latency_calls.max(1);
-            let lat = latencies(&scorer, LATENCY_CANDIDATES, calls, seed)?;
-            let tape = tape_forward_latencies(&t.network, &t.store, &first_rows, calls)?;
-            runs.push(Run {
-                report,
-                samples_per_s: summary.samples_per_s,
-                p50: percentile(&lat, 0.5) * 1e3,
-                p99: percentile(&lat, 0.99) * 1e3,
-                tape_p50: percentile(&tape, 0.5) * 1e3,
-            });
+            models.push(summarise(name, config, sizes, &runs));
         }
-        models.push(summarise(name, config, sizes, &runs));
     }
     Ok(CompareReport {
         train_rows: train.rows(),
@@ -342,8 +385,13 @@ fn summarise(
             })
             .collect()
     };
+    let final_loss_weights = (0..runs[0].loss_weights.len())
+        .map(|k| stat(&|r| r.loss_weights[k]))
+        .collect();
     ModelStats {
         model: name.to_string(),
+        loss_balancing: config.loss_balancing.name().to_string(),
+        final_loss_weights,
         config,
         parameters: sizes.0,
         dense_parameters: sizes.1,
@@ -392,6 +440,14 @@ mod tests {
             },
             CompareOptions {
                 threads: 0,
+                ..Default::default()
+            },
+            CompareOptions {
+                balancing: Some(vec!["fixed".into(), "metabalance".into()]),
+                ..Default::default()
+            },
+            CompareOptions {
+                balancing: Some(vec![]),
                 ..Default::default()
             },
         ] {

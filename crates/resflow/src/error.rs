@@ -18,6 +18,9 @@ pub enum Error {
     /// A metric could not be computed.
     #[error("evaluation: {0}")]
     Metrics(#[from] metrics::MetricsError),
+    /// Training across processes failed: another process's step, or the transport.
+    #[error("distributed training: {0}")]
+    Distributed(String),
     /// A training run was asked for something its inputs cannot give: the variants below
     /// say which input (see [`RunError`]).
     #[error(transparent)]

@@ -11,6 +11,7 @@
 //! See `docs/architecture.md` for the crates and the data flow.
 #![forbid(unsafe_code)]
 
+pub mod balancing;
 mod checkpoint;
 pub mod compare;
 pub mod divergence;
@@ -23,6 +24,7 @@ pub mod latency;
 pub mod list_options;
 pub mod network;
 pub mod output_plan;
+pub mod reduce;
 pub mod regression;
 mod score_data;
 pub mod session;

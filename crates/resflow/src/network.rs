@@ -7,6 +7,7 @@
 //! logits = Net::forward(tape graph, x)        BN_in, then the kind's head (model::models)
 //! loss = sum_t lambda_t * BCE(z_t, y_t; pos_weight_t) / denom  (+ the head's extra loss,
 //!        which reads x', the logits and the labels: models::LossInputs)
+//!        (lambda_t: the tasks' loss weights, or the balancing's, see crate::balancing)
 //! ```
 //!
 //! `denom` is the number of rows of the *whole* batch, so the gradients of the workers'
@@ -217,6 +218,20 @@ impl Network {
         }
     }
 
+    /// The input BatchNorm's `(gamma, beta)` in the store: the last parameters every task
+    /// shares in every model kind (GradNorm measures the task gradients on them); `None`
+    /// when the BatchNorms are off (`batch_norm: "none"`).
+    pub fn shared_params(&self) -> Option<(ParamId, ParamId)> {
+        if self.config.batch_norm == BatchNormMode::None {
+            return None;
+        }
+        let bn = &self.net.input_bn;
+        match (self.slots[bn.gamma.0], self.slots[bn.beta.0]) {
+            (Slot::Param(g), Slot::Param(b)) => Some((g, b)),
+            _ => None,
+        }
+    }
+
     /// The name of running statistic `i` (for checkpoints).
     pub fn stat_name(&self, i: usize) -> &str {
         let k = self
@@ -270,6 +285,35 @@ impl Network {
         scratch: &mut Scratch,
         out: &mut Forward,
     ) -> Result<(), Error> {
+        self.forward_weighted(
+            tape, store, view, mode, denom, with_loss, None, scratch, out,
+        )
+    }
+
+    /// [`Network::forward`] with the task losses weighted by `loss_weights` (one per task,
+    /// from [`crate::balancing::Balancer::loss_weights`]) instead of the tasks'
+    /// `loss_weight`s; `None` is exactly [`Network::forward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_weighted(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        view: &BatchView<'_>,
+        mode: Mode,
+        denom: f32,
+        with_loss: bool,
+        loss_weights: Option<&[f32]>,
+        scratch: &mut Scratch,
+        out: &mut Forward,
+    ) -> Result<(), Error> {
+        if let Some(w) = loss_weights.filter(|w| w.len() != self.config.tasks.len()) {
+            return Err(ModelError::Config(format!(
+                "{} loss weights for {} tasks",
+                w.len(),
+                self.config.tasks.len()
+            ))
+            .into());
+        }
         let n = view.rows();
         let fields = &self.layout.fields;
         let ns = fields.iter().filter(|f| f.bag.is_none()).count();
@@ -319,7 +363,8 @@ impl Network {
                     None => self.task_loss(tape, view, t, out.logits[t], denom, scratch)?,
                 };
                 out.task_losses.push(l);
-                let weighted = tape.scale(l, task.loss_weight)?;
+                let lambda = loss_weights.map_or(task.loss_weight, |w| w[t]);
+                let weighted = tape.scale(l, lambda)?;
                 total = Some(match total {
                     None => weighted,
                     Some(s) => tape.add(s, weighted)?,

@@ -117,8 +117,10 @@ pub fn run_epochs(
         progress.epoch_started(run, trainer.epoch + 1, schedule.epochs, train.rows() as u64);
         let (s, r) = trainer.train_epoch(train, |t, stats| {
             progress.step(t, stats)?;
+            // Of several replicas, rank 0 alone writes the (identical) checkpoints.
             if let (Some(dir), Some(n)) = (schedule.checkpoint_dir, checkpoint_every)
                 && t.step.is_multiple_of(n)
+                && t.rank().0 == 0
             {
                 t.save_checkpoint(dir)?;
             }
@@ -133,7 +135,9 @@ pub fn run_epochs(
         progress.epoch_finished();
         seconds += s;
         rows += r;
-        if let Some(dir) = schedule.checkpoint_dir {
+        if let Some(dir) = schedule.checkpoint_dir
+            && trainer.rank().0 == 0
+        {
             trainer.save_checkpoint(dir)?;
         }
         if let Some(ds) = schedule.eval

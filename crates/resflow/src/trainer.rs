@@ -14,11 +14,15 @@
 //! thread pools never nest. In `batch` BatchNorm mode each worker normalises with its own
 //! slice's statistics (as separate devices would); the running averages are updated from the
 //! exact combination of the slices' means and variances.
+//!
+//! Several processes can train one model ([`Trainer::set_reduce`], see [`crate::reduce`]):
+//! each takes its share of every global batch, and a hook combines the processes' results
+//! after the workers' own reduction, in rank order.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use autodiff::{Adam, AdamConfig, Grads, LazyAdam, ParamStore, Tape};
+use autodiff::{Adam, AdamConfig, Grads, LazyAdam, ParamId, ParamStore, Tape, Var};
 use metrics::{EvalConfig, EvalReport, StreamingEvaluator};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -27,8 +31,19 @@ use shards::{Batch, Dataset};
 use model::config::{BatchNormMode, ModelConfig};
 use model::{InputLayout, Model, ModelError};
 
+use crate::balancing::Balancer;
 use crate::error::Error;
 use crate::network::{Forward, Mode, Network, Scratch, layout_of};
+use crate::reduce::{Local, Reduce};
+
+/// What the loss balancing asks of a worker's step.
+#[derive(Debug, Clone, Copy)]
+struct Weighting<'a> {
+    /// The task loss weights (`None`: the tasks' own `loss_weight`s).
+    weights: Option<&'a [f32]>,
+    /// GradNorm: the shared parameters `(gamma, beta)` whose per-task gradients are measured.
+    shared: Option<(ParamId, ParamId)>,
+}
 
 /// One worker thread's reusable state.
 #[derive(Debug, Default)]
@@ -47,6 +62,8 @@ struct Worker {
     error: Option<Error>,
     /// Whether a training step ran on this worker (its buffers have their size).
     warm: bool,
+    /// GradNorm: per task, `dL_t/d(gamma, beta)` of this slice (gamma's, then beta's).
+    task_grads: Vec<Vec<f32>>,
 }
 
 impl Worker {
@@ -57,6 +74,7 @@ impl Worker {
         batch: &Batch,
         part: usize,
         parts: usize,
+        weighting: Weighting<'_>,
     ) {
         self.rows = 0;
         self.error = None;
@@ -67,18 +85,22 @@ impl Worker {
         let result = (|| -> Result<(), Error> {
             self.tape.reset();
             self.grads.zero();
-            net.forward(
+            net.forward_weighted(
                 &mut self.tape,
                 store,
                 &view,
                 Mode::Train,
-                batch.rows as f32,
+                batch.global_rows() as f32,
                 true,
+                weighting.weights,
                 &mut self.scratch,
                 &mut self.forward,
             )?;
             let loss = self.forward.loss.expect("the loss was requested");
-            self.tape.backward(loss, &mut self.grads)?;
+            match (weighting.shared, weighting.weights) {
+                (Some(shared), Some(weights)) => self.backward_per_task(loss, shared, weights)?,
+                _ => self.tape.backward(loss, &mut self.grads)?,
+            }
             if !self.warm {
                 self.tape.reserve_headroom();
                 self.grads.reserve_headroom();
@@ -103,6 +125,58 @@ impl Worker {
             Ok(())
         })();
         self.error = result.err();
+    }
+
+    /// GradNorm's backward: the gradient of each task loss on the shared `(gamma, beta)`
+    /// into `task_grads`, then the total's gradient into `grads` as usual. Each task takes
+    /// one backward pass from its own loss, except the last: when the total is exactly
+    /// `sum_t W_t L_t` (no extra loss of the head), its gradient on the shared parameters
+    /// is the total's minus the others', divided by `W_T`. In ResFlow the last task's loss
+    /// reaches every tower, so that pass would be the dearest.
+    fn backward_per_task(
+        &mut self,
+        loss: Var,
+        (gamma, beta): (ParamId, ParamId),
+        weights: &[f32],
+    ) -> Result<(), Error> {
+        let tasks = self.forward.task_losses.len();
+        self.task_grads.resize_with(tasks, Vec::new);
+        let total = self.tape.value(loss)[0] as f64;
+        let sum: f64 = self
+            .forward
+            .task_losses
+            .iter()
+            .zip(weights)
+            .map(|(&l, &w)| w as f64 * self.tape.value(l)[0] as f64)
+            .sum();
+        let last = weights[tasks - 1];
+        let by_difference = self.forward.aux_loss.is_none()
+            && last > 0.0
+            && (total - sum).abs() <= tensor::tolerance::APPROXIMATE as f64 * total.abs();
+        let explicit = tasks - by_difference as usize;
+        let copy = |grads: &Grads, out: &mut Vec<f32>| {
+            out.clear();
+            out.extend_from_slice(&grads.dense[gamma.index()]);
+            out.extend_from_slice(&grads.dense[beta.index()]);
+        };
+        for t in 0..explicit {
+            self.grads.zero();
+            self.tape
+                .backward(self.forward.task_losses[t], &mut self.grads)?;
+            copy(&self.grads, &mut self.task_grads[t]);
+        }
+        self.grads.zero();
+        self.tape.backward(loss, &mut self.grads)?;
+        if by_difference {
+            let (done, rest) = self.task_grads.split_at_mut(tasks - 1);
+            let out = &mut rest[0];
+            copy(&self.grads, out);
+            for (g, &w) in done.iter().zip(weights) {
+                tensor::ops::axpy(-w, g, out);
+            }
+            out.iter_mut().for_each(|x| *x /= last);
+        }
+        Ok(())
     }
 
     fn predict(
@@ -153,6 +227,9 @@ pub struct StepStats {
     pub rows: usize,
     /// Mean loss per task over the batch.
     pub losses: Vec<f64>,
+    /// The weight of each task loss in the step's total (the tasks' `loss_weight`s, or
+    /// what the loss balancing made of them).
+    pub loss_weights: Vec<f32>,
 }
 
 /// The training throughput part of a report.
@@ -185,6 +262,14 @@ pub struct Trainer {
     workers: Vec<Worker>,
     /// Shared so that a whole epoch can run inside it while the trainer is borrowed.
     pool: Arc<rayon::ThreadPool>,
+    /// The loss balancing's learned values and their optimiser.
+    balancer: Balancer,
+    /// GradNorm: per task, the batch's `dL_t/d(gamma, beta)` (the workers' sum).
+    task_grads: Vec<Vec<f32>>,
+    /// The cross-process part of a step ([`Local`]: none).
+    reduce: Box<dyn Reduce>,
+    /// The workers' BatchNorm statistics, packed (then every process's, gathered).
+    bn_packed: Vec<f64>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -240,9 +325,19 @@ impl Trainer {
                 LazyAdam::try_new(adam_config, &store, o.sparse_embeddings)?,
             ))
         })?;
+        let balancer = Balancer::new(&network.config)?;
+        if balancer.wants_task_gradients() && network.shared_params().is_none() {
+            return Err(ModelError::Config(
+                "GradNorm needs the input BatchNorm's parameters (batch_norm affine or batch)"
+                    .into(),
+            )
+            .into());
+        }
         Ok(Self {
             adam,
             lazy,
+            balancer,
+            task_grads: Vec::new(),
             network,
             store,
             step: 0,
@@ -250,7 +345,40 @@ impl Trainer {
             batch_in_epoch: 0,
             workers,
             pool: Arc::new(pool),
+            reduce: Box::new(Local),
+            bn_packed: Vec::new(),
         })
+    }
+
+    /// Trains as one of several processes: each takes its share of every global batch
+    /// ([`shards::Share::of_rank`] with this trainer's threads), and `reduce` combines the
+    /// steps and evaluations across processes. Every process must start from the same
+    /// parameters and optimiser state (a fresh model of the same seed, or the same
+    /// checkpoint) and have the same number of threads.
+    ///
+    /// GradNorm is refused across processes: its per-task shared gradients are summed
+    /// over this process's workers only, so the processes' task weights would drift apart.
+    pub fn set_reduce(&mut self, reduce: Box<dyn Reduce>) -> Result<(), Error> {
+        if reduce.ranks() > 1 && self.balancer.wants_task_gradients() {
+            return Err(Error::Distributed(
+                "GradNorm loss balancing is not supported across processes; use \"fixed\" \
+                 or \"uncertainty\" with --distributed"
+                    .into(),
+            ));
+        }
+        self.reduce = reduce;
+        Ok(())
+    }
+
+    /// This process's rank and the processes training the model (`(0, 1)` alone).
+    pub fn rank(&self) -> (usize, usize) {
+        (self.reduce.rank(), self.reduce.ranks())
+    }
+
+    /// The share of every global batch this process trains on.
+    pub fn share(&self) -> shards::Share {
+        let (rank, ranks) = self.rank();
+        shards::Share::of_rank(rank, ranks, self.threads())
     }
 
     /// Worker threads.
@@ -268,6 +396,16 @@ impl Trainer {
         (&self.adam, &self.lazy)
     }
 
+    /// The loss balancing: its learned values and the weights of the next step.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// The loss balancing, mutable (for checkpoints).
+    pub(crate) fn balancer_mut(&mut self) -> &mut Balancer {
+        &mut self.balancer
+    }
+
     /// One synchronous data-parallel step on `batch`.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats, Error> {
         let mut stats = StepStats::default();
@@ -281,26 +419,42 @@ impl Trainer {
     /// [`Trainer::train_epoch`] and [`Trainer::on_pool`] do. (Entering the pool from
     /// another thread queues a job, and rayon's queue allocates a block every 63 jobs.)
     pub fn train_step_into(&mut self, batch: &Batch, stats: &mut StepStats) -> Result<(), Error> {
-        if batch.rows == 0 {
+        if batch.global_rows() == 0 {
             return Err(ModelError::Request("an empty batch".into()).into());
         }
         let parts = self.workers.len();
         let (net, store, workers) = (&self.network, &self.store, &mut self.workers);
+        let weighting = Weighting {
+            weights: self.balancer.loss_weights(),
+            shared: self
+                .balancer
+                .wants_task_gradients()
+                .then(|| net.shared_params())
+                .flatten(),
+        };
         // par_iter splits with rayon::join, whose jobs live on the stack: no allocation.
         self.pool.install(|| {
             workers
                 .par_iter_mut()
                 .enumerate()
-                .for_each(|(k, w)| w.train(net, store, batch, k, parts))
+                .for_each(|(k, w)| w.train(net, store, batch, k, parts, weighting))
         });
-        if let Some(e) = self.workers.iter_mut().find_map(|w| w.error.take()) {
+        let failed = self.workers.iter_mut().find_map(|w| w.error.take());
+        let agreed = self.reduce.agree(failed.is_none());
+        if let Some(e) = failed {
             return Err(e);
         }
-        // Reduce in worker order, into worker 0.
+        agreed?;
+        // Reduce in worker order, into worker 0, then across processes.
         let (first, rest) = self.workers.split_first_mut().expect("at least one worker");
+        if first.rows == 0 {
+            // This process's share of the batch is empty (more parts than rows).
+            first.grads.zero();
+        }
         for w in rest.iter().filter(|w| w.rows > 0) {
             first.grads.add(&w.grads);
         }
+        self.reduce.gradients(&mut first.grads)?;
         if !first.warm {
             // Worker 0's lists now hold every worker's rows.
             first.grads.reserve_headroom();
@@ -323,7 +477,7 @@ impl Trainer {
             w.warm = true;
         }
         let tasks = self.network.config.tasks.len();
-        stats.rows = batch.rows;
+        stats.rows = batch.global_rows();
         stats.losses.clear();
         stats.losses.resize(tasks, 0.0);
         for w in self.workers.iter().filter(|w| w.rows > 0) {
@@ -331,12 +485,45 @@ impl Trainer {
                 *a += b;
             }
         }
+        self.reduce.sum(&mut stats.losses)?;
+        stats.loss_weights.clear();
+        match self.balancer.loss_weights() {
+            Some(w) => stats.loss_weights.extend_from_slice(w),
+            None => stats
+                .loss_weights
+                .extend(self.network.config.tasks.iter().map(|t| t.loss_weight)),
+        }
+        if !self.balancer.kind().is_fixed() {
+            self.update_balancing(&stats.losses);
+        }
         if self.network.config.batch_norm == BatchNormMode::Batch {
-            self.update_running_stats(batch.rows);
+            self.update_running_stats(batch.global_rows())?;
         }
         self.step += 1;
         self.batch_in_epoch += 1;
         Ok(())
+    }
+
+    /// Sums the workers' per-task shared gradients (GradNorm, in worker order) and steps the
+    /// balancing's learned values.
+    fn update_balancing(&mut self, losses: &[f64]) {
+        if self.balancer.wants_task_gradients() {
+            let tasks = losses.len();
+            self.task_grads.resize_with(tasks, Vec::new);
+            let mut workers = self.workers.iter().filter(|w| w.rows > 0);
+            if let Some(first) = workers.next() {
+                for (a, b) in self.task_grads.iter_mut().zip(&first.task_grads) {
+                    a.clear();
+                    a.extend_from_slice(b);
+                }
+            }
+            for w in workers {
+                for (a, b) in self.task_grads.iter_mut().zip(&w.task_grads) {
+                    tensor::ops::axpy(1.0, b, a);
+                }
+            }
+        }
+        self.balancer.update(losses, &self.task_grads);
     }
 
     /// Runs `f` on one of the trainer's worker threads: steps taken inside it enter the
@@ -348,30 +535,47 @@ impl Trainer {
 
     /// Running averages from the workers' slice statistics: the batch mean is the
     /// row-weighted mean of the slice means; the batch variance adds the spread of the slice
-    /// means to the row-weighted slice variances.
-    fn update_running_stats(&mut self, rows: usize) {
+    /// means to the row-weighted slice variances. The statistics are packed per worker
+    /// (`rows`, then each layer's means and variances) and gathered from every process, so
+    /// that every worker of every process counts, in order.
+    fn update_running_stats(&mut self, rows: usize) -> Result<(), Error> {
         let momentum = self.network.config.bn_momentum;
-        let workers = &self.workers;
-        let Some(layers) = workers.first().map(|w| &w.forward.bn_stats) else {
-            return;
+        let Some(layers) = self.workers.first().map(|w| &w.forward.bn_stats) else {
+            return Ok(());
         };
-        for (k, &(m, v)) in layers.iter().enumerate() {
-            for j in 0..self.network.stats[m].len() {
+        let stats = &mut self.network.stats;
+        let width: usize = layers.iter().map(|&(m, _)| 2 * stats[m].len()).sum();
+        let packed = &mut self.bn_packed;
+        packed.clear();
+        for w in self.workers.iter().filter(|w| w.rows > 0) {
+            packed.push(w.rows as f64);
+            for (mean, var) in &w.stats {
+                packed.extend(mean.iter().chain(var).map(|&x| x as f64));
+            }
+            assert_eq!(packed.len() % (1 + width), 0, "one record per worker");
+        }
+        self.reduce.gather(packed)?;
+        let records = packed.chunks_exact(1 + width);
+        let mut at = 1;
+        for &(m, v) in layers {
+            let n = stats[m].len();
+            for j in 0..n {
                 let (mut mean, mut var) = (0.0f64, 0.0f64);
-                for w in workers.iter().filter(|w| w.rows > 0) {
-                    mean += w.rows as f64 * w.stats[k].0[j] as f64;
+                for w in records.clone() {
+                    mean += w[0] * w[at + j];
                 }
                 mean /= rows as f64;
-                for w in workers.iter().filter(|w| w.rows > 0) {
-                    let d = w.stats[k].0[j] as f64 - mean;
-                    var += w.rows as f64 * (w.stats[k].1[j] as f64 + d * d);
+                for w in records.clone() {
+                    let d = w[at + j] - mean;
+                    var += w[0] * (w[at + n + j] + d * d);
                 }
                 var /= rows as f64;
-                let stats = &mut self.network.stats;
                 stats[m][j] = momentum * stats[m][j] + (1.0 - momentum) * mean as f32;
                 stats[v][j] = momentum * stats[v][j] + (1.0 - momentum) * var as f32;
             }
+            at += 2 * n;
         }
+        Ok(())
     }
 
     /// Trains one epoch (or what remains of it after a resume), calling `on_step` after
@@ -398,7 +602,20 @@ impl Trainer {
             .seed
             .wrapping_add(self.epoch as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut batches = data.batches(self.network.config.batch_size, Some(seed));
+        let share = self.share();
+        let batch_size = self.network.config.batch_size;
+        if share.parts > data.rows().min(batch_size) {
+            return Err(ModelError::Config(format!(
+                "{} workers in all ({} processes x {} threads) need batches of at least as \
+                 many rows; batch_size is {batch_size} and the dataset holds {} rows",
+                share.parts,
+                self.rank().1,
+                self.threads(),
+                data.rows()
+            ))
+            .into());
+        }
+        let mut batches = data.batches(batch_size, Some(seed)).with_share(share);
         let mut batch = data.new_batch();
         // Resuming: skip the batches this epoch already consumed (the order is a function
         // of the seed and the epoch, so they are the same batches).
@@ -441,22 +658,28 @@ impl Trainer {
         let mut batches = data.batches(8192, None);
         let mut batch = data.new_batch();
         let mut probs = Vec::new();
-        let parts = self.workers.len();
+        // Every process reads whole batches and scores its share of them (worker views
+        // extended to processes); the probabilities are gathered in rank order.
+        let share = self.share();
         while batches.next_into(&mut batch) {
             let (net, store, workers, b) = (&self.network, &self.store, &mut self.workers, &batch);
             self.pool.install(|| {
                 workers
                     .par_iter_mut()
                     .enumerate()
-                    .for_each(|(k, w)| w.predict(net, store, b, k, parts))
+                    .for_each(|(k, w)| w.predict(net, store, b, share.first + k, share.parts))
             });
-            if let Some(e) = self.workers.iter_mut().find_map(|w| w.error.take()) {
+            let failed = self.workers.iter_mut().find_map(|w| w.error.take());
+            let agreed = self.reduce.agree(failed.is_none());
+            if let Some(e) = failed {
                 return Err(e);
             }
+            agreed?;
             probs.clear();
             for w in &self.workers {
                 probs.extend_from_slice(&w.probs);
             }
+            self.reduce.gather_f32(&mut probs)?;
             sink(&probs, &batch)?;
         }
         Ok(())

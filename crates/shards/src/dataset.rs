@@ -8,6 +8,21 @@
 //! A batch is gathered into a [`Batch`] that the caller owns and reuses: after the first
 //! batch, iterating allocates nothing. [`Batch::split`] cuts it into contiguous row ranges,
 //! one per worker thread, as borrowed [`BatchView`]s.
+//!
+//! Several processes training one model (one per machine or socket) walk the same global
+//! batches with the same seed, and each gathers only its share ([`Batches::with_share`]):
+//! the worker views extend to processes. With `T` workers per process and `R` processes,
+//! the global batch is cut into `R x T` parts exactly as [`Batch::split`] would cut it, and
+//! process `r` gathers parts `r T .. (r + 1) T`; its own `split(T)` then yields the same
+//! row ranges worker `r T + k` of a single process with `R x T` workers would get.
+//!
+//! ```text
+//! global batch of 10 rows, 2 processes x 2 workers: split(4) = 0..3 | 3..6 | 6..8 | 8..10
+//!   process 0 gathers rows 0..6  -> split(2) = 0..3 | 3..6
+//!   process 1 gathers rows 6..10 -> split(2) = 0..2 | 2..4   (rows 6..8 and 8..10)
+//! ```
+//! (The parts' sizes never grow along the batch and differ by at most one row, so a
+//! process's consecutive parts, cut again into as many parts, keep their boundaries.)
 
 use std::path::{Path, PathBuf};
 
@@ -108,6 +123,9 @@ impl Dataset {
 pub struct Batch {
     /// Rows in the batch.
     pub rows: usize,
+    /// Rows of the global batch this one is a share of (0: not a share, see
+    /// [`Batch::global_rows`]).
+    global_rows: usize,
     tasks: usize,
     single: usize,
     dense: usize,
@@ -130,6 +148,7 @@ pub struct Batch {
 impl Batch {
     fn clear(&mut self) {
         self.rows = 0;
+        self.global_rows = 0;
         self.labels.clear();
         self.single_ids.clear();
         for (o, i) in self.bag_offsets.iter_mut().zip(&mut self.bag_ids) {
@@ -177,20 +196,68 @@ impl Batch {
         }
     }
 
+    /// Rows of the global batch: [`Batch::rows`], unless this batch is one process's
+    /// share of a larger one ([`Batches::with_share`]). Losses are divided by it, so that the
+    /// gradients summed over every process are those of the global batch's mean.
+    pub fn global_rows(&self) -> usize {
+        if self.global_rows == 0 {
+            self.rows
+        } else {
+            self.global_rows
+        }
+    }
+
     /// `parts` contiguous row ranges of near-equal size (the first ones one row longer),
     /// one per worker; empty ranges are omitted.
     pub fn split(&self, parts: usize) -> impl Iterator<Item = BatchView<'_>> {
         let parts = parts.max(1);
-        let (base, extra) = (self.rows / parts, self.rows % parts);
         (0..parts).filter_map(move |p| {
-            let start = p * base + p.min(extra);
-            let end = start + base + usize::from(p < extra);
-            (end > start).then_some(BatchView {
+            let r = part_range(self.rows, p, parts);
+            (!r.is_empty()).then_some(BatchView {
                 batch: self,
-                start,
-                end,
+                start: r.start,
+                end: r.end,
             })
         })
+    }
+}
+
+/// Rows of part `p` when `rows` rows are cut into `parts` contiguous ranges of near-equal
+/// size, the first `rows % parts` of them one row longer ([`Batch::split`]'s cut).
+pub fn part_range(rows: usize, p: usize, parts: usize) -> std::ops::Range<usize> {
+    let parts = parts.max(1);
+    let (base, extra) = (rows / parts, rows % parts);
+    let start = p * base + p.min(extra);
+    start..start + base + usize::from(p < extra)
+}
+
+/// The parts of every global batch one process gathers ([`Batches::with_share`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// The first part this process gathers.
+    pub first: usize,
+    /// How many consecutive parts it gathers (its worker threads).
+    pub count: usize,
+    /// Parts in all (every process's worker threads together).
+    pub parts: usize,
+}
+
+impl Share {
+    /// Process `rank` of `ranks`, each with `threads` workers.
+    pub fn of_rank(rank: usize, ranks: usize, threads: usize) -> Self {
+        let threads = threads.max(1);
+        Self {
+            first: rank * threads,
+            count: threads,
+            parts: ranks.max(1) * threads,
+        }
+    }
+
+    /// The rows of a global batch of `rows` rows this share covers.
+    pub fn rows(&self, rows: usize) -> std::ops::Range<usize> {
+        let start = part_range(rows, self.first, self.parts).start;
+        let last = self.first + self.count.max(1) - 1;
+        start..part_range(rows, last, self.parts).end.max(start)
     }
 }
 
@@ -332,6 +399,10 @@ pub struct Batches<'d> {
     row_pos: usize,
     /// Columns of the current shard.
     columns: Columns<'d>,
+    /// Only this share of every batch is gathered (see [`Batches::with_share`]).
+    share: Option<Share>,
+    /// A global batch's rows as (shard, row), when gathering a share.
+    pending: Vec<(u32, u32)>,
 }
 
 impl<'d> Batches<'d> {
@@ -352,7 +423,19 @@ impl<'d> Batches<'d> {
             rows: Vec::new(),
             row_pos: 0,
             columns: Columns::default(),
+            share: None,
+            pending: Vec::new(),
         }
+    }
+
+    /// Gathers only `share` of every global batch: the batches are those of every other
+    /// process walking the same dataset with the same size and seed, and
+    /// [`Batch::global_rows`] says how many rows the global batch holds. A share may be
+    /// empty (a last batch with fewer rows than parts): [`Batches::next_into`] still returns
+    /// true while global batches remain, so that every process takes the same steps.
+    pub fn with_share(mut self, share: Share) -> Self {
+        self.share = (share.parts > 1).then_some(share);
+        self
     }
 
     /// Sets the shuffle window (rows permuted together inside a shard).
@@ -397,6 +480,9 @@ impl<'d> Batches<'d> {
             *batch = self.ds.new_batch();
         }
         batch.clear();
+        if let Some(share) = self.share {
+            return self.next_share_into(share, batch);
+        }
         while batch.rows < self.batch_size {
             if self.row_pos == self.rows.len() && !self.next_window() {
                 break;
@@ -408,5 +494,37 @@ impl<'d> Batches<'d> {
             self.row_pos += take;
         }
         batch.rows > 0
+    }
+
+    /// [`Batches::next_into`] for a share: the global batch's row order is walked in full
+    /// (cheap: indices only), and only the share's rows are gathered.
+    fn next_share_into(&mut self, share: Share, batch: &mut Batch) -> bool {
+        self.pending.clear();
+        while self.pending.len() < self.batch_size {
+            if self.row_pos == self.rows.len() && !self.next_window() {
+                break;
+            }
+            let take = (self.batch_size - self.pending.len()).min(self.rows.len() - self.row_pos);
+            let shard = self.shard_order[self.shard_pos] as u32;
+            self.pending.extend(
+                self.rows[self.row_pos..self.row_pos + take]
+                    .iter()
+                    .map(|&r| (shard, r)),
+            );
+            self.row_pos += take;
+        }
+        let global = self.pending.len();
+        // The columns are those of the rows' shard (in share mode nothing else reads them).
+        let mut loaded = None;
+        for &(shard, r) in &self.pending[share.rows(global)] {
+            if loaded != Some(shard) {
+                self.columns
+                    .load(&self.ds.shards[shard as usize], self.ds.schema.multi.len());
+                loaded = Some(shard);
+            }
+            batch.push_row(&self.columns, r as usize);
+        }
+        batch.global_rows = global;
+        global > 0
     }
 }

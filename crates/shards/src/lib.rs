@@ -24,7 +24,7 @@ pub mod synth;
 mod writer;
 
 pub use atomic::write_atomically;
-pub use dataset::{Batch, BatchView, Batches, Dataset};
+pub use dataset::{Batch, BatchView, Batches, Dataset, Share, part_range};
 pub use error::{Result, ShardError};
 pub use manifest::{MANIFEST_FILE, Manifest};
 pub use reader::{OpenOptions, Shard};

@@ -306,7 +306,7 @@ fn vocabularies_buckets_and_statistics_are_learned_on_train_and_reused_on_test()
 }
 
 #[test]
-fn hashing_reports_collisions_and_learned_ids_are_checked_on_reuse() {
+fn hashing_reports_collisions_and_unseen_learned_ids_go_to_the_unknown_id_on_reuse() {
     let dir = temp_dir("hash");
     let csv = dir.join("h.csv");
     std::fs::write(&csv, "y,name,item\n1,a,0\n0,b,1\n1,c,2\n0,a,1\n").unwrap();
@@ -326,14 +326,28 @@ fn hashing_reports_collisions_and_learned_ids_are_checked_on_reuse() {
     );
     assert_eq!(r.info.schema.single[1].vocab, 3, "learned as max id + 1");
     assert_eq!(r.info.schema.encoding("item"), Some(&EncodingKind::Ids));
-    // A test id beyond the training vocabulary is an error, not a silent new row.
+    // A test id beyond the training vocabulary was never seen in training: it goes to the
+    // unknown id 0, as an unseen string does, and is counted; the vocabulary stays the
+    // training set's.
     let test = dir.join("t.csv");
-    std::fs::write(&test, "y,name,item\n1,a,5\n").unwrap();
+    std::fs::write(&test, "y,name,item\n1,a,5\n0,b,2\n1,c,9\n").unwrap();
     let reuse = ConvertOptions {
         reuse: Some(r.info.schema.clone()),
         ..Default::default()
     };
-    let e = convert(&test, &spec, &dir.join("t"), reuse)
+    let t = convert(&test, &spec, &dir.join("t"), reuse).unwrap();
+    let item = t.columns.iter().find(|c| c.column == "item").unwrap();
+    assert_eq!((item.encoding, item.ids, item.unknown), ("ids", 3, 2));
+    assert_eq!(t.info.schema.single[1].vocab, 3);
+    let b = read(&Dataset::open(&dir.join("t")).unwrap());
+    let items: Vec<u32> = (0..b.rows).map(|r| b.single_ids[r * 2 + 1]).collect();
+    assert_eq!(items, vec![0, 2, 0]);
+    // A size given in the spec is still a hard limit.
+    let fixed: CsvSpec = serde_json::from_str(
+        r#"{"labels": ["y"], "single": [{"column": "name", "hash_buckets": 1}, {"column": "item", "vocab": 3}], "item": "item"}"#,
+    )
+    .unwrap();
+    let e = convert(&test, &fixed, &dir.join("f"), ConvertOptions::default())
         .unwrap_err()
         .to_string();
     assert!(e.contains("out of range (vocab 3)"), "{e}");

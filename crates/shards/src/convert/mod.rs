@@ -22,7 +22,9 @@
 //!
 //! How a categorical cell becomes an id:
 //! - default: the cell is an integer id, checked against `vocab` when given, the vocabulary
-//!   learned (`max id + 1`) when not;
+//!   learned (`max id + 1`) when not; converting with a training set's learned size, an id
+//!   the training set never reached goes to the unknown id 0 and is counted (the report's
+//!   `unknown`), as an unseen string value of a vocabulary does;
 //! - `hash_buckets`: any value (a string too) hashed with FNV-1a into that many ids; the
 //!   report counts the distinct values that collide;
 //! - `vocabulary`: a vocabulary learned on this file: values seen at least `min_count`
@@ -363,7 +365,8 @@ impl Default for ConvertOptions {
 pub struct ColumnReport {
     /// The column.
     pub column: String,
-    /// `"hash"` or `"vocabulary"`.
+    /// `"hash"`, `"vocabulary"`, or `"ids"` (raw integer ids with a training set's learned
+    /// size, when reusing it).
     pub encoding: &'static str,
     /// Distinct values in this file (counted in the learning pass; 0 when reusing).
     pub distinct: u64,
@@ -373,7 +376,8 @@ pub struct ColumnReport {
     pub collisions: u64,
     /// Vocabulary: distinct values too rare to get an id (`min_count`).
     pub rare: u64,
-    /// Vocabulary: cells mapped to the unknown id 0 (rare or unseen values).
+    /// Vocabulary: cells mapped to the unknown id 0 (rare or unseen values); reused integer
+    /// ids: ids beyond the training set's, mapped to 0.
     pub unknown: u64,
 }
 
@@ -455,7 +459,9 @@ fn preview(header: &[String]) -> String {
 #[derive(Debug, Clone)]
 enum Enc {
     /// Raw integer ids; `vocab` checks them; `learned`: the size was learned (an `Ids`
-    /// encoding in the schema).
+    /// encoding in the schema). With a training set's learned size (`--vocab-from`), an id
+    /// beyond it was never seen in training: it goes to the unknown id 0, as an unseen
+    /// string value of a vocabulary does, and is counted.
     Ids {
         vocab: Option<u32>,
         learned: bool,
@@ -470,17 +476,22 @@ enum Enc {
 }
 
 impl Enc {
-    fn id(&self, cell: &[u8]) -> std::result::Result<u32, String> {
+    /// The id of a cell, and whether it went to the unknown id 0 (a value the training
+    /// set's vocabulary never saw).
+    fn id(&self, cell: &[u8]) -> std::result::Result<(u32, bool), String> {
         match self {
-            Enc::Hash(b) => Ok((fnv1a(cell.trim_ascii()) % *b as u64) as u32),
-            Enc::Vocab { table, .. } => Ok(table.encode(cell)),
+            Enc::Hash(b) => Ok(((fnv1a(cell.trim_ascii()) % *b as u64) as u32, false)),
+            Enc::Vocab { table, .. } => {
+                let id = table.encode(cell);
+                Ok((id, id == 0 && !cell.trim_ascii().is_empty()))
+            }
             Enc::Quantiles(cuts) => parse_f32(cell)
                 .filter(|v| v.is_finite())
-                .map(|v| bucket_of(cuts, v))
+                .map(|v| (bucket_of(cuts, v), false))
                 .ok_or_else(|| {
                     format!("{:?} is not a finite number", String::from_utf8_lossy(cell))
                 }),
-            Enc::Ids { vocab, .. } => {
+            Enc::Ids { vocab, learned } => {
                 let v = parse_u64(cell).ok_or_else(|| {
                     format!(
                         "{:?} is not an integer id (hash_buckets or \"vocabulary\": true encode other values)",
@@ -490,10 +501,12 @@ impl Enc {
                 if v > u32::MAX as u64 - 1 {
                     return Err(format!("id {v} does not fit in 32 bits"));
                 }
-                if let Some(vocab) = vocab.filter(|&vocab| v >= vocab as u64) {
-                    return Err(format!("id {v} is out of range (vocab {vocab})"));
+                match vocab.filter(|&vocab| v >= vocab as u64) {
+                    // Only a reused training vocabulary has both a size and `learned`.
+                    Some(_) if *learned => Ok((0, true)),
+                    Some(vocab) => Err(format!("id {v} is out of range (vocab {vocab})")),
+                    None => Ok((v as u32, false)),
                 }
-                Ok(v as u32)
             }
         }
     }
@@ -857,12 +870,17 @@ fn reuse(
                 learned: false,
             },
         };
-        if let Enc::Vocab { values, .. } = &enc {
+        let encoding = match &enc {
+            Enc::Vocab { .. } => Some("vocabulary"),
+            Enc::Ids { learned: true, .. } => Some("ids"),
+            _ => None,
+        };
+        if let Some(encoding) = encoding {
             reports.push(ColumnReport {
                 column: c.name.into(),
-                encoding: "vocabulary",
+                encoding,
                 distinct: 0,
-                ids: values.len() as u32 + 1,
+                ids: enc.vocab(),
                 collisions: 0,
                 rare: 0,
                 unknown: 0,
@@ -1063,19 +1081,16 @@ fn convert_into(
         }
         for (k, (c, e)) in cats.iter().zip(&encs).enumerate() {
             let cell = line.cell(c.position);
-            let is_unknown = |id: u32, v: &[u8]| {
-                matches!(e, Enc::Vocab { .. }) && id == 0 && !v.trim_ascii().is_empty()
-            };
             if k < ns {
-                let id = e.id(&cell).map_err(|d| line.err(c.position, d))?;
-                unknown[k] += is_unknown(id, &cell) as u64;
+                let (id, is_unknown) = e.id(&cell).map_err(|d| line.err(c.position, d))?;
+                unknown[k] += is_unknown as u64;
                 single[k] = id;
             } else {
                 let ids = &mut bag_ids[k - ns];
                 ids.clear();
                 for_each_value(&cell, c.separator, |v| {
-                    let id = e.id(v).map_err(|d| line.err(c.position, d))?;
-                    unknown[k] += is_unknown(id, v) as u64;
+                    let (id, is_unknown) = e.id(v).map_err(|d| line.err(c.position, d))?;
+                    unknown[k] += is_unknown as u64;
                     ids.push(id);
                     Ok(())
                 })?;

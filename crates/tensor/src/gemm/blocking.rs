@@ -38,13 +38,14 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
     blocking: Blocking,
     alpha: f32,
     a: MatRef<'_>,
-    b: MatRef<'_>,
+    b: BSource<'_>,
     beta: f32,
     c: &mut MatMut<'_>,
     scratch: &mut GemmScratch,
 ) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let (mr, nr) = (K::MR, K::NR);
+    debug_assert!(matches!(b, BSource::Matrix(_)) || b.nr() == nr);
     debug_assert!(mr * nr <= 512);
     // Read A in place when one of its strides is 1 (see "Packing, and when not to" in
     // docs/tensor.md); a transposed A (columns contiguous) takes the shallower kc_cols.
@@ -55,11 +56,21 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
     } else {
         blocking.kc_cols
     };
-    let kc_max = balanced(k, kc_block.max(1), 1);
+    // A pre-packed B brings its own blocks (packed for a row-major A: `kc`).
+    let (kc_max, nc_max) = match b {
+        BSource::Matrix(_) => (
+            balanced(k, kc_block.max(1), 1),
+            balanced(n, blocking.nc.max(1), nr),
+        ),
+        BSource::Packed { kc, nc, .. } => (kc, nc),
+    };
     let mc_max = balanced(m, blocking.mc.max(1), mr);
-    let nc_max = balanced(n, blocking.nc.max(1), nr);
     scratch.a.ensure_len(mc_max * kc_max);
-    scratch.b.ensure_len(nc_max * kc_max);
+    if let BSource::Matrix(_) = b {
+        scratch.b.ensure_len(nc_max * kc_max);
+    }
+    // Offset of the next (jc, pc) block in a pre-packed B (blocks in loop order).
+    let mut packed_at = 0;
     let (rsc, csc) = (c.row_stride(), c.col_stride());
     let cptr = c.data_mut().as_mut_ptr();
     let mut edge = EdgeTile([0.0; 512]);
@@ -70,7 +81,18 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
             let kc = kc_max.min(k - pc);
             // beta applies on the first pass over K only; later passes accumulate.
             let scale = [alpha, if pc == 0 { beta } else { 1.0 }];
-            pack_b(nr, b, pc, kc, jc, nc, scratch.b.as_mut_slice());
+            let pb: &[f32] = match b {
+                BSource::Matrix(b) => {
+                    pack_b(nr, b, pc, kc, jc, nc, scratch.b.as_mut_slice());
+                    scratch.b.as_slice()
+                }
+                BSource::Packed { data, .. } => {
+                    let len = nc.div_ceil(nr) * nr * kc;
+                    let block = &data[packed_at..packed_at + len];
+                    packed_at += len;
+                    block
+                }
+            };
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
                 let full_rows = mc / mr * mr;
@@ -89,7 +111,6 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                     );
                 }
                 let pa = scratch.a.as_slice();
-                let pb = scratch.b.as_slice();
                 let panel = |ir: usize| {
                     if !direct {
                         APanel::Packed(pa[ir * kc..ir * kc + mr * kc].as_ptr())
@@ -135,6 +156,65 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
             }
         }
     }
+}
+
+/// Where the driver finds B: a matrix to pack block by block, or blocks packed once
+/// beforehand ([`super::PackedB`]) in the driver's loop order, `jc` outer and `pc` inner.
+#[derive(Clone, Copy)]
+pub(crate) enum BSource<'a> {
+    /// Packed during the call, into the scratch.
+    Matrix(MatRef<'a>),
+    /// Already packed with these block sizes and panel width.
+    Packed {
+        data: &'a [f32],
+        n: usize,
+        kc: usize,
+        nc: usize,
+        nr: usize,
+    },
+}
+
+impl BSource<'_> {
+    fn cols(&self) -> usize {
+        match self {
+            BSource::Matrix(b) => b.cols(),
+            BSource::Packed { n, .. } => *n,
+        }
+    }
+
+    fn nr(&self) -> usize {
+        match self {
+            BSource::Matrix(_) => 0,
+            BSource::Packed { nr, .. } => *nr,
+        }
+    }
+}
+
+/// Packs all of `b` (`k x n`) in the order [`gemm_blocked`] reads a [`BSource::Packed`]:
+/// for each block of `nc` columns, each pass of `kc` rows, `nr`-column panels.
+/// Returns `(kc, nc)`, the block sizes used, after filling `out` (resized to fit).
+pub(crate) fn pack_b_whole(
+    b: MatRef<'_>,
+    blocking: Blocking,
+    nr: usize,
+    out: &mut crate::matrix::AlignedVec,
+) -> (usize, usize) {
+    let (k, n) = (b.rows(), b.cols());
+    let kc_max = balanced(k, blocking.kc.max(1), 1);
+    let nc_max = balanced(n, blocking.nc.max(1), nr);
+    out.ensure_len(n.div_ceil(nr) * nr * k);
+    let dst = out.as_mut_slice();
+    let mut at = 0;
+    for jc in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - jc);
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
+            let len = nc.div_ceil(nr) * nr * kc;
+            pack_b(nr, b, pc, kc, jc, nc, &mut dst[at..at + len]);
+            at += len;
+        }
+    }
+    (kc_max, nc_max)
 }
 
 /// Where the kernel finds its A panel.

@@ -28,7 +28,9 @@ pub use kernel::Blocking;
 
 use crate::arch::Tier;
 use crate::error::TensorError;
-use crate::matrix::{AlignedVec, MatMut, MatRef};
+use crate::matrix::{AlignedVec, MatMut, MatRef, Matrix};
+
+use blocking::BSource;
 
 /// Reusable scratch memory for [`gemm_with`]: packed panels and GEMV buffers.
 ///
@@ -188,20 +190,165 @@ pub fn gemm_with_blocking(
     match tier {
         // SAFETY: the portable kernel runs on every CPU.
         Tier::Portable => unsafe {
-            blocking::gemm_blocked::<kernel::Portable>(blocking, alpha, a, b, beta, &mut c, scratch)
+            blocking::gemm_blocked::<kernel::Portable>(
+                blocking,
+                alpha,
+                a,
+                BSource::Matrix(b),
+                beta,
+                &mut c,
+                scratch,
+            )
         },
         // SAFETY: tier.require() succeeded above, so the CPU has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx2 => unsafe {
-            blocking::gemm_blocked::<avx2::Avx2>(blocking, alpha, a, b, beta, &mut c, scratch)
+            blocking::gemm_blocked::<avx2::Avx2>(
+                blocking,
+                alpha,
+                a,
+                BSource::Matrix(b),
+                beta,
+                &mut c,
+                scratch,
+            )
         },
         // SAFETY: tier.require() succeeded above, so the CPU has AVX-512F.
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512 => unsafe {
-            blocking::gemm_blocked::<avx512::Avx512>(blocking, alpha, a, b, beta, &mut c, scratch)
+            blocking::gemm_blocked::<avx512::Avx512>(
+                blocking,
+                alpha,
+                a,
+                BSource::Matrix(b),
+                beta,
+                &mut c,
+                scratch,
+            )
         },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("require() rejects x86 tiers elsewhere"),
+    }
+    Ok(())
+}
+
+/// A right-hand operand packed once, for a tier, in the panel order its micro-kernel
+/// reads: the weights of a layer that multiplies many left-hand sides.
+///
+/// [`gemm_with`] packs B on every call (one copy of every element of B, into the
+/// scratch); a serving plan multiplies the same weights for every request and every
+/// block of rows, so it packs them once with [`PackedB::new`] and calls [`gemm_packed`].
+/// The products are the same, bit for bit, as [`gemm_with`] with a row-major A.
+#[derive(Debug, Clone)]
+pub struct PackedB {
+    tier: Tier,
+    /// The matrix as given: the GEMV paths (`N = 1`, `M = 1`) read it in place.
+    raw: Matrix,
+    packed: AlignedVec,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+}
+
+impl PackedB {
+    /// Packs `b` (`k x n`) for `tier`'s kernel with its default blocking.
+    ///
+    /// Errors when the CPU cannot run `tier`.
+    pub fn new(tier: Tier, b: MatRef<'_>) -> Result<Self, TensorError> {
+        tier.require()?;
+        let blocking = default_blocking(tier);
+        let nr = match tier {
+            Tier::Portable => <kernel::Portable as kernel::MicroKernel>::NR,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => <avx2::Avx2 as kernel::MicroKernel>::NR,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => <avx512::Avx512 as kernel::MicroKernel>::NR,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => <kernel::Portable as kernel::MicroKernel>::NR,
+        };
+        let mut packed = AlignedVec::default();
+        let (kc, nc) = if b.rows() == 0 || b.cols() <= 1 {
+            // Empty, or a single column: only the GEMV path reads it.
+            (1, 1)
+        } else {
+            blocking::pack_b_whole(b, blocking, nr, &mut packed)
+        };
+        Ok(Self {
+            tier,
+            raw: b.to_matrix(),
+            packed,
+            kc,
+            nc,
+            nr,
+        })
+    }
+
+    /// Rows (K) of the packed matrix.
+    pub fn rows(&self) -> usize {
+        self.raw.rows()
+    }
+
+    /// Columns (N) of the packed matrix.
+    pub fn cols(&self) -> usize {
+        self.raw.cols()
+    }
+
+    /// The tier it was packed for.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The matrix as given.
+    pub fn matrix(&self) -> &Matrix {
+        &self.raw
+    }
+}
+
+/// `C = alpha * A * B + beta * C` with B packed beforehand ([`PackedB`]), on the tier B
+/// was packed for. Routing as [`gemm_with`]: `N = 1` and `M = 1` go to the GEMV kernels
+/// on B as given; the blocked path reads the packed panels instead of packing B.
+///
+/// Errors when the shapes disagree.
+pub fn gemm_packed(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: &PackedB,
+    beta: f32,
+    mut c: MatMut<'_>,
+    scratch: &mut GemmScratch,
+) -> Result<(), TensorError> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    if n <= 1 || m <= 1 || k == 0 || alpha == 0.0 {
+        return gemm_with(b.tier, alpha, a, b.raw.view(), beta, c, scratch);
+    }
+    check_shapes("gemm_packed", &a, &b.raw.view(), &c)?;
+    let src = BSource::Packed {
+        data: b.packed.as_slice(),
+        n,
+        kc: b.kc,
+        nc: b.nc,
+        nr: b.nr,
+    };
+    let blocking = default_blocking(b.tier);
+    match b.tier {
+        // SAFETY: the portable kernel runs on every CPU.
+        Tier::Portable => unsafe {
+            blocking::gemm_blocked::<kernel::Portable>(
+                blocking, alpha, a, src, beta, &mut c, scratch,
+            )
+        },
+        // SAFETY: PackedB::new checked that the CPU has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2 => unsafe {
+            blocking::gemm_blocked::<avx2::Avx2>(blocking, alpha, a, src, beta, &mut c, scratch)
+        },
+        // SAFETY: PackedB::new checked that the CPU has AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => unsafe {
+            blocking::gemm_blocked::<avx512::Avx512>(blocking, alpha, a, src, beta, &mut c, scratch)
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("PackedB::new rejects x86 tiers elsewhere"),
     }
     Ok(())
 }
