@@ -295,13 +295,21 @@ impl Scorer {
                     probs[(r0 + r) * tasks + t] = v;
                 }
             }
+            // The direct regression head's value, from this block's logit.
+            if let Some(d @ crate::regression::Decoder::Direct { .. }) = &self.decoder {
+                let z = self.plan.logit(&ws.plan, 0, rows);
+                for (r, f) in fused[r0..r0 + rows].iter_mut().enumerate() {
+                    *f = d.value_from_logits(&z[r..r + 1]);
+                }
+            }
         }
         if let Some(d) = &self.decoder {
-            let z = self.plan.logit(&ws.plan, 0, n);
-            for (r, f) in fused.iter_mut().enumerate().take(n) {
-                *f = d
-                    .value_from_probabilities(&probs[r * tasks..(r + 1) * tasks])
-                    .unwrap_or_else(|| d.value_from_logits(&z[r..r + 1]));
+            if matches!(d, crate::regression::Decoder::Thresholds { .. }) {
+                for (r, f) in fused.iter_mut().enumerate().take(n) {
+                    *f = d
+                        .value_from_probabilities(&probs[r * tasks..(r + 1) * tasks])
+                        .expect("the thresholds form");
+                }
             }
             return Ok(());
         }
