@@ -60,6 +60,18 @@ pub struct CompareArgs {
     /// List-metric options.
     #[command(flatten)]
     list: crate::eval_options::ListMetricArgs,
+    /// Compare regression models of a continuous target instead: ResFlow's chained
+    /// thresholds, independent towers over the same thresholds, and direct regression
+    /// (MSE and MAE). Without --train, on the generated play-time dataset (--rows rows).
+    #[arg(long, conflicts_with_all = ["tasks", "latency_calls"])]
+    regression: bool,
+    /// With --regression: the target column (default: the data's only continuous target).
+    #[arg(long, requires = "regression")]
+    target: Option<String>,
+    /// With --regression: write each model's first-seed model file here
+    /// (`<model>.safetensors`; the directory must exist).
+    #[arg(long, requires = "regression")]
+    save: Option<PathBuf>,
 }
 
 /// The seeds of `--seeds`: a count `N` gives `1..=N`, a comma-separated list itself.
@@ -96,6 +108,9 @@ fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
 
 /// Runs `resflow compare`.
 pub fn compare(args: CompareArgs) -> Fallible {
+    if args.regression {
+        return compare_regression(args);
+    }
     let options = CompareOptions {
         models: args.models.clone(),
         seeds: parse_seeds(&args.seeds)?,
@@ -124,6 +139,79 @@ pub fn compare(args: CompareArgs) -> Fallible {
     }
     .map_err(in_option_terms)?;
     print_table(&report);
+    if let Some(path) = &args.report {
+        write_json(path, &report)?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs `resflow compare --regression`.
+fn compare_regression(args: CompareArgs) -> Fallible {
+    use resflow::regression::{PlayTimeSets, compare};
+    let seeds = parse_seeds(&args.seeds)?;
+    let config = args.config.as_deref().map(read_config).transpose()?;
+    let threads = threads(args.threads);
+    if let Some(dir) = &args.save
+        && !dir.is_dir()
+    {
+        return Err(format!("--save {}: not a directory", dir.display()).into());
+    }
+    let run = |train: &shards::Dataset, eval: &shards::Dataset| {
+        compare(
+            train,
+            eval,
+            config.clone(),
+            args.target.as_deref(),
+            args.models.as_deref(),
+            &seeds,
+            args.epochs,
+            threads,
+            args.save.as_deref(),
+            &mut Bar::default(),
+        )
+    };
+    let (report, floor) = match (&args.train, &args.eval) {
+        (Some(t), Some(e)) => (run(&open(t)?, &open(e)?)?, None),
+        _ => {
+            eprintln!(
+                "generating the play-time dataset: {} training rows, {} evaluation rows",
+                args.rows.max(1000),
+                (args.rows / 4).max(1000)
+            );
+            let sets = PlayTimeSets::generate(args.rows)?;
+            (run(&sets.train, &sets.eval)?, Some(sets.eval_info.clone()))
+        }
+    };
+    println!(
+        "\n{}: {} seed(s) (mean ± standard deviation), {threads} threads",
+        report.target,
+        seeds.len()
+    );
+    println!(
+        "{:>12} | {:>5} | {:>20} | {:>16} | {:>9}",
+        "model", "heads", "MSE", "MAE", "samples/s"
+    );
+    for r in &report.runs {
+        println!(
+            "{:>12} | {:>5} | {:>20} | {:>16} | {:>9.0}",
+            r.name,
+            r.heads,
+            r.mse.show(1),
+            r.mae.show(2),
+            r.samples_per_s
+        );
+    }
+    println!(
+        "{:>12} | {:>5} | {:>20.1} | {:>16.2} |",
+        "constant", "-", report.constant.mse, report.constant.mae
+    );
+    if let Some(f) = &floor {
+        println!(
+            "{:>12} | {:>5} | {:>20.1} | {:>16.2} |   (E[y|x] itself; expected MSE floor {:.1})",
+            "oracle", "-", f.oracle_mse, f.oracle_mae, f.floor_mse
+        );
+    }
     if let Some(path) = &args.report {
         write_json(path, &report)?;
         println!("report written to {}", path.display());

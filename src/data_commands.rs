@@ -23,6 +23,10 @@ pub struct GenArgs {
     /// 2 tasks (click, conversion) or 3 (click, cart, order).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
     tasks: u8,
+    /// Generate the play-time regression dataset instead (a continuous target with a known
+    /// generating function; prints its error floor).
+    #[arg(long, conflicts_with_all = ["tasks", "csv", "click_rate", "conversion_rate"])]
+    play_time: bool,
     /// Cap on every field's vocabulary.
     #[arg(long, default_value_t = 2_000)]
     max_vocab: u32,
@@ -127,6 +131,29 @@ pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Err(
             "--csv must not be inside --out (a dataset directory holds only its shards)".into(),
         );
+    }
+    if args.play_time {
+        let config = shards::playtime::PlayTimeConfig {
+            rows: args.rows,
+            seed: args.seed,
+            teacher_seed: args.teacher_seed,
+            max_vocab: args.max_vocab,
+            ..Default::default()
+        };
+        let p = shards::playtime::generate(&config, &args.out)?;
+        println!(
+            "wrote {} rows in {} shards to {} (continuous target: {})",
+            p.info.rows,
+            p.info.shards,
+            p.info.dir.display(),
+            shards::playtime::TARGET
+        );
+        println!(
+            "target mean {:.2}, variance {:.1} (the best constant's MSE); error floor E[m^2]/2 = {:.1} \
+             (the conditional mean's MSE on these rows: {:.1}, MAE {:.2})",
+            p.target_mean, p.target_variance, p.floor_mse, p.oracle_mse, p.oracle_mae
+        );
+        return Ok(());
     }
     let config = shards::synth::SynthConfig {
         rows: args.rows,

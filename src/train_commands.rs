@@ -314,6 +314,45 @@ pub fn eval(args: EvalArgs) -> Fallible {
         .check()?;
     let list = args.list.to_options()?;
     let data = open(&args.data)?;
+    // A regression model is measured by the errors of its predicted value.
+    let model = if args.model.is_dir() {
+        None
+    } else {
+        Some(Model::load(&args.model)?)
+    };
+    let regression_model = match &model {
+        Some(m) => m.config.regression.is_some().then(|| m.clone()),
+        None => {
+            let t = Trainer::load_checkpoint(&args.model, 1)?;
+            t.network
+                .config
+                .regression
+                .is_some()
+                .then(|| t.export())
+                .transpose()?
+        }
+    };
+    if let Some(m) = regression_model {
+        let target = m
+            .config
+            .regression
+            .as_ref()
+            .map(|r| r.target.clone())
+            .unwrap_or_default();
+        let r = resflow::regression::evaluate(&resflow::Scorer::new(m)?, &data)?;
+        println!(
+            "evaluation of {} on {} rows: {target} MSE {:.3}, MAE {:.3}",
+            args.model.display(),
+            r.rows,
+            r.mse,
+            r.mae
+        );
+        if let Some(path) = &args.report {
+            write_json(path, &r)?;
+            println!("report written to {}", path.display());
+        }
+        return Ok(());
+    }
     let report = if args.model.is_dir() {
         let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
         let config = list
@@ -321,7 +360,7 @@ pub fn eval(args: EvalArgs) -> Fallible {
             .map_err(in_option_terms)?;
         t.evaluate(&data, &config)?
     } else {
-        resflow::evaluate_model(&Model::load(&args.model)?, &data, &list)
+        resflow::evaluate_model(model.as_ref().expect("a model file"), &data, &list)
             .map_err(in_option_terms)?
     };
     print_eval(&format!("evaluation of {}", args.model.display()), &report);

@@ -47,6 +47,7 @@ fn serde_json_spec() -> CsvSpec {
         weight: None,
         item: None,
         soft_labels: false,
+        targets: Vec::new(),
         funnel: true,
         standardize: true,
     }

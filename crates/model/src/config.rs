@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::regression::{RegressionConfig, RegressionForm};
+use crate::topology::{Links, Topology};
 
 /// The whole model and training configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +34,14 @@ pub struct ModelConfig {
     pub bn_momentum: f32,
     /// Which residual links are on; both off gives independent towers.
     pub residual: Residual,
+    /// Which task feeds which, and which tower layers link (ResFlow only; default: each
+    /// task's parent is the previous task, every layer links). See [`crate::topology`].
+    #[serde(skip_serializing_if = "Topology::is_default")]
+    pub topology: Topology,
+    /// Regression of a continuous target instead of 0/1 tasks (chained thresholds or
+    /// direct); its heads are then the tasks. See [`crate::regression`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionConfig>,
     /// Tasks in chain order, from dense to sparse feedback (click before conversion).
     pub tasks: Vec<TaskConfig>,
     /// Optimiser settings.
@@ -65,6 +75,8 @@ impl Default for ModelConfig {
             bn_epsilon: 1e-3,
             bn_momentum: 0.99,
             residual: Residual::default(),
+            topology: Topology::default(),
+            regression: None,
             tasks: vec![
                 TaskConfig {
                     name: "click".into(),
@@ -676,6 +688,8 @@ impl ModelConfig {
             ));
         }
         self.validate_model()?;
+        self.links()?;
+        self.validate_regression()?;
         if self.tasks.is_empty() {
             return bad("at least one task is needed".into());
         }
@@ -916,16 +930,63 @@ impl ModelConfig {
         }
     }
 
-    /// The residual links in effect: `residual` for ResFlow, none for every other kind.
-    pub fn links(&self) -> Residual {
-        match self.model {
-            ModelKind::Resflow => self.residual,
-            _ => Residual {
-                hidden: false,
-                logits: false,
-                monotone: false,
-            },
+    /// Checks the regression settings: their own values, and once resolved, that the
+    /// tasks are the heads they define (one per threshold, or one for the direct form).
+    fn validate_regression(&self) -> Result<(), ModelError> {
+        let Some(r) = &self.regression else {
+            return Ok(());
+        };
+        r.validate()?;
+        if r.form == RegressionForm::Direct && self.tasks.len() != 1 && r.is_resolved() {
+            return Err(ModelError::Config(format!(
+                "regression: the direct form has one head, the configuration {} tasks",
+                self.tasks.len()
+            )));
         }
+        if r.is_resolved() && self.tasks != r.tasks() {
+            return Err(ModelError::Config(format!(
+                "regression: the tasks must be the heads the thresholds define ({:?}), got {:?}",
+                r.tasks().iter().map(|t| &t.name).collect::<Vec<_>>(),
+                self.tasks.iter().map(|t| &t.name).collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Resolves the regression settings from the training target `y` (see
+    /// [`RegressionConfig::resolve`]) and makes the tasks its heads; nothing to do without
+    /// regression.
+    pub fn resolve_regression(&mut self, y: &[f32]) -> Result<(), ModelError> {
+        if let Some(r) = &mut self.regression {
+            r.resolve(y)?;
+            self.tasks = r.tasks();
+            if !self.fusion.weights.is_empty() && self.fusion.weights.len() != self.tasks.len() {
+                self.fusion.weights.clear();
+            }
+        }
+        self.validate()
+    }
+
+    /// The residual links in effect: `residual` and `topology` resolved for ResFlow, none
+    /// for every other kind; a configuration error for an invalid graph, or for residual
+    /// or topology options given to a kind that has no links.
+    pub fn links(&self) -> Result<Links, ModelError> {
+        let layers = self.hidden.len();
+        if self.model != ModelKind::Resflow {
+            if self.residual != Residual::default() || !self.topology.is_default() {
+                return Err(ModelError::Config(format!(
+                    "model {} has no residual links: residual and topology options apply to \
+                     resflow only",
+                    self.model.name()
+                )));
+            }
+            return Ok(Links::none(self.tasks.len(), layers));
+        }
+        let names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+        let r = self.residual;
+        self.topology
+            .resolve(&names, layers, (r.hidden, r.logits, r.monotone))
+            .map_err(ModelError::Config)
     }
 
     /// A configuration for `name` (see [`ModelKind::from_name`]) with everything else
@@ -933,6 +994,11 @@ impl ModelConfig {
     pub fn with_model(&self, name: &str) -> Result<Self, ModelError> {
         let mut c = self.clone();
         c.model = ModelKind::from_name(name)?;
+        if c.model != ModelKind::Resflow {
+            // The links are ResFlow's: every other kind is compared without them.
+            c.residual = Residual::default();
+            c.topology = Topology::default();
+        }
         c.validate()?;
         Ok(c)
     }
@@ -1027,14 +1093,19 @@ mod tests {
             let back = ModelConfig::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
             assert_eq!(back, c);
         }
+        let independent = ModelConfig::default().with_model("independent").unwrap();
         assert!(
-            !ModelConfig::default()
-                .with_model("independent")
-                .unwrap()
+            independent
                 .links()
+                .unwrap()
                 .logits
+                .iter()
+                .all(Vec::is_empty)
         );
-        assert!(ModelConfig::default().links().logits);
+        assert_eq!(
+            ModelConfig::default().links().unwrap().logits,
+            vec![vec![], vec![0]]
+        );
         let err = ModelKind::from_name("moe").unwrap_err().to_string();
         assert!(err.contains("shared_bottom"), "{err}");
     }
@@ -1086,9 +1157,73 @@ mod tests {
                 r#"{"model": {"kind": "aitm", "calibrator_weight": -1}}"#,
                 "calibrator_weight",
             ),
+            // Topology: unknown tasks, cycles, monotone without logit links, and link
+            // options on kinds that have no links.
+            (
+                r#"{"topology": {"parents": {"conversion": {"logits": ["clicks"]}}}}"#,
+                "logit parent \"clicks\" is not a task",
+            ),
+            (
+                r#"{"topology": {"parents": {"click": {"hidden": ["conversion"]}}}}"#,
+                "cycle: click -> conversion -> click",
+            ),
+            (
+                r#"{"residual": {"logits": false, "monotone": true}}"#,
+                "residual.logits is off",
+            ),
+            (
+                r#"{"model": {"kind": "mmoe"}, "residual": {"monotone": true}}"#,
+                "model mmoe has no residual links",
+            ),
+            (
+                r#"{"model": {"kind": "independent"}, "topology": {"layers": [true, false]}}"#,
+                "model independent has no residual links",
+            ),
+            (r#"{"topology": {"layers": [true]}}"#, "1 switches for 2"),
         ] {
             let err = ModelConfig::from_json(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_documented_ablations_are_valid_configurations() {
+        // docs/models.md, "The paper's ablations as configurations".
+        for json in [
+            "{}",
+            r#"{"residual": {"hidden": false, "logits": false}}"#,
+            r#"{"residual": {"logits": false}}"#,
+            r#"{"residual": {"hidden": false}}"#,
+            r#"{"topology": {"layers": [true, false]}}"#,
+            r#"{"topology": {"layers": [false, true]}}"#,
+            r#"{"residual": {"logits": false}, "topology": {"layers": [true, false]}}"#,
+            r#"{"residual": {"logits": false}, "topology": {"layers": [false, true]}}"#,
+        ] {
+            ModelConfig::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        }
+        let tasks = r#""tasks": [{"name": "click"}, {"name": "cart"}, {"name": "order"}]"#;
+        for (topology, order) in [
+            ("{}", [0, 1, 2]),
+            (
+                r#"{"parents": {"order": {"hidden": ["click"], "logits": ["click"]}}}"#,
+                [0, 1, 2],
+            ),
+            (
+                r#"{"parents": {"order": {"hidden": ["click", "cart"], "logits": ["click", "cart"]}}}"#,
+                [0, 1, 2],
+            ),
+            (
+                r#"{"parents": {"click": {"hidden": ["cart"], "logits": ["cart"]}, "cart": {"hidden": [], "logits": []}}}"#,
+                [1, 0, 2],
+            ),
+            (
+                r#"{"parents": {"click": {"hidden": ["order"], "logits": ["order"]}, "cart": {"hidden": ["click"], "logits": ["click"]}, "order": {"hidden": [], "logits": []}}}"#,
+                [2, 0, 1],
+            ),
+        ] {
+            let json = format!(r#"{{{tasks}, "topology": {topology}}}"#);
+            let c = ModelConfig::from_json(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(c.links().unwrap().order, order, "{json}");
         }
     }
 

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! config.rs, layout.rs   the configuration (every knob) and the input layout (fields, tasks)
+//! topology.rs            which task feeds which in ResFlow, which tower layers link
+//! regression.rs          a continuous target: chained thresholds or direct, and the decoder
 //! graph.rs               the ops a forward pass is written in (trait Graph)
 //! layers.rs              the vocabulary: Linear, BatchNorm, Dense, Mlp, Tower, gate; the Builder
 //! models/                one file per model kind (ResFlow and the baselines) + the registry
@@ -31,9 +33,11 @@ mod model_file;
 pub mod models;
 pub mod plan;
 mod reference;
+pub mod regression;
 mod request;
 pub mod rng;
 mod scorer;
+pub mod topology;
 
 pub use config::ModelConfig;
 pub use error::ModelError;

@@ -98,14 +98,7 @@ impl Model {
     pub fn init(config: ModelConfig, layout: InputLayout) -> Result<Self, ModelError> {
         config.validate()?;
         layout.validate()?;
-        if layout.tasks.len() != config.tasks.len() {
-            return Err(ModelError::Layout(format!(
-                "the data has {} tasks ({:?}), the configuration {}",
-                layout.tasks.len(),
-                layout.tasks,
-                config.tasks.len()
-            )));
-        }
+        check_tasks(&config, &layout)?;
         // Fields named in the configuration exist; the sizes fit in memory.
         crate::checks::check_config_for_layout(&config, &layout)?;
         let mut rng = SplitMix64::new(config.seed);
@@ -158,13 +151,7 @@ impl Model {
         self.config.validate()?;
         self.layout.validate()?;
         let bad = |d: String| Err(ModelError::Layout(d));
-        if self.layout.tasks.len() != self.config.tasks.len() {
-            return bad(format!(
-                "{} layout tasks for {} configured tasks",
-                self.layout.tasks.len(),
-                self.config.tasks.len()
-            ));
-        }
+        check_tasks(&self.config, &self.layout)?;
         let dim = self.config.embedding_dim;
         if self.embeddings.len() != self.layout.fields.len() {
             return bad(format!(
@@ -266,5 +253,29 @@ pub fn bn_scale_shift(
                 .collect();
             (scale, shift)
         }
+    }
+}
+
+/// The data's tasks against the configuration's: one label per task, or, for a regression
+/// model, the target among the data's columns and the thresholds resolved.
+fn check_tasks(config: &ModelConfig, layout: &InputLayout) -> Result<(), ModelError> {
+    match &config.regression {
+        None if layout.tasks.len() != config.tasks.len() => Err(ModelError::Layout(format!(
+            "the data has {} tasks ({:?}), the configuration {}",
+            layout.tasks.len(),
+            layout.tasks,
+            config.tasks.len()
+        ))),
+        None => Ok(()),
+        Some(r) if !layout.tasks.contains(&r.target) => Err(ModelError::Layout(format!(
+            "the regression target {:?} is not a column of the data (its tasks: {:?})",
+            r.target, layout.tasks
+        ))),
+        Some(r) if !r.is_resolved() => Err(ModelError::Config(
+            "regression: thresholds, end values or statistics are not resolved; resolve them \
+             from the training target first (ModelConfig::resolve_regression)"
+                .into(),
+        )),
+        Some(_) => Ok(()),
     }
 }

@@ -8,6 +8,10 @@
 //! p_t = sigmoid(z_t);      fused score = sum_t w_t p_t   or   prod_t p_t ^ w_t
 //! ```
 //!
+//! A regression model's fused score is its predicted value instead
+//! ([`crate::regression::Decoder`]): the expected value of the chained thresholds from
+//! the `p_t = P(y > t_t)`, or `mean + std * z` for the direct form.
+//!
 //! The first layers are where the work is: their input is the concatenation of every
 //! field's embedding. Their product splits by rows of W into the part from fields that are
 //! the same for every candidate of a request (user, context: `request_fields` in the
@@ -74,6 +78,8 @@ pub struct Scorer {
     req_width: usize,
     plan: Plan,
     fusion: Vec<f32>,
+    /// A regression model's decoder: the fused score is the predicted value.
+    decoder: Option<crate::regression::Decoder>,
 }
 
 /// Per-thread buffers of a [`Scorer`]; they grow to the largest request and are reused.
@@ -159,6 +165,10 @@ impl Scorer {
         };
         let plan = Plan::compile(&model, &split)?;
         let fusion = model.config.fusion_weights();
+        let decoder = match &model.config.regression {
+            Some(r) => Some(r.decoder()?),
+            None => None,
+        };
         Ok(Self {
             model,
             cand_single,
@@ -169,6 +179,7 @@ impl Scorer {
             req_width,
             plan,
             fusion,
+            decoder,
         })
     }
 
@@ -234,7 +245,8 @@ impl Scorer {
         };
     }
 
-    /// Scores one request into `probs` (`N x T`, row-major) and `fused` (`N`).
+    /// Scores one request into `probs` (`N x T`, row-major) and `fused` (`N`: the fused
+    /// ranking score, or a regression model's predicted value).
     pub fn score(
         &self,
         ws: &mut Workspace,
@@ -282,6 +294,23 @@ impl Scorer {
                     probs[(r0 + r) * tasks + t] = v;
                 }
             }
+            // The direct regression head's value, from this block's logit.
+            if let Some(d @ crate::regression::Decoder::Direct { .. }) = &self.decoder {
+                let z = self.plan.logit(&ws.plan, 0, rows);
+                for (r, f) in fused[r0..r0 + rows].iter_mut().enumerate() {
+                    *f = d.value_from_logits(&z[r..r + 1]);
+                }
+            }
+        }
+        if let Some(d) = &self.decoder {
+            if matches!(d, crate::regression::Decoder::Thresholds { .. }) {
+                for (r, f) in fused.iter_mut().enumerate().take(n) {
+                    *f = d
+                        .value_from_probabilities(&probs[r * tasks..(r + 1) * tasks])
+                        .expect("the thresholds form");
+                }
+            }
+            return Ok(());
         }
         let weights = &self.fusion;
         for (r, f) in fused.iter_mut().enumerate().take(n) {

@@ -173,8 +173,11 @@ fn loss(
 }
 
 fn check_gradients(kind: &str, tasks: usize, bn: BatchNormMode, seed: u64) {
-    let c = config(kind, tasks, bn);
-    let (net, mut store, x) = instance(&c, seed);
+    check_gradients_of(&config(kind, tasks, bn), kind, seed);
+}
+
+fn check_gradients_of(c: &ModelConfig, kind: &str, seed: u64) {
+    let (net, mut store, x) = instance(c, seed);
     let mut grads = Grads::zeros_like(&store);
     // The stop-gradient values (propensities) at the base point, replayed at every
     // perturbed point: the analytic gradient treats them as constants.
@@ -246,6 +249,41 @@ fn every_head_matches_finite_differences() {
         check_gradients(kind, tasks, BatchNormMode::Affine, 1);
         check_gradients(kind, 2, BatchNormMode::Batch, 2);
     }
+}
+
+#[test]
+fn a_non_chain_topology_matches_finite_differences() {
+    // order takes the hidden outputs of click and cart (second layer only) and the logits
+    // of both; cart has no parent; click, first in task order, takes cart's hidden
+    // outputs, so cart's tower runs first.
+    for (json, bn) in [
+        (
+            r#"{"parents": {"click": {"hidden": ["cart"], "logits": []},
+                            "cart": {"hidden": [], "logits": []},
+                            "order": {"hidden": ["click", "cart"], "logits": ["click", "cart"]}},
+                "layers": [false, true]}"#,
+            BatchNormMode::Affine,
+        ),
+        (
+            r#"{"parents": {"order": {"hidden": ["click"], "logits": ["click"]}}, "layers": [true, false]}"#,
+            BatchNormMode::Batch,
+        ),
+    ] {
+        let mut c = config("resflow", 3, bn);
+        c.topology = serde_json::from_str(json).unwrap();
+        let links = c.links().unwrap();
+        assert!(links.hidden.iter().any(|p| p.len() > 1) || links.layers != [true, true]);
+        check_gradients_of(&c, "resflow (topology)", 4);
+    }
+    // The monotone variant with a parent later in task order.
+    let mut c = config("resflow", 3, BatchNormMode::Affine);
+    c.residual.monotone = true;
+    c.topology = serde_json::from_str(
+        r#"{"parents": {"click": {"logits": ["order"], "hidden": []}, "cart": {"logits": ["click"]}, "order": {"logits": [], "hidden": []}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.links().unwrap().order, vec![2, 0, 1]);
+    check_gradients_of(&c, "resflow (monotone topology)", 5);
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod list_options;
 pub mod network;
 pub mod output_plan;
 pub mod reduce;
+pub mod regression;
 mod score_data;
 pub mod session;
 mod trainer;

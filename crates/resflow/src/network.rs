@@ -352,18 +352,10 @@ impl Network {
         if with_loss {
             let mut total: Option<Var> = None;
             for (t, task) in self.config.tasks.iter().enumerate() {
-                view.task_labels(t, &mut scratch.labels);
-                let target = BceTarget {
-                    labels: &scratch.labels,
-                    weights: if view.weight().is_empty() {
-                        None
-                    } else {
-                        Some(view.weight())
-                    },
-                    pos_weight: task.pos_weight,
-                    denom: Some(denom),
+                let l = match self.regression_loss(tape, view, t, out.logits[t], denom, scratch)? {
+                    Some(l) => l,
+                    None => self.task_loss(tape, view, t, out.logits[t], denom, scratch)?,
                 };
-                let l = tape.bce_with_logits(out.logits[t], target)?;
                 out.task_losses.push(l);
                 let lambda = loss_weights.map_or(task.loss_weight, |w| w[t]);
                 let weighted = tape.scale(l, lambda)?;
@@ -378,6 +370,98 @@ impl Network {
             out.loss = total;
         }
         Ok(())
+    }
+
+    /// Task `t`'s weighted cross-entropy against its own label column.
+    #[allow(clippy::too_many_arguments)]
+    fn task_loss(
+        &self,
+        tape: &mut Tape,
+        view: &BatchView<'_>,
+        t: usize,
+        z: Var,
+        denom: f32,
+        scratch: &mut Scratch,
+    ) -> Result<Var, Error> {
+        view.task_labels(t, &mut scratch.labels);
+        let task = &self.config.tasks[t];
+        let target = BceTarget {
+            labels: &scratch.labels,
+            weights: if view.weight().is_empty() {
+                None
+            } else {
+                Some(view.weight())
+            },
+            pos_weight: task.pos_weight,
+            denom: Some(denom),
+        };
+        Ok(tape.bce_with_logits(z, target)?)
+    }
+
+    /// A regression model's loss of head `t` (`None` for other models): the
+    /// cross-entropy on `1[y > t_i]` (chained thresholds), or the squared error
+    /// `sum w ((y - mean) / std - z)^2 / denom` (direct form), from the target column.
+    #[allow(clippy::too_many_arguments)]
+    fn regression_loss(
+        &self,
+        tape: &mut Tape,
+        view: &BatchView<'_>,
+        t: usize,
+        z: Var,
+        denom: f32,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Var>, Error> {
+        use crate::regression::RegressionForm;
+        let Some(r) = &self.config.regression else {
+            return Ok(None);
+        };
+        let column = self
+            .layout
+            .tasks
+            .iter()
+            .position(|c| c == &r.target)
+            .ok_or_else(|| {
+                Error::Model(ModelError::Layout(format!(
+                    "the regression target {:?} is not a column of the data",
+                    r.target
+                )))
+            })?;
+        view.task_labels(column, &mut scratch.labels);
+        let weights = (!view.weight().is_empty()).then(|| view.weight());
+        match r.form {
+            RegressionForm::Thresholds => {
+                let threshold = r.thresholds[t];
+                scratch
+                    .labels
+                    .iter_mut()
+                    .for_each(|y| *y = (*y > threshold) as u8 as f32);
+                let target = BceTarget {
+                    labels: &scratch.labels,
+                    weights,
+                    pos_weight: self.config.tasks[t].pos_weight,
+                    denom: Some(denom),
+                };
+                Ok(Some(tape.bce_with_logits(z, target)?))
+            }
+            RegressionForm::Direct => {
+                let (mean, std) = (r.mean.unwrap_or(0.0), r.std.unwrap_or(1.0));
+                // -(y - mean) / std, so that z + it is the residual.
+                scratch
+                    .labels
+                    .iter_mut()
+                    .for_each(|y| *y = -((*y - mean) / std));
+                let rows = scratch.labels.len();
+                let neg = tape.input(rows, 1, &scratch.labels)?;
+                let d = tape.add(z, neg)?;
+                let mut sq = tape.mul(d, d)?;
+                if let Some(w) = weights {
+                    let w = tape.input(rows, 1, w)?;
+                    sq = tape.mul(sq, w)?;
+                }
+                let s = tape.sum(sq)?;
+                Ok(Some(tape.scale(s, 1.0 / denom)?))
+            }
+        }
     }
 
     /// Records everything after the embeddings (the input BatchNorm, then the head) on

@@ -184,6 +184,15 @@ pub fn config_for_tasks(
 ) -> Result<ModelConfig, Error> {
     let given = config.is_some();
     let mut config = config.unwrap_or_default();
+    if config.regression.is_some() {
+        // Its heads come from the training target, and it is measured by MSE and MAE.
+        return Err(RunError::Options(
+            "a regression configuration trains through the regression comparison \
+             (resflow compare --regression, resflow::regression::compare)"
+                .into(),
+        )
+        .into());
+    }
     if config.tasks.iter().map(|t| &t.name).ne(tasks.iter()) {
         if given {
             return Err(RunError::Tasks {

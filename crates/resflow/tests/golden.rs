@@ -163,6 +163,7 @@ fn tiny_model_matches_an_independent_computation() {
         group: None,
         weight: false,
         soft_labels: false,
+        targets: Vec::new(),
         item: None,
         encodings: Vec::new(),
     };

@@ -7,7 +7,8 @@
 //!
 //! The byte layout is in [`header`] and `docs/shards.md`; [`reader`] explains the
 //! validation; [`convert`] turns CSV files into datasets; [`synth`] generates the built-in
-//! synthetic funnel used by the demo and the tests.
+//! synthetic funnel used by the demo and the tests; [`playtime`] a regression dataset with
+//! a known error floor.
 #![deny(unsafe_code)]
 
 pub mod atomic;
@@ -16,6 +17,7 @@ mod dataset;
 mod error;
 pub mod header;
 pub mod manifest;
+pub mod playtime;
 pub mod reader;
 mod schema;
 pub mod synth;

@@ -256,13 +256,9 @@ impl Shard {
 
     fn check_values(&self, schema: &Schema) -> Result<()> {
         let t = self.tasks.max(1);
+        let targets = schema.target_mask();
         for (i, &y) in self.labels().iter().enumerate() {
-            let ok = if schema.soft_labels {
-                (0.0..=1.0).contains(&y)
-            } else {
-                y == 0.0 || y == 1.0
-            };
-            if !ok {
+            if !schema.label_ok(targets.get(i % t).copied().unwrap_or(false), y) {
                 return Err(self.value_err(
                     "labels",
                     i / t,
@@ -456,6 +452,7 @@ pub fn fuzz_schema() -> Schema {
         group: Some("session".into()),
         weight: true,
         soft_labels: false,
+        targets: Vec::new(),
         item: None,
         encodings: Vec::new(),
     }

@@ -7,6 +7,7 @@
 //!   "multi":  [{"name": "210", "vocab": 99000, "pooling": "sum"}, ...],
 //!   "dense":  {"count": 2, "names": ["price", "age"], "mean": [..], "std": [..]},
 //!   "group": "session", "weight": false, "soft_labels": false,
+//!   "targets": ["play_time"],
 //!   "item": "205",
 //!   "encodings": [{"field": "city", "kind": "vocabulary", "values": ["Lyon", ...], "min_count": 1},
 //!                 {"field": "numerical_1", "kind": "quantiles", "cuts": [0.1, ...]}] }
@@ -21,7 +22,8 @@
 //! [`Schema::check_compatible`] tells whether two datasets (train and eval) feed a model
 //! the same way.
 //!
-//! Tasks are listed in chain order (click before conversion). Every shard carries the
+//! Tasks are listed in chain order (click before conversion). A task named in `targets` is
+//! a continuous target column (any finite value) instead of a 0/1 label. Every shard carries the
 //! schema's *fingerprint*, a hash of its structure (field names and kinds, tasks, dense
 //! count, group and weight columns; not the vocabulary sizes, which converters learn while
 //! streaming): a shard written for another layout is refused. Vocabulary sizes are still
@@ -115,6 +117,10 @@ pub struct Schema {
     /// Labels may be any value in [0, 1] (otherwise exactly 0 or 1).
     #[serde(default)]
     pub soft_labels: bool,
+    /// Tasks whose column is a continuous target (any finite number, e.g. a play time)
+    /// rather than a 0/1 label; regression models read them, see `docs/shards.md`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// The single-valued field that identifies an item, if any: list metrics merge repeated
     /// impressions of an item within a group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +255,17 @@ impl Schema {
         }
         if self.tasks.is_empty() {
             return bad("at least one task (label) is needed".into());
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if !self.tasks.contains(t) {
+                return bad(format!(
+                    "target {t:?} is not one of the tasks {:?}",
+                    self.tasks
+                ));
+            }
+            if self.targets[..i].contains(t) {
+                return bad(format!("target {t:?} is listed twice"));
+            }
         }
         let mut names: Vec<&str> = self
             .single
@@ -401,6 +418,12 @@ impl Schema {
         if self.tasks != other.tasks {
             diffs.push(format!("tasks {:?} vs {:?}", self.tasks, other.tasks));
         }
+        if self.targets != other.targets {
+            diffs.push(format!(
+                "continuous targets {:?} vs {:?}",
+                self.targets, other.targets
+            ));
+        }
         let fields = |s: &Schema| -> Vec<(String, u32, bool)> {
             s.single
                 .iter()
@@ -487,7 +510,37 @@ impl Schema {
             self.weight,
             self.soft_labels
         ));
+        // Only when present, so datasets without targets keep their fingerprints.
+        if !self.targets.is_empty() {
+            text.push_str(&format!(";targets={:?}", self.targets));
+        }
         fnv1a(text.as_bytes())
+    }
+
+    /// Per task, whether its column is a continuous target (see [`Schema::targets`]).
+    pub fn target_mask(&self) -> Vec<bool> {
+        self.tasks
+            .iter()
+            .map(|t| self.targets.contains(t))
+            .collect()
+    }
+
+    /// Whether `y` is a valid value of task `t`'s column, `target` its entry of
+    /// [`Schema::target_mask`]: any finite number for a target, else 0 or 1 (anything in
+    /// [0, 1] with soft labels).
+    pub fn label_ok(&self, target: bool, y: f32) -> bool {
+        if target {
+            y.is_finite()
+        } else if self.soft_labels {
+            (0.0..=1.0).contains(&y)
+        } else {
+            y == 0.0 || y == 1.0
+        }
+    }
+
+    /// The position of task `name`.
+    pub fn task_index(&self, name: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t == name)
     }
 
     /// Number of tasks.

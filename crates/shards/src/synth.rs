@@ -125,13 +125,14 @@ pub fn schema(config: &SynthConfig) -> Schema {
         group: Some("session".into()),
         weight: false,
         soft_labels: false,
+        targets: Vec::new(),
         item: Some("205".into()),
         encodings: Vec::new(),
     }
 }
 
 /// A 64-bit mix of several values (SplitMix64's finaliser over a running hash).
-fn mix(parts: &[u64]) -> u64 {
+pub(crate) fn mix(parts: &[u64]) -> u64 {
     let mut h = 0x243F_6A88_85A3_08D3u64;
     for &p in parts {
         h ^= p
@@ -146,12 +147,12 @@ fn mix(parts: &[u64]) -> u64 {
 }
 
 /// Uniform in [0, 1) from a hash.
-fn unit(h: u64) -> f64 {
+pub(crate) fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Roughly standard normal from a hash (sum of four uniforms, rescaled).
-fn gauss(h: u64) -> f64 {
+pub(crate) fn gauss(h: u64) -> f64 {
     let s: f64 = (0..4).map(|k| unit(mix(&[h, k]))).sum();
     (s - 2.0) * (3.0f64).sqrt()
 }

@@ -58,6 +58,8 @@ pub struct ShardWriter {
     /// Learn vocabulary sizes from the data (`max id + 1`) instead of checking them.
     learn_vocab: bool,
     max_ids: Vec<u32>,
+    /// Per task, whether it is a continuous target ([`Schema::target_mask`]).
+    targets: Vec<bool>,
     rows: usize,
     total: u64,
     shards: usize,
@@ -111,6 +113,7 @@ impl ShardWriter {
             rows_per_shard,
             learn_vocab,
             max_ids: vec![0; fields],
+            targets: schema.target_mask(),
             rows: 0,
             total: 0,
             shards: 0,
@@ -164,12 +167,7 @@ impl ShardWriter {
             ));
         }
         for (t, &y) in row.labels.iter().enumerate() {
-            let ok = if s.soft_labels {
-                (0.0..=1.0).contains(&y)
-            } else {
-                y == 0.0 || y == 1.0
-            };
-            if !ok {
+            if !s.label_ok(self.targets[t], y) {
                 return bad(format!("label {:?} is {y}", s.tasks[t]));
             }
         }

@@ -461,3 +461,69 @@ fn schema_refuses_inconsistent_encodings() {
     assert_eq!(ok.encoding("a").and_then(|e| e.vocab()), Some(3));
     let _ = ColumnSpec::ids("x");
 }
+
+#[test]
+fn a_continuous_target_column_converts_and_is_checked() {
+    let dir = temp_dir("target");
+    let csv = dir.join("plays.csv");
+    std::fs::write(
+        &csv,
+        "user,item,play_time,liked\n1,2,12.5,1\n0,1,0,0\n3,2,301.25,1\n",
+    )
+    .unwrap();
+    let spec: CsvSpec = serde_json::from_str(
+        r#"{"labels": ["play_time", "liked"], "targets": ["play_time"],
+            "single": [{"column": "user"}, {"column": "item"}]}"#,
+    )
+    .unwrap();
+    let out = dir.join("ds");
+    convert(&csv, &spec, &out, ConvertOptions::default()).unwrap();
+    let ds = Dataset::open(&out).unwrap();
+    assert_eq!(ds.schema().targets, vec!["play_time".to_string()]);
+    assert_eq!(ds.schema().target_mask(), vec![true, false]);
+    assert_eq!(read(&ds).labels, vec![12.5, 1.0, 0.0, 0.0, 301.25, 1.0]);
+    // The 0/1 column is still checked, the target only for being a finite number.
+    for (text, needle) in [
+        (
+            "user,item,play_time,liked\n1,2,12.5,2\n",
+            "label 2 is not 0 or 1",
+        ),
+        (
+            "user,item,play_time,liked\n1,2,inf,1\n",
+            "target inf is not a finite number",
+        ),
+    ] {
+        let bad = dir.join("bad.csv");
+        std::fs::write(&bad, text).unwrap();
+        let err = convert(&bad, &spec, &dir.join("bad"), ConvertOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    // A target that is not a label column, and a funnel check over a target.
+    for (json, needle) in [
+        (
+            r#"{"labels": ["liked"], "targets": ["play_time"], "single": [{"column": "user"}]}"#,
+            "must be one of the label columns",
+        ),
+        (
+            r#"{"labels": ["play_time"], "targets": ["play_time"], "funnel": true, "single": [{"column": "user"}]}"#,
+            "funnel",
+        ),
+    ] {
+        let spec: CsvSpec = serde_json::from_str(json).unwrap();
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.contains(needle), "{json}: {err}");
+    }
+    // A schema naming a target that is not a task.
+    let mut schema = ds.schema().clone();
+    schema.targets = vec!["watch".into()];
+    let err = schema.validate().unwrap_err().to_string();
+    assert!(err.contains("not one of the tasks"), "{err}");
+    // Targets are part of the structure: a dataset without them is not compatible.
+    let mut plain = ds.schema().clone();
+    plain.targets.clear();
+    assert_ne!(plain.fingerprint(), ds.schema().fingerprint());
+    assert!(ds.schema().check_compatible(&plain).is_err());
+    std::fs::remove_dir_all(dir).unwrap();
+}

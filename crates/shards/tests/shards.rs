@@ -60,6 +60,7 @@ fn schema(
         group: group.then(|| "g".to_string()),
         weight,
         soft_labels: false,
+        targets: Vec::new(),
         item: None,
         encodings: Vec::new(),
     }

@@ -1,12 +1,17 @@
-//! ResFlow (Tao et al., KDD 2024): one tower per task, in chain order from dense to sparse
-//! feedback, with residual links from each task's tower into the next.
+//! ResFlow (Tao et al., KDD 2024): one tower per task, from dense to sparse feedback, with
+//! residual links from each task's tower into the tasks it feeds.
 //!
 //! ```text
-//! o_1^l = BN(act(o_1^(l-1) W_1^l + b_1^l))                     o_t^0 = x for every task
-//! o_t^l = BN(act(o_t^(l-1) W_t^l + b_t^l)) + o_(t-1)^l         t > 1   (residual.hidden)
-//! z_t   = o_t^L w_t + c_t + z_(t-1)                             t > 1   (residual.logits)
-//!       = z_(t-1) + min(o_t^L w_t + c_t, 0)                     monotone variant: p_t <= p_(t-1)
+//! o_t^0 = x for every task
+//! o_t^l = BN(act(o_t^(l-1) W_t^l + b_t^l)) + sum_{p in hidden(t)} o_p^l   (layer l links)
+//! z_t   = o_t^L w_t + c_t + sum_{p in logits(t)} z_p                       (residual.logits)
+//!       = z_p + min(o_t^L w_t + c_t, 0)                  monotone variant: p_t <= p_p
 //! ```
+//!
+//! By default `hidden(t) = logits(t) = {t - 1}`: the paper's chain. The topology
+//! ([`crate::topology`]) may give a task several parents, none, or a parent later in the
+//! task order, and switch the hidden links of single layers off; towers are then computed
+//! in an order where every parent comes first, and the logits are returned in task order.
 //!
 //! The links carry what the denser task learned into the sparser one, so the conversion
 //! tower learns a correction to the click tower instead of everything from its few
@@ -14,16 +19,17 @@
 //! ([`crate::config::ModelConfig::links`]).
 
 use super::Head;
-use crate::config::{ModelConfig, Residual};
+use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::graph::{Graph, Node};
 use crate::layers::{Builder, Tower};
+use crate::topology::Links;
 
 /// ResFlow's towers and links.
 #[derive(Debug, Clone)]
 pub(crate) struct Resflow {
     towers: Vec<Tower>,
-    links: Residual,
+    links: Links,
 }
 
 impl Resflow {
@@ -37,7 +43,7 @@ impl Resflow {
     ) -> Result<Self, ModelError> {
         Ok(Self {
             towers: b.towers(name, config.tasks.len(), input, &config.hidden)?,
-            links: config.links(),
+            links: config.links()?,
         })
     }
 }
@@ -49,38 +55,48 @@ impl Head for Resflow {
         x: Node,
         logits: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        // The previous task's hidden outputs, layer by layer, and the current task's.
-        let (mut prev, mut own) = (g.list(), g.list());
-        let mut prev_logit: Option<Node> = None;
-        for (t, tower) in self.towers.iter().enumerate() {
-            own.clear();
+        let tasks = self.towers.len();
+        let depth = self.links.layers.len();
+        // Every task's hidden outputs (`hidden[t * depth + l]`) and logit, filled in
+        // evaluation order; `x` stands in until a slot is written.
+        let mut hidden = g.list();
+        hidden.resize(tasks * depth, x);
+        let mut z_of = g.list();
+        z_of.resize(tasks, x);
+        for &t in &self.links.order {
+            let tower = &self.towers[t];
             let mut h = x;
             for (l, layer) in tower.mlp.layers.iter().enumerate() {
                 let mut o = g.dense(h, layer)?;
-                if self.links.hidden && t > 0 {
-                    o = g.add(o, prev[l])?;
+                if self.links.layers[l] {
+                    for &p in &self.links.hidden[t] {
+                        o = g.add(o, hidden[p * depth + l])?;
+                    }
                 }
-                own.push(o);
+                hidden[t * depth + l] = o;
                 h = o;
             }
-            let z = g.linear(h, &tower.logit)?;
-            let z = match prev_logit {
-                Some(p) if self.links.logits => {
-                    let z = if self.links.monotone {
-                        g.min_zero(z)?
+            let own = g.linear(h, &tower.logit)?;
+            let z = match self.links.logits[t].split_first() {
+                None => own,
+                Some((&first, rest)) => {
+                    let own = if self.links.monotone {
+                        g.min_zero(own)?
                     } else {
-                        z
+                        own
                     };
-                    g.add(p, z)?
+                    let mut parents = z_of[first];
+                    for &p in rest {
+                        parents = g.add(parents, z_of[p])?;
+                    }
+                    g.add(parents, own)?
                 }
-                _ => z,
             };
-            logits.push(z);
-            prev_logit = Some(z);
-            std::mem::swap(&mut prev, &mut own);
+            z_of[t] = z;
         }
-        g.recycle(prev);
-        g.recycle(own);
+        logits.extend_from_slice(&z_of);
+        g.recycle(hidden);
+        g.recycle(z_of);
         Ok(())
     }
 }

@@ -167,6 +167,7 @@ fn aliexpress_columns(labels: Vec<String>, tasks: Vec<String>, quantiles: Option
         weight: None,
         item: None,
         soft_labels: false,
+        targets: vec![],
         funnel: true,
         standardize: true,
     }
@@ -237,6 +238,7 @@ pub fn aliccp_spec(header: &[String], labels: Option<&[LabelColumn]>) -> Result<
         weight: None,
         item: Some("205".into()),
         soft_labels: false,
+        targets: vec![],
         funnel: true,
         standardize: true,
     })

@@ -13,6 +13,13 @@
 //!   "weight": null, "funnel": true, "standardize": true }
 //! ```
 //!
+//! A regression dataset names its continuous label columns in `targets`: they may hold
+//! any finite number (a play time), and the schema lists their tasks as `targets`:
+//!
+//! ```json
+//! { "labels": ["play_time"], "targets": ["play_time"], "single": [...] }
+//! ```
+//!
 //! How a categorical cell becomes an id:
 //! - default: the cell is an integer id, checked against `vocab` when given, the vocabulary
 //!   learned (`max id + 1`) when not; converting with a training set's learned size, an id
@@ -169,6 +176,10 @@ pub struct CsvSpec {
     /// Labels may be any value in [0, 1].
     #[serde(default)]
     pub soft_labels: bool,
+    /// Label columns (among `labels`) that hold a continuous target (any finite number,
+    /// e.g. a play time) instead of 0/1; their tasks are the schema's `targets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// Check that a later task is never positive without the earlier one.
     #[serde(default)]
     pub funnel: bool,
@@ -208,6 +219,23 @@ impl CsvSpec {
         tasks.sort_unstable();
         if let Some(w) = tasks.windows(2).find(|w| w[0] == w[1]) {
             return bad(format!("task {:?} is named twice", w[0]));
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if !self.labels.contains(t) {
+                return bad(format!(
+                    "target column {t:?} must be one of the label columns {:?}",
+                    self.labels
+                ));
+            }
+            if self.targets[..i].contains(t) {
+                return bad(format!("target column {t:?} is listed twice"));
+            }
+        }
+        if self.funnel && !self.targets.is_empty() {
+            return bad(
+                "funnel checks 0/1 labels in chain order; it does not apply to a dataset with continuous targets"
+                    .into(),
+            );
         }
         let mut used: Vec<(&str, &str)> =
             self.labels.iter().map(|c| (c.as_str(), "label")).collect();
@@ -371,6 +399,8 @@ pub struct ConvertReport {
 /// Column positions resolved against the header.
 struct Columns {
     labels: Vec<usize>,
+    /// Per label column, whether it is a continuous target.
+    targets: Vec<bool>,
     single: Vec<usize>,
     multi: Vec<usize>,
     dense: Vec<usize>,
@@ -395,6 +425,11 @@ fn resolve(path: &Path, header: &[String], spec: &CsvSpec) -> Result<Columns> {
     };
     Ok(Columns {
         labels: spec.labels.iter().map(|c| find(c)).collect::<Result<_>>()?,
+        targets: spec
+            .labels
+            .iter()
+            .map(|c| spec.targets.contains(c))
+            .collect(),
         single: spec
             .single
             .iter()
@@ -572,7 +607,10 @@ fn read_labels(line: &Line<'_>, cols: &Columns, spec: &CsvSpec, labels: &mut [f3
                 format!("label {:?} is not a number", String::from_utf8_lossy(&cell)),
             )
         })?;
-        let ok = if spec.soft_labels {
+        let target = cols.targets[k];
+        let ok = if target {
+            y.is_finite()
+        } else if spec.soft_labels {
             (0.0..=1.0).contains(&y)
         } else {
             y == 0.0 || y == 1.0
@@ -581,8 +619,11 @@ fn read_labels(line: &Line<'_>, cols: &Columns, spec: &CsvSpec, labels: &mut [f3
             return Err(line.err(
                 c,
                 format!(
-                    "label {y} is not {}",
-                    if spec.soft_labels {
+                    "{} {y} is not {}",
+                    if target { "target" } else { "label" },
+                    if target {
+                        "a finite number"
+                    } else if spec.soft_labels {
                         "in [0, 1]"
                     } else {
                         "0 or 1"
@@ -893,6 +934,13 @@ fn schema_with(spec: &CsvSpec, encs: &[Enc], stats: Option<&(Vec<f32>, Vec<f32>)
         group: spec.group.clone(),
         weight: spec.weight.is_some(),
         soft_labels: spec.soft_labels,
+        targets: spec
+            .labels
+            .iter()
+            .zip(spec.task_names())
+            .filter(|(c, _)| spec.targets.contains(c))
+            .map(|(_, t)| t.clone())
+            .collect(),
         item: spec.item.clone(),
         encodings: names
             .zip(encs)
