@@ -1,18 +1,14 @@
 //! `resflow compare`: ResFlow against the baseline multi-task models, each trained on the
-//! same data with the same seeds, in one table (and a JSON report).
+//! same data with the same seeds, in one table (and a JSON report). The experiment is the
+//! library's (`resflow::compare`); this module parses the options and prints the table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use metrics::EvalReport;
-use resflow::config::ModelKind;
-use resflow::{InputLayout, ModelConfig, Scorer, Trainer};
-use serde::Serialize;
-use shards::Dataset;
+use resflow::{CompareOptions, CompareReport};
 
-use crate::train_commands::{
-    Fallible, config_for, open, run_training, threads, with_synthetic_funnel,
-};
+use crate::common::{Bar, Fallible, open, read_config, synthetic_funnel, threads, write_json};
+use crate::eval_options::in_option_terms;
 
 /// Options of `resflow compare`.
 #[derive(Args)]
@@ -83,259 +79,50 @@ fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
     } else {
         match text.trim().parse::<u64>() {
             Ok(0) => Err("--seeds must be at least 1".into()),
-            Ok(n) if n > 1000 => Err(format!("--seeds {n}: at most 1000 runs per model")),
+            Ok(n) if n > resflow::compare::MAX_SEEDS as u64 => Err(format!(
+                "--seeds {n}: at most {} runs per model",
+                resflow::compare::MAX_SEEDS
+            )),
             Ok(n) => Ok((1..=n).collect()),
             Err(_) => Err(bad()),
         }
     }
 }
 
-/// Mean, sample standard deviation and the values over seeds.
-#[derive(Serialize, Clone)]
-struct Stat {
-    mean: f64,
-    std: f64,
-    values: Vec<f64>,
-}
-
-impl Stat {
-    fn of(values: Vec<f64>) -> Self {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n.max(1.0);
-        let var = if values.len() > 1 {
-            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-        } else {
-            0.0
-        };
-        Self {
-            mean,
-            std: var.sqrt(),
-            values,
-        }
-    }
-
-    fn show(&self, digits: usize) -> String {
-        format!("{:.digits$} ± {:.digits$}", self.mean, self.std)
-    }
-}
-
-#[derive(Serialize)]
-struct TaskStats {
-    name: String,
-    auc: Stat,
-    gauc: Stat,
-    logloss: Stat,
-}
-
-#[derive(Serialize)]
-struct ModelStats {
-    model: String,
-    config: ModelConfig,
-    /// Trainable floats, embedding tables included.
-    parameters: usize,
-    /// Trainable floats outside the embedding tables.
-    dense_parameters: usize,
-    /// Dense-layer multiply-adds per candidate.
-    multiply_adds_per_candidate: usize,
-    tasks: Vec<TaskStats>,
-    /// `K -> WR@K` with additive fusion.
-    wr_additive: std::collections::BTreeMap<String, Stat>,
-    /// `K -> WR@K` with multiplicative fusion.
-    wr_multiplicative: std::collections::BTreeMap<String, Stat>,
-    samples_per_s: Stat,
-    /// The scorer (what a service sees): ResFlow's fused path, the baselines' generic one.
-    score_500_p50_ms: Stat,
-    score_500_p99_ms: Stat,
-    /// The inference forward pass on the autodiff tape, the same engine for every model:
-    /// the models' own cost, whatever their serving path.
-    tape_500_p50_ms: Stat,
-}
-
-#[derive(Serialize)]
-struct CompareReport {
-    train_rows: usize,
-    eval_rows: usize,
-    epochs: usize,
-    seeds: Vec<u64>,
-    threads: usize,
-    kernel: &'static str,
-    models: Vec<ModelStats>,
-}
-
-/// One trained run's figures.
-struct Run {
-    report: EvalReport,
-    samples_per_s: f64,
-    p50: f64,
-    p99: f64,
-    tape_p50: f64,
-}
-
 /// Runs `resflow compare`.
 pub fn compare(args: CompareArgs) -> Fallible {
-    for m in args.models.iter().flatten() {
-        ModelKind::from_name(m)?;
-    }
-    parse_seeds(&args.seeds)?;
-    match (&args.train, &args.eval) {
-        (Some(t), Some(e)) => run(&args, &open(t)?, &open(e)?),
-        _ => with_synthetic_funnel(args.rows, args.tasks, |train, eval| run(&args, train, eval)),
-    }
-}
-
-fn run(args: &CompareArgs, train: &Dataset, eval: &Dataset) -> Fallible {
-    train.schema().check_compatible(eval.schema())?;
-    let base = config_for(args.config.as_deref(), train, args.epochs)?;
-    let threads = threads(args.threads);
-    let layout = resflow::layout_of(train.schema());
-    let seeds = parse_seeds(&args.seeds)?;
-    // The first 500 evaluation rows, for the tape-forward timing.
-    let mut first_rows = eval.new_batch();
-    if !eval.batches(500, None).next_into(&mut first_rows) {
-        return Err("the evaluation dataset is empty".into());
-    }
-    let mut models = Vec::new();
-    let names: Vec<&str> = match &args.models {
-        Some(list) => list.iter().map(String::as_str).collect(),
-        None => ModelKind::NAMES
-            .into_iter()
-            .filter(|&n| base.with_model(n).is_ok())
-            .collect(),
+    let options = CompareOptions {
+        models: args.models.clone(),
+        seeds: parse_seeds(&args.seeds)?,
+        epochs: args.epochs,
+        threads: threads(args.threads),
+        latency_calls: args.latency_calls,
+        list: args.list.to_options()?,
     };
-    if args.models.is_none() && names.len() < ModelKind::NAMES.len() {
-        eprintln!(
-            "comparing {} (ESMM is defined for two tasks; the data has {})",
-            names.join(", "),
-            base.tasks.len()
-        );
-    }
-    for name in names {
-        // The configuration's own `model`, if it is this kind, keeps its sizes.
-        let config = if base.model.name() == name {
-            base.clone()
-        } else {
-            base.with_model(name)?
-        };
-        let sizes = model_sizes(&config, &layout)?;
-        let mut runs = Vec::new();
-        for &seed in &seeds {
-            let mut c = config.clone();
-            c.seed = seed;
-            let mut t = Trainer::new(c, layout.clone(), threads)?;
-            let label = format!("{name} seed {seed}/{}", seeds.len());
-            let summary = run_training(&mut t, train, None, config.epochs, None, None, &label)?;
-            let mut eval_config = t.eval_config();
-            args.list.apply(&mut eval_config, eval.schema())?;
-            let report = t.evaluate(eval, &eval_config)?;
-            if seed == seeds[0] {
-                for w in &report.warnings {
-                    eprintln!("warning ({name}): {w}");
-                }
-            }
-            let scorer = Scorer::new(t.export()?)?;
-            let calls = args.latency_calls.max(1);
-            let lat = bench::score::latencies(&scorer, 500, calls, seed)?;
-            let tape =
-                bench::score::tape_forward_latencies(&t.network, &t.store, &first_rows, calls)?;
-            runs.push(Run {
-                report,
-                samples_per_s: summary.samples_per_s,
-                p50: bench::score::percentile(&lat, 0.5) * 1e3,
-                p99: bench::score::percentile(&lat, 0.99) * 1e3,
-                tape_p50: bench::score::percentile(&tape, 0.5) * 1e3,
-            });
+    options.check()?;
+    let config = args.config.as_deref().map(read_config).transpose()?;
+    let report = match (&args.train, &args.eval) {
+        (Some(t), Some(e)) => {
+            resflow::compare(&open(t)?, &open(e)?, config, &options, &mut Bar::default())
         }
-        models.push(summarise(name, config, sizes, &runs));
+        _ => {
+            let funnel = synthetic_funnel(args.rows, args.tasks)?;
+            resflow::compare(
+                &funnel.train,
+                &funnel.eval,
+                config,
+                &options,
+                &mut Bar::default(),
+            )
+        }
     }
-    let report = CompareReport {
-        train_rows: train.rows(),
-        eval_rows: eval.rows(),
-        epochs: base.epochs,
-        seeds,
-        threads,
-        kernel: tensor::Tier::active().name(),
-        models,
-    };
+    .map_err(in_option_terms)?;
     print_table(&report);
     if let Some(path) = &args.report {
         write_json(path, &report)?;
+        println!("report written to {}", path.display());
     }
     Ok(())
-}
-
-/// `(parameters, dense parameters, multiply-adds per candidate)` of `config` on `layout`.
-/// The dense part does not depend on the vocabularies, so it is counted on a copy of the
-/// layout with one-row tables (no full-size copy of the embeddings); the tables add
-/// `vocab x dim` each.
-fn model_sizes(config: &ModelConfig, layout: &InputLayout) -> Fallible<(usize, usize, usize)> {
-    let mut small = layout.clone();
-    small.fields.iter_mut().for_each(|f| f.vocab = 1);
-    let probe = resflow::Model::init(config.clone(), small)?;
-    let dense = probe.dense_parameter_count();
-    let tables: usize = layout
-        .fields
-        .iter()
-        .map(|f| f.vocab as usize * config.embedding_dim)
-        .sum();
-    Ok((dense + tables, dense, probe.multiply_adds()))
-}
-
-fn summarise(
-    name: &str,
-    config: ModelConfig,
-    sizes: (usize, usize, usize),
-    runs: &[Run],
-) -> ModelStats {
-    let stat = |f: &dyn Fn(&Run) -> f64| Stat::of(runs.iter().map(f).collect());
-    let tasks = runs[0]
-        .report
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(k, t)| TaskStats {
-            name: t.name.clone(),
-            auc: stat(&|r| r.report.tasks[k].auc.unwrap_or(f64::NAN)),
-            gauc: stat(&|r| r.report.tasks[k].gauc.unwrap_or(f64::NAN)),
-            logloss: stat(&|r| r.report.tasks[k].logloss),
-        })
-        .collect();
-    let wr = |additive: bool| {
-        let keys: Vec<String> = runs[0]
-            .report
-            .wr_at_k
-            .as_ref()
-            .map(|w| w.additive.keys().cloned().collect())
-            .unwrap_or_default();
-        keys.into_iter()
-            .map(|k| {
-                let s = stat(&|r| {
-                    r.report.wr_at_k.as_ref().map_or(f64::NAN, |w| {
-                        let m = if additive {
-                            &w.additive
-                        } else {
-                            &w.multiplicative
-                        };
-                        m.get(&k).copied().unwrap_or(f64::NAN)
-                    })
-                });
-                (k, s)
-            })
-            .collect()
-    };
-    ModelStats {
-        model: name.to_string(),
-        config,
-        parameters: sizes.0,
-        dense_parameters: sizes.1,
-        multiply_adds_per_candidate: sizes.2,
-        tasks,
-        wr_additive: wr(true),
-        wr_multiplicative: wr(false),
-        samples_per_s: stat(&|r| r.samples_per_s),
-        score_500_p50_ms: stat(&|r| r.p50),
-        score_500_p99_ms: stat(&|r| r.p99),
-        tape_500_p50_ms: stat(&|r| r.tape_p50),
-    }
 }
 
 fn print_table(r: &CompareReport) {
@@ -405,13 +192,6 @@ fn print_table(r: &CompareReport) {
             "\nWR@K: the share of each group's deepest-event weight ranked in its top K by the fused score (additive or multiplicative fusion; see docs/metrics.md). Latency (p50, one thread, 500 candidates): \"serve\" through the scorer (ResFlow's fused path, the baselines' generic one), \"tape\" the inference forward pass on the autodiff tape, the same engine for every model."
         );
     }
-}
-
-fn write_json(path: &Path, report: &CompareReport) -> Fallible {
-    let text = serde_json::to_string_pretty(report)?;
-    resflow::write_atomically(path, text.as_bytes())?;
-    println!("report written to {}", path.display());
-    Ok(())
 }
 
 #[cfg(test)]

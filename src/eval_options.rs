@@ -1,10 +1,11 @@
-//! The list-metric options shared by `eval`, `train` and `compare` (the Ks, the item
-//! weights and the item field, the averaging, the fusion form, its weights and a sweep),
-//! and the printing of the list metrics and warnings of a report.
+//! The list-metric options of `eval` and `compare` (the Ks, the item weights and the item
+//! field, the averaging, the fusion form, its weights and a sweep), parsed into the
+//! library's [`ListOptions`], and the printing of an evaluation report (its tables, list
+//! metrics and warnings). It depends on no other command module.
 
 use clap::{Args, ValueEnum};
-use metrics::{Averaging, EvalConfig, EvalReport, FusionKind, ItemWeight};
-use shards::Schema;
+use metrics::{Averaging, EvalReport, FusionKind, ItemWeight};
+use resflow::{ItemField, ListOptions};
 
 type Fallible<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -71,25 +72,18 @@ fn parse_floats(text: &str, sep: char, what: &str) -> Fallible<Vec<f32>> {
 }
 
 impl ListMetricArgs {
-    /// Applies the options to `config` (built for the model) for data with `schema`.
-    pub fn apply(&self, config: &mut EvalConfig, schema: &Schema) -> Fallible {
-        let ks = if self.ks.is_empty() {
-            vec![10, 50, 100]
-        } else {
-            self.ks.clone()
-        };
-        if ks.contains(&0) {
+    /// The options, parsed (they are checked against the data when applied).
+    pub fn to_options(&self) -> Fallible<ListOptions> {
+        let mut options = ListOptions::default();
+        if !self.ks.is_empty() {
+            options.ks = self.ks.clone();
+        }
+        if options.ks.contains(&0) {
             return Err("--k: every K must be at least 1".into());
         }
-        config.ks = ks;
-        config.item_weight = match self.item_weight.as_str() {
+        options.item_weight = match self.item_weight.as_str() {
             "" | "deepest" => ItemWeight::DeepestEvent,
-            "column" => {
-                if !schema.weight {
-                    return Err("--item-weight column: the dataset has no weight column".into());
-                }
-                ItemWeight::Column
-            }
+            "column" => ItemWeight::Column,
             other => match other.strip_prefix("mix:") {
                 Some(c) => ItemWeight::Mix(parse_floats(c, ',', "--item-weight mix")?),
                 None => {
@@ -100,39 +94,60 @@ impl ListMetricArgs {
                 }
             },
         };
-        config.item_field = match self.item_field.as_deref() {
-            Some("none") => None,
-            Some(f) => Some(f.to_string()),
-            None => schema.item.clone(),
+        options.item_field = match self.item_field.as_deref() {
+            Some("none") => ItemField::Rows,
+            Some(f) => ItemField::Named(f.to_string()),
+            None => ItemField::Schema,
         };
-        config.averaging = match self.averaging {
+        options.averaging = match self.averaging {
             AveragingArg::Macro => Averaging::Macro,
             AveragingArg::Micro => Averaging::Micro,
         };
-        if let Some(f) = self.fusion {
-            config.fusion = match f {
-                FusionArg::Additive => FusionKind::Additive,
-                FusionArg::Multiplicative => FusionKind::Multiplicative,
-            };
-        }
-        if let Some(w) = &self.fusion_weights {
-            config.fusion_weights = w.clone();
-        }
+        options.fusion = self.fusion.map(|f| match f {
+            FusionArg::Additive => FusionKind::Additive,
+            FusionArg::Multiplicative => FusionKind::Multiplicative,
+        });
+        options.fusion_weights = self.fusion_weights.clone();
         if let Some(s) = &self.fusion_sweep {
-            config.fusion_sweep = s
+            options.fusion_sweep = s
                 .split(',')
                 .map(|v| parse_floats(v, ':', "--fusion-sweep"))
                 .collect::<Fallible<_>>()?;
         }
-        Ok(())
+        Ok(options)
     }
 }
 
-/// The evaluation configuration `base` (the model's) with the default list options for
-/// data with `schema` (the schema's item field).
-pub fn with_defaults(mut base: EvalConfig, schema: &Schema) -> Fallible<EvalConfig> {
-    ListMetricArgs::default().apply(&mut base, schema)?;
-    Ok(base)
+/// A library error in the words of these options (`--item-weight column` on data without
+/// a weight column); any other error as it is.
+pub fn in_option_terms(e: resflow::Error) -> Box<dyn std::error::Error> {
+    match e {
+        resflow::Error::Run(resflow::RunError::NoWeightColumn) => {
+            "--item-weight column: the dataset has no weight column".into()
+        }
+        e => e.into(),
+    }
+}
+
+/// Prints an evaluation as a table, then its list metrics.
+pub fn print_eval(title: &str, r: &EvalReport) {
+    println!("{title} ({} rows)", r.rows);
+    println!(
+        "{:>12} | {:>7} | {:>7} | {:>8} | {:>11}",
+        "task", "AUC", "GAUC", "log loss", "calibration"
+    );
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for t in &r.tasks {
+        println!(
+            "{:>12} | {:>7} | {:>7} | {:>8.4} | {:>11}",
+            t.name,
+            f(t.auc),
+            f(t.gauc),
+            t.logloss,
+            f(t.calibration)
+        );
+    }
+    print_list_metrics(r);
 }
 
 fn sorted_ks(m: &std::collections::BTreeMap<String, f64>) -> Vec<&String> {
@@ -150,7 +165,7 @@ fn row(m: &std::collections::BTreeMap<String, f64>) -> String {
 }
 
 /// Prints the list metrics of a report (and its warnings, on stderr).
-pub fn print_list_metrics(r: &EvalReport) {
+fn print_list_metrics(r: &EvalReport) {
     if let Some(w) = &r.wr_at_k {
         let avg = match w.averaging {
             Averaging::Macro => "macro",

@@ -1,6 +1,7 @@
 //! `resflow`: the command line. It parses arguments and calls the libraries; nothing else.
 
 mod bench_commands;
+mod common;
 mod compare_command;
 mod data_commands;
 mod eval_options;

@@ -1,17 +1,19 @@
-//! `resflow train`, `eval`, `export`, `score` and `demo`: the model's life cycle.
+//! `resflow train`, `eval`, `export`, `score` and `demo`: the model's life cycle. The
+//! training run, the evaluation and the synthetic funnel are the library's
+//! (`resflow::session`, `resflow::evaluate_model`, `resflow::funnel`); this module parses
+//! the options, names them in the errors, and prints.
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::io::Write;
+use std::path::PathBuf;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use metrics::{EvalConfig, EvalReport, StreamingEvaluator};
-use resflow::{Model, ModelConfig, Scorer, StepStats, TrainSummary, Trainer, score_dataset};
-use serde::Serialize;
-use shards::Dataset;
+use resflow::session::{Schedule, run_epochs};
+use resflow::{
+    Model, ModelConfig, Report, RunError, Scorer, Session, SessionOptions, Trainer, score_dataset,
+};
 
-pub(crate) type Fallible<T = ()> = Result<T, Box<dyn std::error::Error>>;
+use crate::common::{Bar, Fallible, open, read_config, synthetic_funnel, threads, write_json};
+use crate::eval_options::{in_option_terms, print_eval};
 
 /// Options of `resflow train`.
 #[derive(Args)]
@@ -104,226 +106,12 @@ pub struct DemoArgs {
     threads: Option<usize>,
 }
 
-/// The report of `train` and `eval`.
-#[derive(Serialize)]
-struct Report<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    train: Option<&'a TrainSummary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    eval: Option<&'a EvalReport>,
-}
-
-pub(crate) fn threads(n: Option<usize>) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(n) = n.filter(|&n| n > cores) {
-        eprintln!(
-            "warning: --threads {n} is more than the {cores} cores available; the workers will \
-             contend for them and run slower than with --threads {cores}"
-        );
-    }
-    n.unwrap_or(cores).max(1)
-}
-
-pub(crate) fn open(dir: &Path) -> Fallible<Dataset> {
-    Dataset::open(dir).map_err(|e| format!("cannot open dataset {}: {e}", dir.display()).into())
-}
-
-fn write_report(path: &Option<PathBuf>, report: &Report<'_>) -> Fallible {
+fn write_report(path: &Option<PathBuf>, report: &Report) -> Fallible {
     if let Some(p) = path {
-        let text = serde_json::to_string_pretty(report)?;
-        resflow::write_atomically(p, text.as_bytes())?;
+        write_json(p, report)?;
         eprintln!("report written to {}", p.display());
     }
     Ok(())
-}
-
-/// Prints an evaluation as a table.
-fn print_eval(title: &str, r: &EvalReport) {
-    println!("{title} ({} rows)", r.rows);
-    println!(
-        "{:>12} | {:>7} | {:>7} | {:>8} | {:>11}",
-        "task", "AUC", "GAUC", "log loss", "calibration"
-    );
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    for t in &r.tasks {
-        println!(
-            "{:>12} | {:>7} | {:>7} | {:>8.4} | {:>11}",
-            t.name,
-            f(t.auc),
-            f(t.gauc),
-            t.logloss,
-            f(t.calibration)
-        );
-    }
-    crate::eval_options::print_list_metrics(r);
-}
-
-/// A progress display: a bar when both stdout and stderr are terminals; otherwise (output
-/// piped or logged) a plain line on stderr after the first step and every few seconds.
-struct Progress {
-    bar: Option<ProgressBar>,
-    last_line: Option<Instant>,
-    start: Instant,
-    rows: u64,
-}
-
-impl Progress {
-    fn new(total_rows: u64, label: &str) -> Self {
-        let terminal = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-        let bar = terminal.then(|| {
-            let b = ProgressBar::new(total_rows);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta} {msg}",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
-            );
-            b.set_prefix(label.to_string());
-            b
-        });
-        Self {
-            bar,
-            last_line: None,
-            start: Instant::now(),
-            rows: 0,
-        }
-    }
-
-    fn step(&mut self, trainer: &Trainer, s: &StepStats) {
-        self.rows += s.rows as u64;
-        let tasks = &trainer.network.config.tasks;
-        let losses = tasks
-            .iter()
-            .zip(&s.losses)
-            .map(|(t, l)| format!("{} {l:.4}", t.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        match &self.bar {
-            Some(b) => {
-                b.inc(s.rows as u64);
-                b.set_message(format!("loss: {losses}"));
-            }
-            None if self
-                .last_line
-                .is_none_or(|t| t.elapsed().as_secs_f64() > 5.0) =>
-            {
-                let rate = self.rows as f64 / self.start.elapsed().as_secs_f64();
-                eprintln!(
-                    "epoch {} step {}: {:.0} samples/s, loss: {losses}",
-                    trainer.epoch + 1,
-                    trainer.step,
-                    rate
-                );
-                self.last_line = Some(Instant::now());
-            }
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Trains `trainer` to `epochs` epochs with progress, checkpoints and periodic evaluation.
-pub(crate) fn run_training(
-    trainer: &mut Trainer,
-    train: &Dataset,
-    eval: Option<&Dataset>,
-    epochs: usize,
-    checkpoint: Option<(&Path, Option<u64>)>,
-    eval_every: Option<u64>,
-    label: &str,
-) -> Fallible<TrainSummary> {
-    let (mut seconds, mut rows, first_step) = (0.0, 0u64, trainer.step);
-    while trainer.epoch < epochs {
-        let mut progress = Progress::new(
-            train.rows() as u64,
-            &format!("{label} epoch {}/{epochs}", trainer.epoch + 1),
-        );
-        let eval_config = trainer.eval_config();
-        let (s, r) = trainer.train_epoch(train, |t, stats| {
-            progress.step(t, stats);
-            if let Some((dir, Some(every))) = checkpoint
-                && every > 0
-                && t.step.is_multiple_of(every)
-            {
-                t.save_checkpoint(dir)?;
-            }
-            if let (Some(ds), Some(every)) = (eval, eval_every)
-                && every > 0
-                && t.step.is_multiple_of(every)
-            {
-                let rep = t.evaluate(ds, &eval_config)?;
-                print_eval(&format!("evaluation at step {}", t.step), &rep);
-            }
-            Ok(())
-        })?;
-        progress.finish();
-        seconds += s;
-        rows += r;
-        if let Some((dir, _)) = checkpoint {
-            trainer.save_checkpoint(dir)?;
-        }
-        if let Some(ds) = eval
-            && trainer.epoch < epochs
-        {
-            let rep = trainer.evaluate(ds, &eval_config)?;
-            print_eval(&format!("evaluation after epoch {}", trainer.epoch), &rep);
-        }
-    }
-    Ok(TrainSummary {
-        samples_per_s: rows as f64 / f64::max(seconds, 1e-9),
-        threads: trainer.threads(),
-        steps: trainer.step - first_step,
-        seconds,
-    })
-}
-
-/// The configuration in `path` (or the paper's defaults), with `epochs` applied and its
-/// tasks matched to the data's: without a file, task settings follow the data's task names
-/// (tasks beyond the defaults' two get the last default's weights); with one, the names must
-/// agree.
-pub(crate) fn config_for(
-    path: Option<&Path>,
-    data: &Dataset,
-    epochs: Option<usize>,
-) -> Fallible<ModelConfig> {
-    let mut config = match path {
-        Some(p) => ModelConfig::from_json(
-            &std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        )
-        .map_err(|e| format!("{}: {e}", p.display()))?,
-        None => ModelConfig::default(),
-    };
-    if let Some(e) = epochs {
-        config.epochs = e;
-    }
-    let tasks = &data.schema().tasks;
-    if config.tasks.iter().map(|t| &t.name).ne(tasks.iter()) {
-        if path.is_some() {
-            return Err(format!(
-                "the configuration's tasks {:?} differ from the data's {:?}",
-                config.tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
-                tasks
-            )
-            .into());
-        }
-        let d = ModelConfig::default().tasks;
-        config.tasks = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, name)| resflow::config::TaskConfig {
-                name: name.clone(),
-                ..d[i.min(d.len() - 1)].clone()
-            })
-            .collect();
-        config.validate()?;
-    }
-    Ok(config)
 }
 
 /// Runs `resflow train`.
@@ -345,117 +133,54 @@ pub fn train(args: TrainArgs) -> Fallible {
         .check()?;
     check_train_options(&args)?;
     let train = open(&args.train)?;
-    if train.rows() == 0 {
-        return Err(format!("--train {}: the dataset has no rows", args.train.display()).into());
-    }
     let eval = args.eval.as_deref().map(open).transpose()?;
-    // (An empty evaluation set is refused below, with its own message.)
-    if let (Some(e), Some(path)) = (&eval, &args.eval)
-        && e.rows() > 0
-    {
-        train
-            .schema()
-            .check_compatible(e.schema())
-            .map_err(|err| format!("--eval {}: {err}", path.display()))?;
-    }
-    let config = config_for(args.config.as_deref(), &train, args.epochs)?;
+    let config = args.config.as_deref().map(read_config).transpose()?;
     let threads = threads(args.threads);
-    let mut trainer = match (&args.checkpoint_dir, args.resume) {
-        (Some(dir), true) => {
-            if !dir.join(resflow::CHECKPOINT_FILE).exists() {
-                return Err(format!(
-                    "--resume: {} holds no checkpoint ({}); drop --resume to start afresh",
-                    dir.display(),
-                    resflow::CHECKPOINT_FILE
-                )
-                .into());
-            }
-            let t = Trainer::load_checkpoint(dir, threads)?;
-            if let Some(path) = &args.config {
-                let diff =
-                    resflow::checks::config_differences(&t.network.config, &config, &["epochs"]);
-                if !diff.is_empty() {
-                    return Err(format!(
-                        "--resume: the checkpoint in {} was trained with another configuration \
-                         than --config {} ({}); resume without --config, or start afresh in \
-                         another --checkpoint-dir",
-                        dir.display(),
-                        path.display(),
-                        diff.join("; ")
-                    )
-                    .into());
-                }
-            }
-            eprintln!(
-                "resuming from {} at epoch {}, step {}",
-                dir.display(),
-                t.epoch + 1,
-                t.step
-            );
-            t
-        }
-        (None, true) => return Err("--resume needs --checkpoint-dir".into()),
-        _ => Trainer::new(config.clone(), resflow::layout_of(train.schema()), threads)?,
+    let options = SessionOptions {
+        epochs: args.epochs,
+        threads: Some(threads),
+        checkpoint_dir: args.checkpoint_dir.clone(),
+        checkpoint_every: args.checkpoint_every,
+        eval_every: args.eval_every,
+        resume: args.resume,
     };
-    trainer
-        .network
-        .check_layout(&resflow::layout_of(train.schema()))
-        .map_err(|e| format!("--train {}: {e}", args.train.display()))?;
-    if let (Some(ds), Some(path)) = (&eval, &args.eval) {
-        if ds.rows() == 0 {
-            return Err(format!("--eval {}: the dataset has no rows", path.display()).into());
-        }
-        trainer
-            .network
-            .check_layout(&resflow::layout_of(ds.schema()))
-            .map_err(|e| format!("--eval {}: {e}", path.display()))?;
+    let mut session = Session::start(&train, eval.as_ref(), config, options)
+        .map_err(|e| in_train_terms(e, &args))?;
+    if let (true, Some(dir)) = (session.resumed(), &args.checkpoint_dir) {
+        eprintln!(
+            "resuming from {} at epoch {}, step {}",
+            dir.display(),
+            session.trainer.epoch + 1,
+            session.trainer.step
+        );
     }
-    let epochs = args.epochs.unwrap_or(trainer.network.config.epochs);
     eprintln!(
         "training on {} rows, {} threads, batch {}, {} epoch(s), {} parameters",
         train.rows(),
         threads,
-        trainer.network.config.batch_size,
-        epochs,
-        trainer.parameter_count()?
+        session.trainer.network.config.batch_size,
+        session.epochs(),
+        session.trainer.parameter_count()?
     );
-    let checkpoint = args
-        .checkpoint_dir
-        .as_deref()
-        .map(|d| (d, args.checkpoint_every));
-    let summary = run_training(
-        &mut trainer,
-        &train,
-        eval.as_ref(),
-        epochs,
-        checkpoint,
-        args.eval_every,
-        "train",
-    )?;
+    let summary = session.train(&mut Bar::default())?;
     println!(
         "trained {} steps in {:.1} s: {:.0} samples/s with {} threads",
         summary.steps, summary.seconds, summary.samples_per_s, summary.threads
     );
     // The trained model is written before anything else can fail.
     if let Some(out) = &args.out {
-        trainer.export()?.save(out)?;
+        session.trainer.export()?.save(out)?;
         println!("model written to {}", out.display());
     }
-    let report = match &eval {
-        Some(ds) => {
-            let config = crate::eval_options::with_defaults(trainer.eval_config(), ds.schema())?;
-            Some(trainer.evaluate(ds, &config)?)
-        }
-        None => None,
-    };
-    if let Some(r) = &report {
+    let eval = session.final_evaluation()?;
+    if let Some(r) = &eval {
         print_eval("final evaluation", r);
     }
     write_report(
         &args.report,
         &Report {
-            train: Some(&summary),
-            eval: report.as_ref(),
+            train: Some(summary),
+            eval,
         },
     )
 }
@@ -475,26 +200,45 @@ fn check_train_options(args: &TrainArgs) -> Fallible {
     if args.eval_every.is_some() && args.eval.is_none() {
         return Err("--eval-every needs --eval".into());
     }
+    if args.resume && args.checkpoint_dir.is_none() {
+        return Err("--resume needs --checkpoint-dir".into());
+    }
     Ok(())
 }
 
-/// Evaluates an exported model through the scorer.
-fn evaluate_model(
-    model: &Model,
-    data: &Dataset,
-    list: &crate::eval_options::ListMetricArgs,
-) -> Fallible<EvalReport> {
-    let mut config = EvalConfig::new(model.layout.tasks.clone());
-    config.fusion_weights = model.config.fusion_weights();
-    config.fusion = model.config.fusion.kind;
-    list.apply(&mut config, data.schema())?;
-    let scorer = Scorer::new(model.clone())?;
-    let mut ev = StreamingEvaluator::new(config)?;
-    let mut feed = resflow::EvalFeeder::new(data.schema(), ev.config())?;
-    score_dataset(&scorer, data, |probs, _, batch| {
-        feed.push(&mut ev, probs, batch)
-    })?;
-    Ok(ev.report()?)
+/// A training run's input mistake in the words of `train`'s options.
+fn in_train_terms(e: resflow::Error, args: &TrainArgs) -> Box<dyn std::error::Error> {
+    let path = |p: &Option<PathBuf>| {
+        p.as_deref()
+            .map_or(String::new(), |p| p.display().to_string())
+    };
+    let (train, eval) = (args.train.display(), path(&args.eval));
+    let resflow::Error::Run(run) = e else {
+        return e.into();
+    };
+    match run {
+        RunError::EmptyTrain => format!("--train {train}: the dataset has no rows"),
+        RunError::EmptyEval => format!("--eval {eval}: the dataset has no rows"),
+        RunError::EvalSchema(err) => format!("--eval {eval}: {err}"),
+        RunError::TrainLayout(err) => format!("--train {train}: {err}"),
+        RunError::EvalLayout(err) => format!("--eval {eval}: {err}"),
+        RunError::ResumeWithoutDir => "--resume needs --checkpoint-dir".to_string(),
+        RunError::NoCheckpoint { dir } => format!(
+            "--resume: {} holds no checkpoint ({}); drop --resume to start afresh",
+            dir.display(),
+            resflow::CHECKPOINT_FILE
+        ),
+        RunError::ConfigDiffers { dir, differences } => format!(
+            "--resume: the checkpoint in {} was trained with another configuration than \
+             --config {} ({}); resume without --config, or start afresh in another \
+             --checkpoint-dir",
+            dir.display(),
+            path(&args.config),
+            differences.join("; ")
+        ),
+        other => other.to_string(),
+    }
+    .into()
 }
 
 /// Runs `resflow eval`.
@@ -504,21 +248,24 @@ pub fn eval(args: EvalArgs) -> Fallible {
         .input("--data", &args.data)
         .file("--report", args.report.as_deref())
         .check()?;
+    let list = args.list.to_options()?;
     let data = open(&args.data)?;
     let report = if args.model.is_dir() {
         let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
-        let mut config = t.eval_config();
-        args.list.apply(&mut config, data.schema())?;
+        let config = list
+            .eval_config(t.eval_config(), data.schema())
+            .map_err(in_option_terms)?;
         t.evaluate(&data, &config)?
     } else {
-        evaluate_model(&Model::load(&args.model)?, &data, &args.list)?
+        resflow::evaluate_model(&Model::load(&args.model)?, &data, &list)
+            .map_err(in_option_terms)?
     };
     print_eval(&format!("evaluation of {}", args.model.display()), &report);
     write_report(
         &args.report,
         &Report {
             train: None,
-            eval: Some(&report),
+            eval: Some(report),
         },
     )
 }
@@ -600,103 +347,72 @@ pub fn score(args: ScoreArgs) -> Fallible {
 
 /// Runs `resflow demo`: synthetic data, ResFlow against independent towers, one table.
 pub fn demo(args: DemoArgs) -> Fallible {
-    with_synthetic_funnel(args.rows, 2, |train, eval| {
-        let threads = threads(args.threads);
-        let mut results = vec![];
-        for (name, residual) in [("ResFlow", true), ("independent towers", false)] {
-            let mut config = ModelConfig::default();
-            config.residual.hidden = residual;
-            config.residual.logits = residual;
-            config.optimizer.learning_rate = 2e-3;
-            let mut t = Trainer::new(config, resflow::layout_of(train.schema()), threads)?;
-            let summary = run_training(&mut t, train, None, 1, None, None, name)?;
-            let report = t.evaluate(eval, &t.eval_config())?;
-            results.push((name, summary, report));
-        }
-        println!(
-            "\nResFlow vs independent towers (its ablation), 1 epoch on {} synthetic rows, {threads} threads",
-            train.rows()
-        );
-        let cols: Vec<String> = results[0]
-            .2
-            .tasks
-            .iter()
-            .flat_map(|t| [format!("{} AUC", t.name), format!("{} GAUC", t.name)])
-            .collect();
-        print!("{:>20}", "model");
-        for c in &cols {
-            print!(" | {c:>15}");
-        }
-        println!(
-            " | {:>10} | {:>10} | {:>10}",
-            "WR@10 add", "WR@10 mul", "samples/s"
-        );
-        for (name, summary, r) in &results {
-            print!("{name:>20}");
-            for t in &r.tasks {
-                print!(
-                    " | {:>15.4} | {:>15.4}",
-                    t.auc.unwrap_or(f64::NAN),
-                    t.gauc.unwrap_or(f64::NAN)
-                );
-            }
-            let wr = |add: bool| {
-                r.wr_at_k.as_ref().map_or(f64::NAN, |w| {
-                    if add {
-                        w.additive["10"]
-                    } else {
-                        w.multiplicative["10"]
-                    }
-                })
-            };
-            println!(
-                " | {:>10.4} | {:>10.4} | {:>10.0}",
-                wr(true),
-                wr(false),
-                summary.samples_per_s
+    let funnel = synthetic_funnel(args.rows, 2)?;
+    let (train, eval) = (&funnel.train, &funnel.eval);
+    let threads = threads(args.threads);
+    let mut results = vec![];
+    for (name, residual) in [("ResFlow", true), ("independent towers", false)] {
+        let mut config = ModelConfig::default();
+        config.residual.hidden = residual;
+        config.residual.logits = residual;
+        config.optimizer.learning_rate = 2e-3;
+        let mut t = Trainer::new(config, resflow::layout_of(train.schema()), threads)?;
+        let schedule = Schedule {
+            epochs: 1,
+            ..Schedule::default()
+        };
+        let summary = run_epochs(&mut t, train, &schedule, name, &mut Bar::default())?;
+        let report = t.evaluate(eval, &t.eval_config())?;
+        results.push((name, summary, report));
+    }
+    println!(
+        "\nResFlow vs independent towers (its ablation), 1 epoch on {} synthetic rows, {threads} threads",
+        train.rows()
+    );
+    let cols: Vec<String> = results[0]
+        .2
+        .tasks
+        .iter()
+        .flat_map(|t| [format!("{} AUC", t.name), format!("{} GAUC", t.name)])
+        .collect();
+    print!("{:>20}", "model");
+    for c in &cols {
+        print!(" | {c:>15}");
+    }
+    println!(
+        " | {:>10} | {:>10} | {:>10}",
+        "WR@10 add", "WR@10 mul", "samples/s"
+    );
+    for (name, summary, r) in &results {
+        print!("{name:>20}");
+        for t in &r.tasks {
+            print!(
+                " | {:>15.4} | {:>15.4}",
+                t.auc.unwrap_or(f64::NAN),
+                t.gauc.unwrap_or(f64::NAN)
             );
         }
-        println!(
-            "\nAUC and GAUC per task on held-out sessions; Weighted Recall@10: the share of each session's conversions ranked in its top 10 by the fused score (see docs/metrics.md)."
-        );
-        println!(
-            "The same against Shared-Bottom, ESMM, MMoE, PLE and AITM, over several seeds: resflow compare (docs/models.md)."
-        );
-        Ok(())
-    })
-}
-
-/// Generates the built-in synthetic funnel of `tasks` tasks (`rows` training rows and a
-/// quarter as many for evaluation, at least 1,000 each, different seeds) in a temporary directory, runs `f` on
-/// it, and removes it.
-pub(crate) fn with_synthetic_funnel(
-    rows: usize,
-    tasks: usize,
-    f: impl FnOnce(&Dataset, &Dataset) -> Fallible,
-) -> Fallible {
-    let dir = std::env::temp_dir().join(format!("resflow-funnel-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = (|| -> Fallible {
-        let make = |rows: usize, seed, name: &str| -> Fallible<Dataset> {
-            let config = shards::synth::SynthConfig {
-                rows: rows.max(1000),
-                seed,
-                tasks,
-                ..Default::default()
-            };
-            shards::synth::generate(&config, &dir.join(name))?;
-            open(&dir.join(name))
+        let wr = |add: bool| {
+            r.wr_at_k.as_ref().map_or(f64::NAN, |w| {
+                if add {
+                    w.additive["10"]
+                } else {
+                    w.multiplicative["10"]
+                }
+            })
         };
-        eprintln!(
-            "generating a synthetic {} funnel: {} training rows, {} evaluation rows",
-            shards::synth::task_names(tasks).join(" -> "),
-            rows.max(1000),
-            (rows / 4).max(1000)
+        println!(
+            " | {:>10.4} | {:>10.4} | {:>10.0}",
+            wr(true),
+            wr(false),
+            summary.samples_per_s
         );
-        let train = make(rows, 1, "train")?;
-        let eval = make(rows / 4, 2, "eval")?;
-        f(&train, &eval)
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    }
+    println!(
+        "\nAUC and GAUC per task on held-out sessions; Weighted Recall@10: the share of each session's conversions ranked in its top 10 by the fused score (see docs/metrics.md)."
+    );
+    println!(
+        "The same against Shared-Bottom, ESMM, MMoE, PLE and AITM, over several seeds: resflow compare (docs/models.md)."
+    );
+    Ok(())
 }

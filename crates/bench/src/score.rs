@@ -8,16 +8,9 @@
 //! does not depend on their values); tables are the layout's hash sizes capped at
 //! `max_vocab` rows so the benchmark fits in memory, ids are uniform over each table.
 
-use std::time::Instant;
-
-use autodiff::{ParamStore, Tape};
 use resflow::config::TaskConfig;
-use resflow::network::{Forward, Mode, Network, Scratch};
-use resflow::{
-    Field, InputLayout, Model, ModelConfig, ModelError, Pooling, RequestBuffers, Scorer,
-};
+use resflow::{Field, InputLayout, Model, ModelConfig, ModelError, Pooling, Scorer};
 use serde::Serialize;
-use shards::Batch;
 use shards::synth::{ALICCP_MULTI, ALICCP_SINGLE};
 
 /// Fields constant within a request: the user (101), the user profile (121-129) and the
@@ -74,77 +67,8 @@ pub struct ScoreReport {
     pub requests: Vec<ScoreResult>,
 }
 
-/// The `q` quantile (0..=1) of sorted values, by nearest rank.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-/// Times `calls` requests of `n` random candidates (after 3 warm-up calls) on one thread;
-/// returns the latencies in seconds, sorted.
-pub fn latencies(
-    scorer: &Scorer,
-    n: usize,
-    calls: usize,
-    seed: u64,
-) -> Result<Vec<f64>, ModelError> {
-    // A handful of different requests, cycled, so caches see varied ids (built by the
-    // library's request builder: see `RequestBuffers::random` for their distribution).
-    let data: Vec<RequestBuffers> = (0..8u64)
-        .map(|i| RequestBuffers::random(scorer, n, seed.wrapping_mul(8).wrapping_add(i)))
-        .collect();
-    let tasks = scorer.tasks();
-    let (mut probs, mut fused) = (vec![0.0f32; n * tasks], vec![0.0f32; n]);
-    let mut ws = scorer.workspace(n);
-    let mut out = Vec::with_capacity(calls);
-    for i in 0..calls + 3 {
-        let t = data[i % data.len()].with_request(|req| {
-            let start = Instant::now();
-            scorer
-                .score(&mut ws, req, &mut probs, &mut fused)
-                .map(|()| start.elapsed().as_secs_f64())
-        })?;
-        if i >= 3 {
-            out.push(t);
-        }
-    }
-    out.sort_by(f64::total_cmp);
-    Ok(out)
-}
-
-/// Times the inference forward pass of `network` recorded on the autodiff tape (embedding
-/// lookups, the model, the logits) over `batch`, on one thread, `calls` times after 3
-/// warm-up calls; returns the latencies in seconds, sorted. Every model kind runs on the
-/// same engine here, whatever its serving path, so this compares the models' own cost.
-pub fn tape_forward_latencies(
-    network: &Network,
-    store: &ParamStore,
-    batch: &Batch,
-    calls: usize,
-) -> Result<Vec<f64>, resflow::Error> {
-    let (mut tape, mut scratch, mut out) = (Tape::new(), Scratch::default(), Forward::default());
-    let view = batch.view();
-    let mut times = Vec::with_capacity(calls);
-    for i in 0..calls + 3 {
-        let start = Instant::now();
-        tape.reset();
-        network.forward(
-            &mut tape,
-            store,
-            &view,
-            Mode::Eval,
-            1.0,
-            false,
-            &mut scratch,
-            &mut out,
-        )?;
-        let t = start.elapsed().as_secs_f64();
-        if i >= 3 {
-            times.push(t);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times)
-}
+// The timings live in the library, beside the comparison that also uses them.
+pub use resflow::latency::{latencies, percentile, tape_forward_latencies};
 
 fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {
     let config = ModelConfig {

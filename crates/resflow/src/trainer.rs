@@ -506,24 +506,20 @@ impl Trainer {
         Ok(model)
     }
 
-    /// Runs `epochs` epochs (from where the trainer is), the training-time summary.
+    /// Runs `epochs` epochs (from where the trainer is), the training-time summary:
+    /// [`crate::session::run_epochs`] without checkpoints or evaluations, `on_step` called
+    /// after every step (an error stops the run).
     pub fn fit(
         &mut self,
         data: &Dataset,
         epochs: usize,
-        mut on_step: impl FnMut(&mut Trainer, &StepStats) -> Result<(), Error> + Send,
+        on_step: impl FnMut(&Trainer, &StepStats) -> Result<(), Error> + Send,
     ) -> Result<TrainSummary, Error> {
-        let (mut seconds, mut rows, start_step) = (0.0, 0u64, self.step);
-        while self.epoch < epochs {
-            let (s, r) = self.train_epoch(data, &mut on_step)?;
-            seconds += s;
-            rows += r;
-        }
-        Ok(TrainSummary {
-            samples_per_s: rows as f64 / seconds.max(1e-9),
-            threads: self.threads(),
-            steps: self.step - start_step,
-            seconds,
-        })
+        let schedule = crate::session::Schedule {
+            epochs,
+            ..Default::default()
+        };
+        let mut progress = crate::session::OnStep(on_step);
+        crate::session::run_epochs(self, data, &schedule, "fit", &mut progress)
     }
 }
