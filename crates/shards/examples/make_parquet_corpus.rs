@@ -44,7 +44,8 @@ fn write(
         c.close()?;
         let mut c = rg.next_column()?.ok_or("column b")?;
         let b: Vec<i32> = rs.iter().map(|r| (r % 6 == 0) as i32).collect();
-        c.typed::<Int32Type>().write_batch(&b, Some(&vec![1; rs.len()]), None)?;
+        c.typed::<Int32Type>()
+            .write_batch(&b, Some(&vec![1; rs.len()]), None)?;
         c.close()?;
         for col in ["u", "v"] {
             let mut c = rg.next_column()?.ok_or(col)?;
@@ -59,7 +60,8 @@ fn write(
         }
         let mut c = rg.next_column()?.ok_or("column q")?;
         let q: Vec<f64> = rs.iter().map(|r| *r as f64 * 0.5).collect();
-        c.typed::<DoubleType>().write_batch(&q, Some(&vec![1; rs.len()]), None)?;
+        c.typed::<DoubleType>()
+            .write_batch(&q, Some(&vec![1; rs.len()]), None)?;
         c.close()?;
         // The list: row r holds r % 3 elements (an empty list when 0), a null list every
         // seventh row.
@@ -78,16 +80,21 @@ fn write(
             }
         }
         let mut c = rg.next_column()?.ok_or("column t")?;
-        c.typed::<Int32Type>().write_batch(&vals, Some(&d), Some(&rep))?;
+        c.typed::<Int32Type>()
+            .write_batch(&vals, Some(&d), Some(&rep))?;
         c.close()?;
         let mut c = rg.next_column()?.ok_or("column x")?;
         let x: Vec<f32> = rs.iter().map(|r| *r as f32 - 3.0).collect();
-        c.typed::<parquet::data_type::FloatType>()
-            .write_batch(&x, Some(&vec![1; rs.len()]), None)?;
+        c.typed::<parquet::data_type::FloatType>().write_batch(
+            &x,
+            Some(&vec![1; rs.len()]),
+            None,
+        )?;
         c.close()?;
         let mut c = rg.next_column()?.ok_or("column g")?;
         let g: Vec<i64> = rs.iter().map(|r| (r / 4) as i64).collect();
-        c.typed::<Int64Type>().write_batch(&g, Some(&vec![1; rs.len()]), None)?;
+        c.typed::<Int64Type>()
+            .write_batch(&g, Some(&vec![1; rs.len()]), None)?;
         c.close()?;
         rg.close()?;
     }
@@ -98,10 +105,22 @@ fn write(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::Path::new("fuzz/corpus/parquet_convert");
     std::fs::create_dir_all(out)?;
-    write(&out.join("snappy.parquet"), Compression::SNAPPY, 12, 12, false)?;
+    write(
+        &out.join("snappy.parquet"),
+        Compression::SNAPPY,
+        12,
+        12,
+        false,
+    )?;
     let zstd = Compression::ZSTD(ZstdLevel::try_new(1)?);
     write(&out.join("zstd-nulls.parquet"), zstd, 10, 10, true)?;
-    write(&out.join("lz4-groups.parquet"), Compression::LZ4_RAW, 14, 5, false)?;
+    write(
+        &out.join("lz4-groups.parquet"),
+        Compression::LZ4_RAW,
+        14,
+        5,
+        false,
+    )?;
     let valid = std::fs::read(out.join("snappy.parquet"))?;
     std::fs::write(out.join("truncated.parquet"), &valid[..valid.len() / 2])?;
     println!("wrote 4 seeds to {}", out.display());
