@@ -20,7 +20,7 @@ pub struct CompareArgs {
     #[arg(long, requires = "train")]
     eval: Option<PathBuf>,
     /// Models to compare, comma-separated (default: every kind the data's tasks allow;
-    /// ESMM needs exactly two).
+    /// ESMM, ESCM2 and DCMT need exactly two).
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<String>>,
     /// Seeds per model: a count N (seeds 1, 2, ..., N) or a comma-separated list (e.g.

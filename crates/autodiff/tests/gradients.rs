@@ -177,6 +177,41 @@ proptest! {
     }
 
     #[test]
+    fn loss_ops(n in 1usize..5, c in 1usize..19, seed: u64) {
+        // softplus everywhere; reciprocal of values of magnitude 0.1 to 1; clamp into
+        // [-0.5, 0.5], entries on both sides of each bound (stop_gradient, whose reference
+        // is not a difference quotient, is checked at known points below).
+        let mut rng = Rng(seed);
+        let (mut store, p) = store_with(&mut rng, &[(n, c)]);
+        // Keep every entry at least 0.05 from the clamp bounds +-0.5 (a central difference
+        // across a bound is no reference).
+        for v in store.dense[0].value.as_mut_slice() {
+            if (v.abs() - 0.5).abs() < 0.05 {
+                *v += 0.1 * v.signum();
+            }
+        }
+        for which in 0..4 {
+            let p = p.clone();
+            let build = move |t: &mut Tape, s: &ParamStore| {
+                let x = t.param(s, p[0]);
+                match which {
+                    0 => t.softplus(x),
+                    1 => t.reciprocal(x),
+                    2 => {
+                        let y = t.clamp(x, -0.5, 0.5)?;
+                        t.mul(y, x)
+                    }
+                    _ => {
+                        let y = t.clamp(x, -0.5, 0.5)?;
+                        t.reciprocal(y)
+                    }
+                }
+            };
+            check(["softplus", "reciprocal", "clamp", "clamp/reciprocal"][which], &mut store, &build);
+        }
+    }
+
+    #[test]
     fn concat_split_and_reductions(n in 1usize..5, c1 in 1usize..10, c2 in 1usize..10, seed: u64) {
         let mut rng = Rng(seed);
         let (mut store, p) = store_with(&mut rng, &[(n, c1), (n, c2)]);
@@ -344,4 +379,47 @@ fn bce_matches_its_definition_at_known_points() {
         "{}",
         t.value(l)[0]
     );
+}
+
+#[test]
+fn loss_ops_at_known_points() {
+    let mut t = Tape::new();
+    let x = t.input(1, 4, &[0.0, 100.0, -100.0, 2.0]).unwrap();
+    let sp = t.softplus(x).unwrap();
+    let v = t.value(sp).to_vec();
+    assert!((v[0] - std::f32::consts::LN_2).abs() < 1e-6);
+    assert_eq!(v[1], 100.0);
+    assert!(v[2] >= 0.0 && v[2] < 1e-40);
+    assert!((v[3] - (1.0f32 + 2.0f32.exp()).ln()).abs() < 1e-6);
+    let c = t.clamp(x, -1.0, 1.0).unwrap();
+    assert_eq!(t.value(c), &[0.0, 1.0, -1.0, 1.0]);
+    assert!(t.clamp(x, 1.0, -1.0).is_err());
+    assert!(t.clamp(x, f32::NAN, 1.0).is_err());
+    let q = t.input(1, 3, &[2.0, -0.5, 4.0]).unwrap();
+    let r = t.reciprocal(q).unwrap();
+    assert_eq!(t.value(r), &[0.5, -2.0, 0.25]);
+    // stop_gradient: the same value, no gradient into the input.
+    let mut store = ParamStore::new();
+    let id = store.add("w", Matrix::from_slice(1, 2, &[0.3, -0.7]).unwrap());
+    let mut t = Tape::new();
+    let w = t.param(&store, id);
+    let k = t.stop_gradient(w).unwrap();
+    assert_eq!(t.value(k), t.value(w));
+    let l = t.sum(k).unwrap();
+    let mut g = Grads::zeros_like(&store);
+    t.backward(l, &mut g).unwrap();
+    assert_eq!(g.dense[0], vec![0.0, 0.0]);
+    // d/dw [sigmoid(w) stop(w)] = sigmoid'(w) w: only the path outside the stop.
+    let mut t = Tape::new();
+    let w = t.param(&store, id);
+    let k = t.stop_gradient(w).unwrap();
+    let s = t.sigmoid(w).unwrap();
+    let p = t.mul(s, k).unwrap();
+    let l = t.sum(p).unwrap();
+    let mut g = Grads::zeros_like(&store);
+    t.backward(l, &mut g).unwrap();
+    for (i, &wv) in [0.3f32, -0.7].iter().enumerate() {
+        let sg = 1.0 / (1.0 + (-wv).exp());
+        assert!((g.dense[0][i] - sg * (1.0 - sg) * wv).abs() < 1e-6);
+    }
 }

@@ -181,7 +181,16 @@ fn handles_are_send_and_sync() {
 
 #[test]
 fn baseline_models_load_and_score_through_the_abi() {
-    for kind in ["shared_bottom", "mmoe", "ple", "aitm"] {
+    for kind in [
+        "shared_bottom",
+        "mmoe",
+        "ple",
+        "aitm",
+        "esmm",
+        "escm2_ipw",
+        "escm2_dr",
+        "dcmt",
+    ] {
         let (model, scorer) = load_model(test_model_of(kind, 5));
         let ws = workspace(model, 32);
         let tasks = scorer.tasks();

@@ -111,6 +111,9 @@ pub fn dense_parameter_estimate(config: &ModelConfig, input: usize) -> u128 {
         ModelKind::Resflow | ModelKind::Independent | ModelKind::Esmm | ModelKind::Aitm(_) => {
             towers(input, &config.hidden)
         }
+        // A third tower (imputation, counterfactual) beside the two, for training.
+        ModelKind::Escm2Ipw(_) => towers(input, &config.hidden),
+        ModelKind::Escm2Dr(_) | ModelKind::Dcmt(_) => towers(input, &config.hidden) * 3 / 2,
         ModelKind::SharedBottom(c) => {
             let (bottom, last) = mlp(input, &c.bottom);
             bottom + towers(last, &c.tower)
@@ -183,7 +186,13 @@ pub fn check_allocatable(config: &ModelConfig, layout: &InputLayout) -> Result<(
 pub fn workspace_bytes_estimate(model: &crate::Model, candidates: usize) -> u128 {
     let c = &model.config;
     let widths: u128 = match &c.model {
-        ModelKind::Resflow | ModelKind::Independent | ModelKind::Esmm | ModelKind::Aitm(_) => {
+        ModelKind::Resflow
+        | ModelKind::Independent
+        | ModelKind::Esmm
+        | ModelKind::Aitm(_)
+        | ModelKind::Escm2Ipw(_)
+        | ModelKind::Escm2Dr(_)
+        | ModelKind::Dcmt(_) => {
             c.hidden.iter().map(|&w| w as u128).sum::<u128>() * c.tasks.len() as u128
         }
         ModelKind::SharedBottom(b) => b.bottom.iter().chain(&b.tower).map(|&w| w as u128).sum(),

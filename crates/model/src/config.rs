@@ -107,6 +107,16 @@ pub enum ModelKind {
     /// AITM: one tower per task (`hidden`) and an attention-based transfer of information
     /// from each task to the next, with an optional calibrator loss.
     Aitm(AitmConfig),
+    /// ESCM2-IPW: ESMM's two towers and heads, plus the inverse-propensity-weighted
+    /// counterfactual CVR loss (propensity from the click head). Exactly two tasks.
+    Escm2Ipw(Escm2Config),
+    /// ESCM2-DR: ESCM2-IPW's towers plus an imputation tower (training only) predicting
+    /// the CVR error, with the doubly robust loss and the imputation loss. Two tasks.
+    Escm2Dr(Escm2Config),
+    /// DCMT: a click tower and twin factual / counterfactual CVR towers (the counterfactual
+    /// one training only), trained over clicked and unclicked rows under the constraint
+    /// `p_factual + p_counterfactual ~ 1`. Exactly two tasks.
+    Dcmt(DcmtConfig),
 }
 
 impl ModelKind {
@@ -120,6 +130,9 @@ impl ModelKind {
             ModelKind::Mmoe(_) => "mmoe",
             ModelKind::Ple(_) => "ple",
             ModelKind::Aitm(_) => "aitm",
+            ModelKind::Escm2Ipw(_) => "escm2_ipw",
+            ModelKind::Escm2Dr(_) => "escm2_dr",
+            ModelKind::Dcmt(_) => "dcmt",
         }
     }
 
@@ -133,6 +146,9 @@ impl ModelKind {
             "mmoe" => ModelKind::Mmoe(MmoeConfig::default()),
             "ple" => ModelKind::Ple(PleConfig::default()),
             "aitm" => ModelKind::Aitm(AitmConfig::default()),
+            "escm2_ipw" => ModelKind::Escm2Ipw(Escm2Config::default()),
+            "escm2_dr" => ModelKind::Escm2Dr(Escm2Config::default()),
+            "dcmt" => ModelKind::Dcmt(DcmtConfig::default()),
             other => {
                 return Err(ModelError::Config(format!(
                     "unknown model {other:?}; the models are {}",
@@ -143,7 +159,7 @@ impl ModelKind {
     }
 
     /// Every kind's name.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 10] = [
         "resflow",
         "independent",
         "shared_bottom",
@@ -151,7 +167,19 @@ impl ModelKind {
         "mmoe",
         "ple",
         "aitm",
+        "escm2_ipw",
+        "escm2_dr",
+        "dcmt",
     ];
+
+    /// Whether the kind is defined for the click -> conversion pair only (ESMM and the
+    /// counterfactual models built on it).
+    pub fn two_tasks_only(&self) -> bool {
+        matches!(
+            self,
+            ModelKind::Esmm | ModelKind::Escm2Ipw(_) | ModelKind::Escm2Dr(_) | ModelKind::Dcmt(_)
+        )
+    }
 }
 
 /// The most experts a gate may mix (MMoE's `experts`, each of PLE's expert counts): far
@@ -254,6 +282,56 @@ impl Default for AitmConfig {
     fn default() -> Self {
         Self {
             calibrator_weight: 0.6,
+        }
+    }
+}
+
+/// ESCM2 options (both variants), `docs/models.md`. The loss is ESMM's (the click and
+/// click-and-convert tasks, with their `loss_weight`s; the paper's global weight is the
+/// conversion task's) plus `counterfactual_weight` times the counterfactual CVR risk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Escm2Config {
+    /// Weight of the counterfactual CVR risk (the paper's `lambda_c`; the reference code's
+    /// `counterfactual_w`: 0.5). 0 trains ESMM.
+    pub counterfactual_weight: f32,
+    /// Propensities are clipped to `[propensity_clip, 1]` before they are inverted, so no
+    /// clicked row weighs more than `1 / propensity_clip` (the reference code caps the
+    /// inverse propensity at 15: `1 / 15`).
+    pub propensity_clip: f32,
+}
+
+impl Default for Escm2Config {
+    fn default() -> Self {
+        Self {
+            counterfactual_weight: 0.5,
+            propensity_clip: 1.0 / 15.0,
+        }
+    }
+}
+
+/// DCMT options, `docs/models.md`. The loss is ESMM's (click and click-and-convert tasks)
+/// plus `cvr_weight` times DCMT's CVR loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DcmtConfig {
+    /// Weight of the CVR loss (factual, counterfactual and constraint terms; the paper's
+    /// `w_cvr`: 1).
+    pub cvr_weight: f32,
+    /// Weight of the counterfactual constraint `|1 - (p_factual + p_counterfactual)|`
+    /// inside the CVR loss (the paper's `lambda_1`: 0.001).
+    pub constraint_weight: f32,
+    /// Click propensities are clipped to `[propensity_clip, 1 - propensity_clip]` before
+    /// `1 / p` and `1 / (1 - p)` are taken (the reference code: 1e-6).
+    pub propensity_clip: f32,
+}
+
+impl Default for DcmtConfig {
+    fn default() -> Self {
+        Self {
+            cvr_weight: 1.0,
+            constraint_weight: 1e-3,
+            propensity_clip: 1e-6,
         }
     }
 }
@@ -601,8 +679,13 @@ impl ModelConfig {
                 widths("bottom", &c.bottom, false)?;
                 widths("tower", &c.tower, true)
             }
-            ModelKind::Esmm if self.tasks.len() != 2 => bad(format!(
-                "ESMM is defined for the click -> conversion pair: 2 tasks, got {}",
+            m if m.two_tasks_only() && self.tasks.len() != 2 => bad(format!(
+                "{} is defined for the click -> conversion pair: 2 tasks, got {}",
+                match m {
+                    ModelKind::Esmm => "ESMM",
+                    ModelKind::Dcmt(_) => "DCMT",
+                    _ => "ESCM2",
+                },
                 self.tasks.len()
             )),
             ModelKind::Esmm => Ok(()),
@@ -643,6 +726,38 @@ impl ModelConfig {
                 ))
             }
             ModelKind::Aitm(_) => Ok(()),
+            ModelKind::Escm2Ipw(c) | ModelKind::Escm2Dr(c) => {
+                if !(0.0..=MAX_WEIGHT).contains(&c.counterfactual_weight) {
+                    return bad(format!(
+                        "counterfactual_weight must be in [0, {MAX_WEIGHT}], got {}",
+                        c.counterfactual_weight
+                    ));
+                }
+                if !(c.propensity_clip > 0.0 && c.propensity_clip <= 1.0) {
+                    return bad(format!(
+                        "propensity_clip must be in (0, 1], got {}",
+                        c.propensity_clip
+                    ));
+                }
+                Ok(())
+            }
+            ModelKind::Dcmt(c) => {
+                for (what, w) in [
+                    ("cvr_weight", c.cvr_weight),
+                    ("constraint_weight", c.constraint_weight),
+                ] {
+                    if !(0.0..=MAX_WEIGHT).contains(&w) {
+                        return bad(format!("{what} must be in [0, {MAX_WEIGHT}], got {w}"));
+                    }
+                }
+                if !(c.propensity_clip > 0.0 && c.propensity_clip < 0.5) {
+                    return bad(format!(
+                        "propensity_clip must be in (0, 0.5), got {}",
+                        c.propensity_clip
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -818,6 +933,60 @@ mod tests {
             ),
         ] {
             let err = ModelConfig::from_json(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn counterfactual_kinds_check_their_hyper_parameters() {
+        let c = ModelConfig::from_json(r#"{"model": {"kind": "escm2_dr"}}"#).unwrap();
+        assert_eq!(c.model, ModelKind::Escm2Dr(Escm2Config::default()));
+        assert_eq!(Escm2Config::default().counterfactual_weight, 0.5);
+        assert_eq!(DcmtConfig::default().constraint_weight, 1e-3);
+        let three = r#""tasks": [{"name": "a"}, {"name": "b"}, {"name": "c"}]"#;
+        for (json, needle) in [
+            (
+                format!(r#"{{"model": {{"kind": "escm2_ipw"}}, {three}}}"#),
+                "ESCM2 is defined for the click -> conversion pair",
+            ),
+            (
+                format!(r#"{{"model": {{"kind": "dcmt"}}, {three}}}"#),
+                "DCMT is defined for the click -> conversion pair",
+            ),
+            (
+                r#"{"model": {"kind": "escm2_ipw", "counterfactual_weight": -0.5}}"#.into(),
+                "counterfactual_weight",
+            ),
+            (
+                r#"{"model": {"kind": "escm2_dr", "counterfactual_weight": 1e9}}"#.into(),
+                "counterfactual_weight",
+            ),
+            (
+                r#"{"model": {"kind": "escm2_dr", "propensity_clip": 0}}"#.into(),
+                "propensity_clip",
+            ),
+            (
+                r#"{"model": {"kind": "escm2_ipw", "propensity_clip": 1.5}}"#.into(),
+                "propensity_clip",
+            ),
+            (
+                r#"{"model": {"kind": "dcmt", "propensity_clip": 0.5}}"#.into(),
+                "propensity_clip",
+            ),
+            (
+                r#"{"model": {"kind": "dcmt", "constraint_weight": -1}}"#.into(),
+                "constraint_weight",
+            ),
+            (
+                r#"{"model": {"kind": "dcmt", "cvr_weight": -1}}"#.into(),
+                "cvr_weight",
+            ),
+            (
+                r#"{"model": {"kind": "dcmt", "clip": 0.1}}"#.into(),
+                "unknown field",
+            ),
+        ] {
+            let err = ModelConfig::from_json(&json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");
         }
     }

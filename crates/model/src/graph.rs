@@ -68,11 +68,37 @@ pub trait Graph {
     fn product_logit(&mut self, a: Node, b: Node) -> Result<Node, ModelError>;
     /// The sum of every entry, `1 x 1` (training losses only: a serving graph refuses it).
     fn sum(&mut self, x: Node) -> Result<Node, ModelError>;
+    /// `a * b` element-wise, same shapes (training losses only; the default refuses, as a
+    /// serving graph does).
+    fn mul(&mut self, _a: Node, _b: Node) -> Result<Node, ModelError> {
+        Err(training_only("mul"))
+    }
+    /// `ln(1 + e^x)` element-wise (training losses only).
+    fn softplus(&mut self, _x: Node) -> Result<Node, ModelError> {
+        Err(training_only("softplus"))
+    }
+    /// `1 / x` element-wise (training losses only).
+    fn reciprocal(&mut self, _x: Node) -> Result<Node, ModelError> {
+        Err(training_only("reciprocal"))
+    }
+    /// `min(max(x, lo), hi)` element-wise (training losses only).
+    fn clamp(&mut self, _x: Node, _lo: f32, _hi: f32) -> Result<Node, ModelError> {
+        Err(training_only("clamp"))
+    }
+    /// `x`'s value, outside the gradient's path (training losses only).
+    fn stop_gradient(&mut self, _x: Node) -> Result<Node, ModelError> {
+        Err(training_only("stop_gradient"))
+    }
     /// An empty list of nodes whose memory is reused: give it back with
     /// [`Graph::recycle`], so that a warm forward pass allocates nothing.
     fn list(&mut self) -> Vec<Node>;
     /// Returns a list taken with [`Graph::list`].
     fn recycle(&mut self, list: Vec<Node>);
+}
+
+/// The error of a loss op on a graph that does not train.
+fn training_only(op: &'static str) -> ModelError {
+    op_error(op, "a training loss op has no place in this graph")
 }
 
 /// The error of an op whose operands do not fit.

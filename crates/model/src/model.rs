@@ -62,16 +62,33 @@ impl Net {
     }
 
     /// Records `x' = BN_in(x)` and the head on `g`: one `N x 1` logit per task into
-    /// `logits` (cleared first).
+    /// `logits` (cleared first). Returns `x'` (the head's input, for its training loss).
     pub fn forward(
         &self,
         g: &mut dyn Graph,
         x: Node,
         logits: &mut Vec<Node>,
-    ) -> Result<(), ModelError> {
+    ) -> Result<Node, ModelError> {
         logits.clear();
         let x = g.batch_norm(x, &self.input_bn)?;
-        self.head.forward(g, x, logits)
+        self.head.forward(g, x, logits)?;
+        Ok(x)
+    }
+
+    /// [`Net::forward`] for training ([`Head::forward_train`]): also the nodes the head's
+    /// loss reads, into `aux` (cleared first).
+    pub fn forward_train(
+        &self,
+        g: &mut dyn Graph,
+        x: Node,
+        logits: &mut Vec<Node>,
+        aux: &mut Vec<Node>,
+    ) -> Result<Node, ModelError> {
+        logits.clear();
+        aux.clear();
+        let x = g.batch_norm(x, &self.input_bn)?;
+        self.head.forward_train(g, x, logits, aux)?;
+        Ok(x)
     }
 }
 

@@ -226,7 +226,7 @@ pub fn compare(
     };
     if options.models.is_none() && names.len() < ModelKind::NAMES.len() {
         progress.note(&format!(
-            "comparing {} (ESMM is defined for two tasks; the data has {})",
+            "comparing {} (ESMM is defined for two tasks, as are ESCM2 and DCMT; the data has {})",
             names.join(", "),
             base.tasks.len()
         ));

@@ -7,7 +7,7 @@ use model::config::{BatchNormMode, ModelConfig, ModelKind};
 use model::rng::SplitMix64;
 use model::{Field, InputLayout, Model};
 
-use crate::network::{Forward, Mode, Network, Scratch};
+use crate::network::{Forward, Frozen, HeadTargets, Mode, Network, Scratch};
 
 const ROWS: usize = 6;
 
@@ -101,25 +101,58 @@ fn forward(
     mode: Mode,
     denom: Option<f32>,
 ) -> (Tape, Forward) {
+    forward_frozen(net, store, x, mode, denom, &mut Frozen::Off)
+}
+
+/// [`forward`] with the stop-gradient values recorded or replayed by `frozen`.
+fn forward_frozen(
+    net: &Network,
+    store: &ParamStore,
+    x: &[f32],
+    mode: Mode,
+    denom: Option<f32>,
+    frozen: &mut Frozen,
+) -> (Tape, Forward) {
     let mut tape = Tape::new();
     let xv = tape.input(ROWS, x.len() / ROWS, x).unwrap();
     let mut out = Forward::default();
+    let labels = labels(net.config.tasks.len());
+    let mut scratch = Scratch::default();
+    scratch.frozen = std::mem::take(frozen);
     net.forward_input(
         &mut tape,
         store,
         xv,
         mode,
-        denom,
-        &mut Scratch::default(),
+        denom.map(|denom| HeadTargets {
+            denom,
+            labels: &labels,
+        }),
+        &mut scratch,
         &mut out,
     )
     .unwrap();
+    *frozen = scratch.frozen;
     (tape, out)
 }
 
-/// `sum(R * logits) + aux` of the head on `x`.
-fn loss(net: &Network, store: &ParamStore, x: &[f32], grads: Option<&mut Grads>) -> f64 {
-    let (mut tape, out) = forward(net, store, x, Mode::Train, Some(ROWS as f32));
+/// `ROWS x tasks` labels of a funnel, row-major: every event implies the one before it,
+/// and every pattern (nothing, click only, click and conversion, ...) occurs.
+fn labels(tasks: usize) -> Vec<f32> {
+    (0..ROWS)
+        .flat_map(|r| (0..tasks).map(move |t| f32::from(t < r % (tasks + 1))))
+        .collect()
+}
+
+/// `sum(R * logits) + aux` of the head on `x`; stop-gradient values as `frozen` says.
+fn loss(
+    net: &Network,
+    store: &ParamStore,
+    x: &[f32],
+    grads: Option<&mut Grads>,
+    frozen: &mut Frozen,
+) -> f64 {
+    let (mut tape, out) = forward_frozen(net, store, x, Mode::Train, Some(ROWS as f32), frozen);
     let mut rng = SplitMix64::new(99);
     let mut total = out.aux_loss;
     for &z in &out.logits {
@@ -143,16 +176,34 @@ fn check_gradients(kind: &str, tasks: usize, bn: BatchNormMode, seed: u64) {
     let c = config(kind, tasks, bn);
     let (net, mut store, x) = instance(&c, seed);
     let mut grads = Grads::zeros_like(&store);
-    loss(&net, &store, &x, Some(&mut grads));
+    // The stop-gradient values (propensities) at the base point, replayed at every
+    // perturbed point: the analytic gradient treats them as constants.
+    let mut recorded = Frozen::Record(Vec::new());
+    loss(&net, &store, &x, Some(&mut grads), &mut recorded);
+    let Frozen::Record(frozen) = recorded else {
+        unreachable!("recorded above")
+    };
     let (mut checked, mut kinks) = (0usize, 0usize);
     for p in 0..store.dense.len() {
         for i in 0..store.dense[p].value.as_slice().len() {
             let orig = store.dense[p].value.as_slice()[i];
             let mut at = |h: f32| {
                 store.dense[p].value.as_mut_slice()[i] = orig + h;
-                let up = loss(&net, &store, &x, None);
+                let up = loss(
+                    &net,
+                    &store,
+                    &x,
+                    None,
+                    &mut Frozen::Replay(frozen.clone(), 0),
+                );
                 store.dense[p].value.as_mut_slice()[i] = orig - h;
-                let down = loss(&net, &store, &x, None);
+                let down = loss(
+                    &net,
+                    &store,
+                    &x,
+                    None,
+                    &mut Frozen::Replay(frozen.clone(), 0),
+                );
                 store.dense[p].value.as_mut_slice()[i] = orig;
                 (up - down) / (2.0 * h as f64)
             };
@@ -179,10 +230,19 @@ fn check_gradients(kind: &str, tasks: usize, bn: BatchNormMode, seed: u64) {
     );
 }
 
+/// Two tasks for the kinds defined for the click -> conversion pair, else three.
+fn tasks_of(kind: &str) -> usize {
+    if ModelKind::from_name(kind).unwrap().two_tasks_only() {
+        2
+    } else {
+        3
+    }
+}
+
 #[test]
 fn every_head_matches_finite_differences() {
     for kind in ModelKind::NAMES {
-        let tasks = if kind == "esmm" { 2 } else { 3 };
+        let tasks = tasks_of(kind);
         check_gradients(kind, tasks, BatchNormMode::Affine, 1);
         check_gradients(kind, 2, BatchNormMode::Batch, 2);
     }
@@ -191,10 +251,11 @@ fn every_head_matches_finite_differences() {
 #[test]
 fn every_batch_norm_is_recorded_with_its_own_statistics() {
     for kind in ModelKind::NAMES {
-        let tasks = if kind == "esmm" { 2 } else { 3 };
+        let tasks = tasks_of(kind);
         let c = config(kind, tasks, BatchNormMode::Batch);
         let (net, store, x) = instance(&c, 3);
-        let (_, out) = forward(&net, &store, &x, Mode::Train, None);
+        // With the loss: towers only the loss reads are recorded too.
+        let (_, out) = forward(&net, &store, &x, Mode::Train, Some(ROWS as f32));
         assert_eq!(out.logits.len(), tasks, "{kind}");
         assert_eq!(out.bn_outputs.len(), out.bn_stats.len(), "{kind}");
         // Every statistic belongs to exactly one recorded BatchNorm.
@@ -222,5 +283,58 @@ fn esmm_never_ranks_conversion_above_click() {
         for (a, b) in tape.value(ctr).iter().zip(tape.value(ctcvr)) {
             assert!(b <= a, "p(ctcvr) {b} > p(ctr) {a}");
         }
+    }
+}
+
+/// The counterfactual losses against their formulas, computed in f64 from the logits the
+/// heads return. The training-only towers (ESCM2-DR's imputation, DCMT's counterfactual)
+/// get a zero logit layer, so their outputs are known: `e^ = 0` and `c = 0`.
+#[test]
+fn counterfactual_losses_match_their_formulas() {
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    for kind in ["escm2_ipw", "escm2_dr", "dcmt"] {
+        let c = config(kind, 2, BatchNormMode::Affine);
+        let (net, mut store, x) = instance(&c, 5);
+        for p in &mut store.dense {
+            if p.name.contains("/train/") && p.name.contains("/logit/") {
+                p.value.as_mut_slice().fill(0.0);
+            }
+        }
+        let (tape, out) = forward(&net, &store, &x, Mode::Train, Some(ROWS as f32));
+        let got = tape.value(out.aux_loss.unwrap())[0] as f64;
+        let (a, z) = (tape.value(out.logits[0]), tape.value(out.logits[1]));
+        let y = labels(2);
+        let mut want = 0.0;
+        for i in 0..ROWS {
+            let (a, z) = (a[i] as f64, z[i] as f64);
+            let (o, r) = (y[2 * i] as f64, y[2 * i + 1] as f64);
+            // The CVR tower's probability behind the product head.
+            let q = sig(z) / sig(a);
+            let ce = |p: f64, r: f64| -r * p.ln() - (1.0 - r) * (1.0 - p).ln();
+            let d = ce(q, r);
+            want += match &c.model {
+                ModelKind::Escm2Ipw(e) => o * d / sig(a).max(e.propensity_clip as f64),
+                ModelKind::Escm2Dr(e) => o * (d + d * d) / sig(a).max(e.propensity_clip as f64),
+                ModelKind::Dcmt(m) => {
+                    let clip = m.propensity_clip as f64;
+                    let p = sig(a).clamp(clip, 1.0 - clip);
+                    o * d / p
+                        + (1.0 - o) * ce(0.5, 1.0 - r) / (1.0 - p)
+                        + m.constraint_weight as f64 * (1.0 - q - 0.5).abs()
+                }
+                _ => unreachable!(),
+            };
+        }
+        let weight = net.config.model.clone();
+        let w = match weight {
+            ModelKind::Escm2Ipw(e) | ModelKind::Escm2Dr(e) => e.counterfactual_weight,
+            ModelKind::Dcmt(m) => m.cvr_weight,
+            _ => unreachable!(),
+        } as f64;
+        want *= w / ROWS as f64;
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{kind}: loss {got}, formula {want}"
+        );
     }
 }

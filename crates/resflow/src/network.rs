@@ -5,7 +5,8 @@
 //! ```text
 //! ids, bags, dense (BatchView) --embedding / bag / input--> concat x
 //! logits = Net::forward(tape graph, x)        BN_in, then the kind's head (model::models)
-//! loss = sum_t lambda_t * BCE(z_t, y_t; pos_weight_t) / denom  (+ the head's extra loss)
+//! loss = sum_t lambda_t * BCE(z_t, y_t; pos_weight_t) / denom  (+ the head's extra loss,
+//!        which reads x', the logits and the labels: models::LossInputs)
 //! ```
 //!
 //! `denom` is the number of rows of the *whole* batch, so the gradients of the workers'
@@ -14,6 +15,7 @@
 use autodiff::{BceTarget, ParamId, ParamStore, Pooling as AdPooling, TableId, Tape, Var};
 use model::graph::op_error;
 use model::layers::{BatchNorm, Linear, ParamRef, is_statistic};
+use model::models::LossInputs;
 use model::{Graph, Model, ModelError, Net, Node};
 use shards::BatchView;
 use tensor::Matrix;
@@ -91,6 +93,23 @@ pub struct Scratch {
     logits: Vec<Node>,
     /// Tape variables of a list of nodes (mix, concat).
     tmp: Vec<Var>,
+    /// Values of the stop-gradient nodes, for gradient checks.
+    pub(crate) frozen: Frozen,
+}
+
+/// What the stop-gradient nodes of a forward pass do. A finite-difference check must see
+/// their values as constants, as the analytic gradient does: it records them at the base
+/// point and replays them at the perturbed ones.
+#[derive(Debug, Default)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Frozen {
+    /// The value of the node's input (training).
+    #[default]
+    Off,
+    /// As `Off`, and every value appended here.
+    Record(Vec<f32>),
+    /// The recorded values, in order, from the given position.
+    Replay(Vec<f32>, usize),
 }
 
 /// The input layout of a dataset: its single-valued fields, then its bags, then its dense
@@ -279,12 +298,16 @@ impl Network {
         let parts = std::mem::take(&mut scratch.parts);
         let x = tape.concat(&parts);
         scratch.parts = parts;
+        let targets = HeadTargets {
+            denom,
+            labels: view.labels(),
+        };
         self.forward_input(
             tape,
             store,
             x?,
             mode,
-            with_loss.then_some(denom),
+            with_loss.then_some(targets),
             scratch,
             out,
         )?;
@@ -319,8 +342,8 @@ impl Network {
     }
 
     /// Records everything after the embeddings (the input BatchNorm, then the head) on
-    /// `tape` for the concatenated input `x`, into `out` (cleared first). `denom` is the
-    /// batch size when a loss will be recorded (for the head's own extra loss).
+    /// `tape` for the concatenated input `x`, into `out` (cleared first). `targets` is
+    /// given when a loss will be recorded (for the head's own extra loss).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_input(
         &self,
@@ -328,7 +351,7 @@ impl Network {
         store: &ParamStore,
         x: Var,
         mode: Mode,
-        denom: Option<f32>,
+        targets: Option<HeadTargets<'_>>,
         scratch: &mut Scratch,
         out: &mut Forward,
     ) -> Result<(), Error> {
@@ -351,17 +374,12 @@ impl Network {
             vars: &mut scratch.vars,
             lists: &mut scratch.lists,
             tmp: &mut scratch.tmp,
+            frozen: &mut scratch.frozen,
             out,
         };
-        let result = (|| {
-            self.net.forward(&mut g, Node(0), &mut logits)?;
-            let weight = self.net.head.extra_loss_weight();
-            let aux = match denom {
-                Some(d) if weight > 0.0 => self.net.head.extra_loss(&mut g, &logits, weight / d)?,
-                _ => None,
-            };
-            Ok::<_, ModelError>(aux)
-        })();
+        let mut aux = g.list();
+        let result = self.record_head(&mut g, targets, &mut logits, &mut aux);
+        g.recycle(aux);
         let aux = match result {
             Ok(aux) => aux,
             Err(e) => {
@@ -377,6 +395,44 @@ impl Network {
     }
 }
 
+impl Network {
+    /// The input BatchNorm and the head on `g` (logits and the nodes the head sets aside
+    /// into `aux`), then the head's own loss when `targets` are given: its node, if any.
+    fn record_head(
+        &self,
+        g: &mut TapeGraph<'_>,
+        targets: Option<HeadTargets<'_>>,
+        logits: &mut Vec<Node>,
+        aux: &mut Vec<Node>,
+    ) -> Result<Option<Node>, ModelError> {
+        let x = self.net.forward_train(g, Node(0), logits, aux)?;
+        let weight = self.net.head.extra_loss_weight();
+        let Some(t) = targets.filter(|_| weight > 0.0) else {
+            return Ok(None);
+        };
+        let labels = g.labels(t.labels, logits.len())?;
+        let inputs = LossInputs {
+            x,
+            logits,
+            aux,
+            labels: &labels,
+            scale: weight / t.denom,
+        };
+        let loss = self.net.head.extra_loss(g, &inputs);
+        g.recycle(labels);
+        loss
+    }
+}
+
+/// What the head's own loss reads of a batch (see [`Network::forward_input`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadTargets<'a> {
+    /// The rows of the whole batch (the loss is divided by it).
+    pub denom: f32,
+    /// `rows x tasks` labels, row-major (as [`BatchView::labels`]).
+    pub labels: &'a [f32],
+}
+
 /// The autodiff tape as a [`Graph`].
 struct TapeGraph<'a> {
     net: &'a Network,
@@ -388,6 +444,7 @@ struct TapeGraph<'a> {
     vars: &'a mut Vec<Var>,
     lists: &'a mut Vec<Vec<Node>>,
     tmp: &'a mut Vec<Var>,
+    frozen: &'a mut Frozen,
     out: &'a mut Forward,
 }
 
@@ -411,6 +468,21 @@ impl TapeGraph<'_> {
             Slot::Param(id) => self.tape.param(self.store, id),
             Slot::Stat(_) => unreachable!("a running statistic used as a parameter"),
         }
+    }
+
+    /// One `N x 1` node per task from `rows x tasks` labels (a list to recycle).
+    fn labels(&mut self, labels: &[f32], tasks: usize) -> Result<Vec<Node>, ModelError> {
+        let rows = labels.len() / tasks.max(1);
+        let all = self
+            .tape
+            .input(rows, tasks, labels)
+            .map_err(tape_err("labels"))?;
+        let mut nodes = self.list();
+        for t in 0..tasks {
+            let v = self.tape.split(all, t, 1).map_err(tape_err("labels"))?;
+            nodes.push(self.node(v));
+        }
+        Ok(nodes)
     }
 
     fn stat(&self, p: ParamRef) -> usize {
@@ -559,6 +631,62 @@ impl Graph for TapeGraph<'_> {
 
     fn sum(&mut self, x: Node) -> Result<Node, ModelError> {
         let v = self.tape.sum(self.var(x)).map_err(tape_err("sum"))?;
+        Ok(self.node(v))
+    }
+
+    fn mul(&mut self, a: Node, b: Node) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .mul(self.var(a), self.var(b))
+            .map_err(tape_err("mul"))?;
+        Ok(self.node(v))
+    }
+
+    fn softplus(&mut self, x: Node) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .softplus(self.var(x))
+            .map_err(tape_err("softplus"))?;
+        Ok(self.node(v))
+    }
+
+    fn reciprocal(&mut self, x: Node) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .reciprocal(self.var(x))
+            .map_err(tape_err("reciprocal"))?;
+        Ok(self.node(v))
+    }
+
+    fn clamp(&mut self, x: Node, lo: f32, hi: f32) -> Result<Node, ModelError> {
+        let v = self
+            .tape
+            .clamp(self.var(x), lo, hi)
+            .map_err(tape_err("clamp"))?;
+        Ok(self.node(v))
+    }
+
+    fn stop_gradient(&mut self, x: Node) -> Result<Node, ModelError> {
+        let x = self.var(x);
+        let v = match self.frozen {
+            Frozen::Replay(values, at) => {
+                let (n, c) = self.tape.shape(x);
+                let end = (*at + n * c).min(values.len());
+                let v = self
+                    .tape
+                    .input(n, c, &values[*at..end])
+                    .map_err(tape_err("stop_gradient"))?;
+                *at = end;
+                v
+            }
+            _ => self
+                .tape
+                .stop_gradient(x)
+                .map_err(tape_err("stop_gradient"))?,
+        };
+        if let Frozen::Record(values) = self.frozen {
+            values.extend_from_slice(self.tape.value(v));
+        }
         Ok(self.node(v))
     }
 

@@ -232,7 +232,10 @@ fn baselines_score_like_their_per_candidate_forward() {
     // Every kind's plan splits its first layers by request and candidate fields; the
     // reference reads the whole concatenation in layout order.
     for kind in resflow::config::ModelKind::NAMES {
-        let tasks = if kind == "esmm" { 2 } else { 3 };
+        let two = resflow::config::ModelKind::from_name(kind)
+            .unwrap()
+            .two_tasks_only();
+        let tasks = if two { 2 } else { 3 };
         let mut c = config(tasks).with_model(kind).unwrap();
         c.request_fields = vec!["user".into()];
         for n in [1, 13, 70] {

@@ -10,6 +10,7 @@
 mod add;
 mod batch_norm;
 mod bce;
+mod clamp;
 mod concat;
 mod embedding;
 mod linear;
@@ -17,11 +18,14 @@ mod mix;
 mod mul;
 mod prelu;
 mod product_logit;
+mod reciprocal;
 mod relu;
 mod scale;
 mod sigmoid;
 mod softmax;
+mod softplus;
 mod split;
+mod stop_gradient;
 mod sum;
 mod tanh;
 
@@ -60,6 +64,12 @@ pub(crate) enum Op {
     Sigmoid { x: Var },
     /// `y = tanh x`.
     Tanh { x: Var },
+    /// `y = ln(1 + e^x)`.
+    Softplus { x: Var },
+    /// `y = 1 / x`.
+    Reciprocal { x: Var },
+    /// `y = min(max(x, lo), hi)`.
+    Clamp { x: Var, lo: f32, hi: f32 },
     /// Row-wise softmax.
     Softmax { x: Var },
     /// Columns side by side; the inputs are `lists[start..start + len]`.
@@ -109,6 +119,9 @@ pub(crate) fn needs_grad(t: &Tape, op: &Op) -> bool {
         | Op::Relu { x }
         | Op::Sigmoid { x }
         | Op::Tanh { x }
+        | Op::Softplus { x }
+        | Op::Reciprocal { x }
+        | Op::Clamp { x, .. }
         | Op::Softmax { x }
         | Op::Split { x, .. }
         | Op::Sum { x, .. }
@@ -143,6 +156,9 @@ pub(crate) fn for_each_input(lists: &[Var], op: &Op, mut f: impl FnMut(Var)) {
         | Op::Relu { x }
         | Op::Sigmoid { x }
         | Op::Tanh { x }
+        | Op::Softplus { x }
+        | Op::Reciprocal { x }
+        | Op::Clamp { x, .. }
         | Op::Softmax { x }
         | Op::Split { x, .. }
         | Op::Sum { x, .. }
@@ -184,6 +200,9 @@ pub(crate) fn backward(t: &mut Tape, node: Node, grads: &mut Grads) -> Result<()
         Op::Prelu { x, slope } => prelu::backward(t, node, x, slope),
         Op::Sigmoid { x } => sigmoid::backward(t, node, x),
         Op::Tanh { x } => tanh::backward(t, node, x),
+        Op::Softplus { x } => softplus::backward(t, node, x),
+        Op::Reciprocal { x } => reciprocal::backward(t, node, x),
+        Op::Clamp { x, lo, hi } => clamp::backward(t, node, x, lo, hi),
         Op::Softmax { x } => softmax::backward(t, node, x),
         Op::Concat { start, len } => concat::backward(t, node, start, len),
         Op::Split { x, col } => split::backward(t, node, x, col),

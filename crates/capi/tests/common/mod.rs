@@ -15,7 +15,8 @@ pub fn test_model(seed: u64) -> Model {
     test_model_of("resflow", seed)
 }
 
-/// [`test_model`] as another model kind (`"mmoe"`, `"aitm"`, ...; see `docs/models.md`).
+/// [`test_model`] as another model kind (`"mmoe"`, `"aitm"`, ...; see `docs/models.md`);
+/// the kinds defined for two tasks only (ESMM, ESCM2, DCMT) get the first two.
 pub fn test_model_of(kind: &str, seed: u64) -> Model {
     let field = |name: &str, vocab: u32, bag: Option<Pooling>| Field {
         name: name.into(),
@@ -34,6 +35,10 @@ pub fn test_model_of(kind: &str, seed: u64) -> Model {
         dense: 3,
         tasks: vec!["click".into(), "conversion".into(), "purchase".into()],
     };
+    let mut layout = layout;
+    if resflow::config::ModelKind::from_name(kind).is_ok_and(|k| k.two_tasks_only()) {
+        layout.tasks.truncate(2);
+    }
     let config = ModelConfig {
         embedding_dim: 8,
         hidden: vec![16, 8],

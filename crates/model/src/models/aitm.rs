@@ -17,7 +17,7 @@
 //! order should not be likelier than a click). Its mean is over rows without the data's
 //! sample weights (the cross-entropy uses them).
 
-use super::Head;
+use super::{Head, LossInputs};
 use crate::config::{AitmConfig, ModelConfig};
 use crate::error::ModelError;
 use crate::graph::{Graph, Node};
@@ -121,11 +121,11 @@ impl Head for Aitm {
     fn extra_loss(
         &self,
         g: &mut dyn Graph,
-        logits: &[Node],
-        scale: f32,
+        inputs: &LossInputs<'_>,
     ) -> Result<Option<Node>, ModelError> {
+        let scale = inputs.scale;
         let mut penalty: Option<Node> = None;
-        for pair in logits.windows(2) {
+        for pair in inputs.logits.windows(2) {
             let (pb, pt) = (g.sigmoid(pair[0])?, g.sigmoid(pair[1])?);
             let neg = g.scale(pb, -1.0)?;
             let diff = g.add(pt, neg)?;
