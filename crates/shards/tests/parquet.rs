@@ -647,3 +647,34 @@ fn columns_that_cannot_feed_the_spec_are_errors_with_the_reason() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn every_truncation_and_byte_flip_of_a_file_is_a_dataset_or_an_error() {
+    let dir = temp_dir("corrupt");
+    let pq = dir.join("t.parquet");
+    write_parquet(&pq, &table(24), 10, 4, Compression::SNAPPY);
+    let bytes = std::fs::read(&pq).unwrap();
+    let bad = dir.join("bad.parquet");
+    let out = dir.join("out");
+    let check = |data: &[u8]| {
+        std::fs::write(&bad, data).unwrap();
+        let options = ConvertOptions {
+            rows_per_shard: 7,
+            ..ConvertOptions::default()
+        };
+        match shards::convert::convert_as(&bad, InputFormat::Parquet, &spec(), &out, options) {
+            Ok(_) => std::fs::remove_dir_all(&out).unwrap(),
+            Err(_) => assert!(!out.exists()),
+        }
+    };
+    for cut in 0..bytes.len() {
+        check(&bytes[..cut]);
+    }
+    let mut flipped = bytes.clone();
+    for i in 0..bytes.len() {
+        flipped[i] ^= 0xFF;
+        check(&flipped);
+        flipped[i] ^= 0xFF;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -81,6 +81,16 @@ enum Kind {
     Bytes,
 }
 
+/// Runs a call into the `parquet` crate, turning a panic of it (it has a few `unwrap`s on
+/// malformed pages; `tests/parquet.rs` found one by flipping bytes) into an error.
+fn guard<T>(f: impl FnOnce() -> parquet::errors::Result<T>) -> parquet::errors::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(parquet::errors::ParquetError::General(
+            "malformed data (the Parquet reader gave up)".into(),
+        ))
+    })
+}
+
 fn perr(path: &Path, at: impl Into<String>, detail: impl ToString) -> ShardError {
     ShardError::Parquet {
         file: path.display().to_string(),
@@ -94,7 +104,8 @@ impl ParquetInput {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(io(path))?;
         let bytes = file.metadata().map_err(io(path))?.len();
-        let reader = SerializedFileReader::new(file).map_err(|e| perr(path, "footer", e))?;
+        let reader =
+            guard(|| SerializedFileReader::new(file)).map_err(|e| perr(path, "footer", e))?;
         let descr = reader.metadata().file_metadata().schema_descr();
         let fields = descr.root_schema().get_fields();
         let header: Vec<String> = fields.iter().map(|f| f.name().to_string()).collect();
@@ -162,23 +173,21 @@ impl ParquetInput {
         };
         for g in 0..self.reader.num_row_groups() {
             let at = || format!("row group {g}");
-            let group = self
-                .reader
-                .get_row_group(g)
-                .map_err(|e| perr(&self.path, at(), e))?;
+            let group =
+                guard(|| self.reader.get_row_group(g)).map_err(|e| perr(&self.path, at(), e))?;
             let rows = usize::try_from(group.metadata().num_rows())
                 .map_err(|_| perr(&self.path, at(), "a negative row count"))?;
             let mut readers = leaves
                 .iter()
                 .map(|&(p, leaf)| {
-                    Column::open(&*group, p, leaf).map_err(|e| perr(&self.path, at(), e))
+                    guard(|| Column::open(&*group, p, leaf)).map_err(|e| perr(&self.path, at(), e))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut left = rows;
             while left > 0 {
                 let take = left.min(BATCH);
                 for c in &mut readers {
-                    let got = c.read(take).map_err(|e| {
+                    let got = guard(|| c.read(take)).map_err(|e| {
                         perr(
                             &self.path,
                             format!("{}, column {:?}", at(), self.header[c.position]),
