@@ -49,7 +49,7 @@ pub enum Layout {
     Aliccp,
     /// AliExpress: search_id, categorical_1..16, numerical_1..63, click, conversion.
     Aliexpress,
-    /// Any CSV, described by a JSON spec given with --schema.
+    /// Any CSV or Parquet file, described by a JSON spec given with --schema.
     Csv,
 }
 
@@ -59,7 +59,8 @@ pub struct ConvertArgs {
     /// Input layout.
     #[arg(long, value_enum)]
     layout: Layout,
-    /// CSV file (with a header line).
+    /// CSV file (with a header line) or Parquet file (recognised by its first bytes; the
+    /// column names are its schema's top-level fields, list columns are bags).
     #[arg(long)]
     input: PathBuf,
     /// Column spec (JSON) for --layout csv; see docs/shards.md.
@@ -183,7 +184,7 @@ pub fn gen_command(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// Runs `resflow convert`.
 pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Error>> {
     use shards::convert::{
-        ConvertOptions, CsvSpec, LabelColumn, aliccp_spec, aliexpress_spec_for, convert_csv,
+        ConvertOptions, CsvSpec, LabelColumn, aliccp_spec, aliexpress_spec_for, convert,
         read_header, relabel,
     };
     let mut plan = resflow::OutputPlan::new().input("--input", &args.input);
@@ -239,7 +240,7 @@ pub fn convert_command(args: ConvertArgs) -> Result<(), Box<dyn std::error::Erro
         rows_per_shard: args.rows_per_shard,
         reuse,
     };
-    let report = convert_csv(&args.input, &spec, &args.out, options)?;
+    let report = convert(&args.input, &spec, &args.out, options)?;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "converted {} rows ({:.1} MB, {:.0} MB/s) into {} shards in {} (tasks: {})",

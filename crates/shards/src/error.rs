@@ -48,6 +48,16 @@ pub enum ShardError {
     /// The schema is invalid, or data does not match it.
     #[error("schema: {0}")]
     Schema(String),
+    /// A Parquet input is malformed, or a column of it cannot feed the spec.
+    #[error("{file}: {at}: {detail}")]
+    Parquet {
+        /// The Parquet file.
+        file: String,
+        /// Where: the footer, a row group, or a 1-based row and its column.
+        at: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A CSV input is malformed.
     #[error("{file}:{line}: column {column:?}: {detail}")]
     Csv {

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::io::BufRead;
 use std::path::Path;
 
+use super::Record;
 use crate::error::{Result, ShardError, io};
 
 /// The UTF-8 byte order mark some tools write at the start of a file.
@@ -134,6 +135,33 @@ impl Line<'_> {
             .cloned()
             .unwrap_or_else(|| format!("#{}", i + 1));
         csv_err(self.path, self.number, &name, detail)
+    }
+}
+
+impl Record for Line<'_> {
+    fn cell(&self, i: usize) -> Cow<'_, [u8]> {
+        Line::cell(self, i)
+    }
+
+    fn for_each_value(
+        &self,
+        i: usize,
+        separator: u8,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let cell = Line::cell(self, i);
+        if cell.trim_ascii().is_empty() {
+            return Ok(());
+        }
+        cell.split(|&b| b == separator).try_for_each(f)
+    }
+
+    fn err(&self, i: usize, detail: String) -> ShardError {
+        Line::err(self, i, detail)
+    }
+
+    fn row_err(&self, columns: &str, detail: String) -> ShardError {
+        csv_err(self.path, self.number, columns, detail)
     }
 }
 

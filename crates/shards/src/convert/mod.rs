@@ -1,6 +1,9 @@
-//! CSV to shards. One engine, driven by a [`CsvSpec`] that says which column is what; the
-//! built-in layouts (AliExpress, Ali-CCP) are specs built from the file's header
-//! ([`layouts`]).
+//! CSV and Parquet to shards. One engine, driven by a [`CsvSpec`] that says which column is
+//! what; the built-in layouts (AliExpress, Ali-CCP) are specs built from the file's header
+//! ([`layouts`]). The engine sees rows through [`Record`]: a CSV line (`csv.rs`) or a row
+//! of a Parquet row group (`parquet.rs`), whose cells it reads as the text a CSV file would
+//! hold, so both formats give the same shards ([`convert`] picks the format from the file's
+//! first bytes).
 //!
 //! ```json
 //! { "labels": ["clicked", "bought"], "tasks": ["click", "conversion"],
@@ -50,13 +53,15 @@
 
 mod csv;
 pub mod layouts;
+#[cfg(feature = "parquet")]
+mod parquet;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use csv::read_header;
 pub use layouts::{
     ALICCP_LABEL_SETS, ALIEXPRESS_LABELS, LabelColumn, aliccp_spec, aliexpress_spec,
     aliexpress_spec_for, relabel,
@@ -68,7 +73,112 @@ use crate::schema::{
     Vocabulary, bucket_of, fnv1a, standardize,
 };
 use crate::writer::{DatasetInfo, Row, ShardWriter};
-use csv::{Line, csv_err, for_each_line, parse_f32, parse_u64};
+use csv::{csv_err, for_each_line, parse_f32, parse_u64};
+
+/// One input row, whatever the file format: its cells as the bytes a CSV file would hold,
+/// the values of a bag, and errors that name the file, the row and the column.
+pub(crate) trait Record {
+    /// The cell at header position `i` (a Parquet null reads as an empty cell).
+    fn cell(&self, i: usize) -> Cow<'_, [u8]>;
+    /// Calls `f` on every value of the bag at position `i`: the parts of a cell split at
+    /// `separator` (nothing for an empty cell), or the elements of a Parquet list.
+    fn for_each_value(
+        &self,
+        i: usize,
+        separator: u8,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()>;
+    /// An error at position `i` of this row.
+    fn err(&self, i: usize, detail: String) -> ShardError;
+    /// An error about this row as a whole (`columns` names what it concerns).
+    fn row_err(&self, columns: &str, detail: String) -> ShardError;
+}
+
+/// The file formats `convert` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Comma-separated text with a header line.
+    Csv,
+    /// Apache Parquet (column names from its schema).
+    Parquet,
+}
+
+impl InputFormat {
+    /// The format of the file at `path`: Parquet when it starts with the Parquet magic
+    /// `PAR1`, CSV otherwise.
+    pub fn of(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let mut magic = [0u8; 4];
+        let mut file = std::fs::File::open(path).map_err(io(path))?;
+        let mut n = 0;
+        while n < 4 {
+            match file.read(&mut magic[n..]).map_err(io(path))? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(if n == 4 && &magic == b"PAR1" {
+            InputFormat::Parquet
+        } else {
+            InputFormat::Csv
+        })
+    }
+}
+
+/// The column names of a CSV file's header line or of a Parquet file's schema (its
+/// top-level fields), the format taken from the file's first bytes.
+pub fn read_header(path: &Path) -> Result<Vec<String>> {
+    match InputFormat::of(path)? {
+        InputFormat::Csv => csv::read_header(path),
+        InputFormat::Parquet => Input::open(path, InputFormat::Parquet)?.header(),
+    }
+}
+
+/// An opened input file.
+enum Input<'a> {
+    Csv(&'a Path),
+    #[cfg(feature = "parquet")]
+    Parquet(parquet::ParquetInput),
+}
+
+impl<'a> Input<'a> {
+    fn open(path: &'a Path, format: InputFormat) -> Result<Self> {
+        match format {
+            InputFormat::Csv => Ok(Input::Csv(path)),
+            #[cfg(feature = "parquet")]
+            InputFormat::Parquet => Ok(Input::Parquet(parquet::ParquetInput::open(path)?)),
+            #[cfg(not(feature = "parquet"))]
+            InputFormat::Parquet => Err(ShardError::Schema(format!(
+                "{} is a Parquet file, and this build reads no Parquet (the shards crate's \"parquet\" feature is off)",
+                path.display()
+            ))),
+        }
+    }
+
+    fn header(&self) -> Result<Vec<String>> {
+        match self {
+            Input::Csv(path) => csv::read_header(path),
+            #[cfg(feature = "parquet")]
+            Input::Parquet(p) => Ok(p.header().to_vec()),
+        }
+    }
+
+    /// Calls `f` on every row; `cols` says which positions are read and which are bags.
+    /// Returns the bytes of the input.
+    #[cfg_attr(not(feature = "parquet"), allow(unused_variables))]
+    fn for_each(
+        &self,
+        header: &[String],
+        cols: &Columns,
+        mut f: impl FnMut(&dyn Record) -> Result<()>,
+    ) -> Result<u64> {
+        match self {
+            Input::Csv(path) => for_each_line(path, header, |line| f(line)),
+            #[cfg(feature = "parquet")]
+            Input::Parquet(p) => p.for_each(&cols.used(), &cols.multi, &mut f),
+        }
+    }
+}
 
 /// A single-valued categorical (or bucketised numeric) column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,6 +518,26 @@ struct Columns {
     weight: Option<usize>,
 }
 
+impl Columns {
+    /// Every position the spec reads, in header order.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
+    fn used(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .labels
+            .iter()
+            .chain(&self.single)
+            .chain(&self.multi)
+            .chain(&self.dense)
+            .chain(&self.group)
+            .chain(&self.weight)
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
 fn resolve(path: &Path, header: &[String], spec: &CsvSpec) -> Result<Columns> {
     let find = |name: &str| {
         header.iter().position(|h| h == name).ok_or_else(|| {
@@ -598,7 +728,12 @@ fn quantile_cuts(sample: &mut [f32], q: u32) -> Vec<f32> {
 }
 
 /// The label values of one line, validated.
-fn read_labels(line: &Line<'_>, cols: &Columns, spec: &CsvSpec, labels: &mut [f32]) -> Result<()> {
+fn read_labels(
+    line: &dyn Record,
+    cols: &Columns,
+    spec: &CsvSpec,
+    labels: &mut [f32],
+) -> Result<()> {
     for (k, &c) in cols.labels.iter().enumerate() {
         let cell = line.cell(c);
         let y = parse_f32(&cell).ok_or_else(|| {
@@ -677,16 +812,17 @@ fn cat_columns<'a>(spec: &'a CsvSpec, cols: &Columns) -> Vec<CatColumn<'a>> {
         .collect()
 }
 
-/// Calls `f` on every value of a categorical cell (a bag's parts; nothing for an empty bag).
+/// Calls `f` on every value of a categorical column: the cell of a single-valued one, the
+/// values of a bag (nothing for an empty bag).
 fn for_each_value(
-    cell: &[u8],
+    line: &dyn Record,
+    position: usize,
     separator: Option<u8>,
     mut f: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     match separator {
-        None => f(cell),
-        Some(_) if cell.trim_ascii().is_empty() => Ok(()),
-        Some(sep) => cell.split(|&b| b == sep).try_for_each(f),
+        None => f(&line.cell(position)),
+        Some(sep) => line.for_each_value(position, sep, &mut f),
     }
 }
 
@@ -694,7 +830,7 @@ fn for_each_value(
 /// moments, over the rows that are kept.
 #[allow(clippy::type_complexity)]
 fn learn(
-    input: &Path,
+    input: &Input<'_>,
     header: &[String],
     spec: &CsvSpec,
     cols: &Columns,
@@ -705,7 +841,7 @@ fn learn(
     let mut moments = vec![Moments::default(); cols.dense.len()];
     let mut labels = vec![0.0f32; cols.labels.len()];
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    for_each_line(input, header, |line| {
+    input.for_each(header, cols, |line| {
         read_labels(line, cols, spec, &mut labels)?;
         if options.drop_funnel_violations && violates_funnel(&labels) {
             return Ok(());
@@ -714,8 +850,7 @@ fn learn(
             if c.vocabulary.is_none() && c.hash.is_none() && c.quantiles.is_none() {
                 continue;
             }
-            let cell = line.cell(c.position);
-            for_each_value(&cell, c.separator, |v| {
+            for_each_value(line, c.position, c.separator, |v| {
                 let v = v.trim_ascii();
                 if c.quantiles.is_some() {
                     let x = parse_f32(v).filter(|x| x.is_finite()).ok_or_else(|| {
@@ -984,9 +1119,32 @@ pub fn schema_of(spec: &CsvSpec) -> Schema {
     schema_with(spec, &encs, None)
 }
 
+/// Converts the CSV or Parquet file at `input` (the format taken from its first bytes, see
+/// [`InputFormat::of`]) into a dataset at `out` (which must not exist, or be empty).
+pub fn convert(
+    input: &Path,
+    spec: &CsvSpec,
+    out: &Path,
+    options: ConvertOptions,
+) -> Result<ConvertReport> {
+    convert_as(input, InputFormat::of(input)?, spec, out, options)
+}
+
 /// Converts the CSV at `input` into a dataset at `out` (which must not exist, or be empty).
 pub fn convert_csv(
     input: &Path,
+    spec: &CsvSpec,
+    out: &Path,
+    options: ConvertOptions,
+) -> Result<ConvertReport> {
+    convert_as(input, InputFormat::Csv, spec, out, options)
+}
+
+/// Converts `input`, read as `format`, into a dataset at `out` (which must not exist, or
+/// be empty).
+pub fn convert_as(
+    input: &Path,
+    format: InputFormat,
     spec: &CsvSpec,
     out: &Path,
     options: ConvertOptions,
@@ -1001,7 +1159,7 @@ pub fn convert_csv(
     crate::atomic::remove_stale_temporaries(out);
     let tmp: PathBuf = crate::atomic::staging_dir(out);
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = convert_into(input, spec, &tmp, &options);
+    let result = convert_into(input, format, spec, &tmp, &options);
     match result {
         Ok(mut report) => {
             if out.exists() {
@@ -1019,13 +1177,15 @@ pub fn convert_csv(
 }
 
 fn convert_into(
-    input: &Path,
+    path: &Path,
+    format: InputFormat,
     spec: &CsvSpec,
     dir: &Path,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
-    let header = read_header(input)?;
-    let cols = resolve(input, &header, spec)?;
+    let input = Input::open(path, format)?;
+    let header = input.header()?;
+    let cols = resolve(path, &header, spec)?;
     let cats = cat_columns(spec, &cols);
     let (encs, mut reports, stats) = match &options.reuse {
         Some(train) => reuse(train, spec, &cats)?,
@@ -1045,7 +1205,7 @@ fn convert_into(
                 .collect();
             (encs, Vec::new(), None)
         }
-        None => learn(input, &header, spec, &cols, &cats, options)?,
+        None => learn(&input, &header, spec, &cols, &cats, options)?,
     };
     let schema = schema_with(spec, &encs, stats.as_ref());
     schema.validate()?;
@@ -1062,7 +1222,7 @@ fn convert_into(
     let mut bag_ids: Vec<Vec<u32>> = vec![Vec::new(); cols.multi.len()];
     let mut unknown = vec![0u64; cats.len()];
     let (mut violations, mut dropped) = (0u64, 0u64);
-    let bytes = for_each_line(input, &header, |line| {
+    let bytes = input.for_each(&header, &cols, |line| {
         read_labels(line, &cols, spec, &mut labels)?;
         if (spec.funnel || options.drop_funnel_violations) && violates_funnel(&labels) {
             violations += 1;
@@ -1071,24 +1231,22 @@ fn convert_into(
                 return Ok(());
             }
             if options.strict {
-                return Err(csv_err(
-                    line.path,
-                    line.number,
+                return Err(line.row_err(
                     &spec.labels.join(","),
                     "a later task is positive without the earlier one (e.g. a conversion without a click)".into(),
                 ));
             }
         }
         for (k, (c, e)) in cats.iter().zip(&encs).enumerate() {
-            let cell = line.cell(c.position);
             if k < ns {
+                let cell = line.cell(c.position);
                 let (id, is_unknown) = e.id(&cell).map_err(|d| line.err(c.position, d))?;
                 unknown[k] += is_unknown as u64;
                 single[k] = id;
             } else {
                 let ids = &mut bag_ids[k - ns];
                 ids.clear();
-                for_each_value(&cell, c.separator, |v| {
+                for_each_value(line, c.position, c.separator, |v| {
                     let (id, is_unknown) = e.id(v).map_err(|d| line.err(c.position, d))?;
                     unknown[k] += is_unknown as u64;
                     ids.push(id);
@@ -1135,7 +1293,7 @@ fn convert_into(
                 group,
                 weight,
             })
-            .map_err(|e| csv_err(line.path, line.number, "-", e.to_string()))?;
+            .map_err(|e| line.row_err("-", e.to_string()))?;
         Ok(())
     })?;
     for r in &mut reports {
