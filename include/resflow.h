@@ -326,7 +326,10 @@ void resflow_workspace_free(struct ResflowWorkspace *workspace);
 // `probs[r * T + t]`, tasks in `resflow_model_task_name` order) and `n` fused ranking
 // scores. `probs_len` must be at least `n * T` and `fused_len` at least `n`
 // (`RESFLOW_STATUS_BUFFER_TOO_SMALL` otherwise); the two must not overlap each other or
-// the inputs.
+// the inputs. For a regression model (its configuration has `regression`), `fused` is
+// the predicted value (the chained thresholds' expected value, or the direct head's
+// value) and `probs` the per-threshold `P(y > t)`, the thresholds in the task names
+// (`play_time>30.5`); see docs/models.md.
 //
 // Every length, offset, stride and id is checked before use: a request that does not add
 // up gives `RESFLOW_STATUS_INVALID_ARGUMENT` (or `RESFLOW_STATUS_NULL_ARGUMENT`) and a
