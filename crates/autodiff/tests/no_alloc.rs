@@ -10,7 +10,13 @@ use tensor::Matrix;
 #[global_allocator]
 static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
 
-#[test]
+/// Run as a plain program (`harness = false` in Cargo.toml), so that no harness thread
+/// allocates while the counter runs.
+fn main() {
+    steady_state_training_steps_do_not_allocate();
+    println!("steady_state_training_steps_do_not_allocate: ok");
+}
+
 fn steady_state_training_steps_do_not_allocate() {
     let (n, d, h) = (64usize, 8usize, 16usize);
     let mut store = ParamStore::new();

@@ -7,7 +7,13 @@ use resflow::{Bag, Field, InputLayout, Model, ModelConfig, Pooling, Request, Sco
 #[global_allocator]
 static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
 
-#[test]
+/// Run as a plain program (`harness = false` in Cargo.toml), so that no harness thread
+/// allocates while the counter runs.
+fn main() {
+    scoring_allocates_nothing_after_warm_up();
+    println!("scoring_allocates_nothing_after_warm_up: ok");
+}
+
 fn scoring_allocates_nothing_after_warm_up() {
     for kind in resflow::config::ModelKind::NAMES {
         check(kind);

@@ -16,7 +16,13 @@ static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
 /// length varies with the bags twice the room it used (`reserve_headroom`).
 const WARM_UP: usize = 1;
 
-#[test]
+/// Run as a plain program (`harness = false` in Cargo.toml), so that no harness thread
+/// allocates while the counter runs.
+fn main() {
+    training_steps_allocate_nothing_after_warm_up();
+    println!("training_steps_allocate_nothing_after_warm_up: ok");
+}
+
 fn training_steps_allocate_nothing_after_warm_up() {
     // 40 batches of 256 rows.
     let (dir, data) = common::data("no-alloc", 10_240, 3);

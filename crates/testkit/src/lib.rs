@@ -1,6 +1,7 @@
 //! `testkit`: support for the workspace's tests. [`CountingAllocator`] forwards to the
 //! system allocator and counts every allocation, so a test can prove that a hot path
-//! allocates nothing after warm-up:
+//! allocates nothing after warm-up. It counts every thread of the process, so such a test
+//! runs with `harness = false` (a plain `main`), where no harness thread allocates beside it:
 //!
 //! ```ignore
 //! #[global_allocator]
