@@ -33,6 +33,8 @@ mod mpi_reduce;
 mod no_mpi;
 pub mod order;
 mod replicas;
+#[cfg(feature = "mpi")]
+mod sharded;
 
 pub use launch::{LAUNCHED_VARS, find_mpirun, launched_by_mpirun, threads_per_rank};
 #[cfg(feature = "mpi")]
@@ -49,8 +51,15 @@ pub const AVAILABLE: bool = cfg!(feature = "mpi");
 pub struct Traffic {
     /// Dense gradients (all-to-all and all-gather).
     pub dense: u64,
-    /// Embedding rows (ids and gradients, all-gather).
+    /// Embedding gradient rows (ids and gradients): all-gathered with replicated tables,
+    /// sent to their owners with row-sharded ones.
     pub sparse: u64,
+    /// Row-sharded tables: the rows a step looks up, fetched from their owners (ids out,
+    /// rows back).
+    pub lookups: u64,
+    /// Row-sharded tables: whole tables sent to every rank before evaluations and the
+    /// export (not per step).
+    pub sync: u64,
     /// Everything else: agreement flags, losses, BatchNorm statistics, counts, predictions.
     pub other: u64,
     /// Gradient reductions (training steps) counted.
