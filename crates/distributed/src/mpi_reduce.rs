@@ -315,6 +315,39 @@ impl MpiReduce {
         Ok(at)
     }
 
+    /// [`Reduce::gather`] for any element type: the lengths first, then the values, into
+    /// `scratch`, which then trades places with `values` (both keep their memory).
+    fn gather_any<T: mpi::datatype::Equivalence + Copy + Default>(
+        &mut self,
+        values: &mut Vec<T>,
+        scratch: &mut Vec<T>,
+    ) -> Result<(), resflow::Error> {
+        if self.ranks == 1 {
+            return Ok(());
+        }
+        let _t = timed(&self.traffic);
+        let b = &mut self.bufs;
+        let n = count("gathered values", values.len())?;
+        b.flags.resize(self.ranks, 0);
+        self.world.all_gather_into(&n, &mut b.flags[..]);
+        let total = Self::layout(
+            b.flags.iter().map(|&c| c as usize),
+            &mut b.counts,
+            &mut b.displs,
+        )?;
+        scratch.resize(total, T::default());
+        {
+            let mut all = PartitionMut::new(&mut scratch[..], &b.counts[..], &b.displs[..]);
+            self.world.all_gather_varcount_into(&values[..], &mut all);
+        }
+        Counters::add(
+            &self.traffic.other,
+            (std::mem::size_of::<T>() * values.len() + 4) * (self.ranks - 1),
+        );
+        std::mem::swap(values, scratch);
+        Ok(())
+    }
+
     fn dense(&mut self, dense: &mut [Vec<f32>]) -> Result<(), resflow::Error> {
         let (r, b) = (self.ranks, &mut self.bufs);
         b.flat.clear();
@@ -505,56 +538,16 @@ impl Reduce for MpiReduce {
     }
 
     fn gather(&mut self, values: &mut Vec<f64>) -> Result<(), resflow::Error> {
-        if self.ranks == 1 {
-            return Ok(());
-        }
-        let _t = timed(&self.traffic);
-        let b = &mut self.bufs;
-        let n = count("gathered values", values.len())?;
-        b.flags.resize(self.ranks, 0);
-        self.world.all_gather_into(&n, &mut b.flags[..]);
-        let total = Self::layout(
-            b.flags.iter().map(|&c| c as usize),
-            &mut b.counts,
-            &mut b.displs,
-        )?;
-        b.f64s.resize(total, 0.0);
-        {
-            let mut all = PartitionMut::new(&mut b.f64s[..], &b.counts[..], &b.displs[..]);
-            self.world.all_gather_varcount_into(&values[..], &mut all);
-        }
-        Counters::add(
-            &self.traffic.other,
-            (8 * values.len() + 4) * (self.ranks - 1),
-        );
-        std::mem::swap(values, &mut b.f64s);
-        Ok(())
+        let mut scratch = std::mem::take(&mut self.bufs.f64s);
+        let r = self.gather_any(values, &mut scratch);
+        self.bufs.f64s = scratch;
+        r
     }
 
     fn gather_f32(&mut self, values: &mut Vec<f32>) -> Result<(), resflow::Error> {
-        if self.ranks == 1 {
-            return Ok(());
-        }
-        let _t = timed(&self.traffic);
-        let b = &mut self.bufs;
-        let n = count("gathered values", values.len())?;
-        b.flags.resize(self.ranks, 0);
-        self.world.all_gather_into(&n, &mut b.flags[..]);
-        let total = Self::layout(
-            b.flags.iter().map(|&c| c as usize),
-            &mut b.counts,
-            &mut b.displs,
-        )?;
-        b.f32s.resize(total, 0.0);
-        {
-            let mut all = PartitionMut::new(&mut b.f32s[..], &b.counts[..], &b.displs[..]);
-            self.world.all_gather_varcount_into(&values[..], &mut all);
-        }
-        Counters::add(
-            &self.traffic.other,
-            (4 * values.len() + 4) * (self.ranks - 1),
-        );
-        std::mem::swap(values, &mut b.f32s);
-        Ok(())
+        let mut scratch = std::mem::take(&mut self.bufs.f32s);
+        let r = self.gather_any(values, &mut scratch);
+        self.bufs.f32s = scratch;
+        r
     }
 }
