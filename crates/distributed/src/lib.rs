@@ -22,6 +22,12 @@
 //!   in rank order, exactly as the in-process reduction appends the workers' lists.
 //! - BatchNorm statistics, losses and evaluation probabilities: gathered in rank order.
 //!
+//! With row-sharded tables (`--shard-tables`, `sharded.rs`) each rank owns the rows that
+//! `resflow::reduce::owner` hashes to it: before the forward pass it fetches the rows its
+//! share looks up from their owners, and the gradient rows travel to their owners (both by
+//! all-to-allv), which update them; the order of every addition is the replicated one, so
+//! the parameters are the same, bit for bit.
+//!
 //! Without the `mpi` feature the crate builds without MPI, and [`Cluster::join`] says how to
 //! get it. See `docs/distributed.md` for the launch on a cluster and the traffic of a step.
 #![forbid(unsafe_code)]
