@@ -13,11 +13,12 @@
 //! more. Here the driver applies them to a tile right after the kernel has written it,
 //! while its `MR x NR` floats are still in L1, so the output is written once.
 //!
-//! The loop order is BLIS's: for each `NR`-column panel of B (`kc x NR` floats, which
-//! stay in L1), every `MR`-row panel of A streams past it. A is read in place (row-major,
-//! unit column stride); only a last partial panel of fewer than `MR` rows is packed. The
-//! kernel and its contract are the ones [`super::gemm_packed`] uses, so without an
-//! epilogue the products are the same bit for bit.
+//! The loop order is the one of `blocking.rs`: for each `MR`-row panel of A (an
+//! `MR x kc` sliver, which stays in L1), every `NR`-column panel of B streams past it
+//! from L2. A is read in place (row-major, unit column stride); only a last partial panel
+//! of fewer than `MR` rows is packed. The kernel and its contract are the ones
+//! [`super::gemm_packed`] uses, so without an epilogue the products are the same bit for
+//! bit.
 
 use super::kernel::{MicroKernel, store_tile};
 use super::packing::pack_a;
@@ -76,8 +77,70 @@ impl Epilogue<'_> {
         Ok(())
     }
 
-    /// Applies the epilogue to `y`, the columns `j0..j0 + y.len()` of row `i`.
+    /// Applies the epilogue to the tile of `rows x cols` floats at `c` (row stride
+    /// `ldc`), rows `i0..` and columns `j0..` of the product: the column vectors are cut
+    /// to the tile once, and each row is one pass (bias, activation and affine together),
+    /// then the residual.
+    ///
+    /// # Safety
+    /// `c + i * ldc + j` is valid for reads and writes for `i < rows, j < cols`, no other
+    /// reference to those floats is live, and the residual (if any) has unit column
+    /// stride.
     #[inline(always)]
+    unsafe fn apply_tile(
+        &self,
+        c: *mut f32,
+        ldc: usize,
+        (i0, rows): (usize, usize),
+        (j0, cols): (usize, usize),
+    ) {
+        let b = &self.bias[j0..j0 + cols];
+        let slope = self.slope.map(|s| &s[j0..j0 + cols]);
+        let affine = self
+            .affine
+            .map(|(s, t)| (&s[j0..j0 + cols], &t[j0..j0 + cols]));
+        for i in 0..rows {
+            // SAFETY: row i of the tile, as the caller guarantees.
+            let y = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+            match (slope, affine) {
+                (Some(s), Some((sc, sh))) => {
+                    for ((((v, &b), &a), &sc), &sh) in y.iter_mut().zip(b).zip(s).zip(sc).zip(sh) {
+                        // Both sides computed, then a select: a blend, not a branch on
+                        // the sign.
+                        let x = *v + b;
+                        let neg = a * x;
+                        *v = sc * (if x > 0.0 { x } else { neg }) + sh;
+                    }
+                }
+                (Some(s), None) => {
+                    for ((v, &b), &a) in y.iter_mut().zip(b).zip(s) {
+                        let x = *v + b;
+                        let neg = a * x;
+                        *v = if x > 0.0 { x } else { neg };
+                    }
+                }
+                (None, Some((sc, sh))) => {
+                    for (((v, &b), &sc), &sh) in y.iter_mut().zip(b).zip(sc).zip(sh) {
+                        *v = sc * (*v + b) + sh;
+                    }
+                }
+                (None, None) => {
+                    for (v, &b) in y.iter_mut().zip(b) {
+                        *v += b;
+                    }
+                }
+            }
+            if let Some(r) = self.residual {
+                let row = &r.data()[(i0 + i) * r.row_stride() + j0..][..cols];
+                for (v, &x) in y.iter_mut().zip(row) {
+                    *v += x;
+                }
+            }
+        }
+    }
+
+    /// Applies the epilogue to `y`, the columns `j0..j0 + y.len()` of row `i` (the
+    /// unfused path).
     fn apply(&self, i: usize, j0: usize, y: &mut [f32]) {
         let cols = y.len();
         for (v, &b) in y.iter_mut().zip(&self.bias[j0..j0 + cols]) {
@@ -85,7 +148,9 @@ impl Epilogue<'_> {
         }
         if let Some(s) = self.slope {
             for (v, &a) in y.iter_mut().zip(&s[j0..j0 + cols]) {
-                *v = if *v > 0.0 { *v } else { a * *v };
+                // Both sides computed, then a select: a blend, not a branch on the sign.
+                let (x, neg) = (*v, a * *v);
+                *v = if x > 0.0 { x } else { neg };
             }
         }
         if let Some((s, t)) = self.affine {
@@ -131,7 +196,8 @@ pub fn gemm_packed_fused(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if n < 2 || k == 0 || a.col_stride() != 1 || c.col_stride() != 1 {
+    let strided_residual = epilogue.residual.is_some_and(|r| r.col_stride() != 1);
+    if n < 2 || k == 0 || a.col_stride() != 1 || c.col_stride() != 1 || strided_residual {
         super::gemm_packed(1.0, a, b, 0.0, c.rb_mut(), scratch)?;
         for i in 0..m {
             if c.col_stride() == 1 {
@@ -154,14 +220,49 @@ pub fn gemm_packed_fused(
         },
         // SAFETY: PackedB::new checked that the CPU has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { fused::<super::avx2::Avx2>(a, b, epilogue, &mut c, scratch) },
+        Tier::Avx2 => unsafe { fused_avx2(a, b, epilogue, &mut c, scratch) },
         // SAFETY: PackedB::new checked that the CPU has AVX-512F.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { fused::<super::avx512::Avx512>(a, b, epilogue, &mut c, scratch) },
+        Tier::Avx512 => unsafe { fused_avx512(a, b, epilogue, &mut c, scratch) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("PackedB::new rejects x86 tiers elsewhere"),
     }
     Ok(())
+}
+
+/// [`fused`] on the AVX2 kernel, compiled for AVX2 so that the epilogue's loops (inlined
+/// into the driver) run on 8-float registers with blends instead of a branch per element.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fused_avx2(
+    a: MatRef<'_>,
+    b: &PackedB,
+    epilogue: &Epilogue<'_>,
+    c: &mut MatMut<'_>,
+    scratch: &mut GemmScratch,
+) {
+    // SAFETY: forwarded; this function enables AVX2 + FMA.
+    unsafe { fused::<super::avx2::Avx2>(a, b, epilogue, c, scratch) }
+}
+
+/// [`fused`] on the AVX-512 kernel, compiled for AVX-512F.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fused_avx512(
+    a: MatRef<'_>,
+    b: &PackedB,
+    epilogue: &Epilogue<'_>,
+    c: &mut MatMut<'_>,
+    scratch: &mut GemmScratch,
+) {
+    // SAFETY: forwarded; this function enables AVX-512F.
+    unsafe { fused::<super::avx512::Avx512>(a, b, epilogue, c, scratch) }
 }
 
 /// A 64-byte aligned tile buffer for edge tiles (large enough for every kernel's MR x NR).
@@ -173,6 +274,7 @@ struct EdgeTile([f32; 512]);
 ///
 /// # Safety
 /// The CPU supports `K`'s instruction set.
+#[inline(always)]
 unsafe fn fused<K: MicroKernel>(
     a: MatRef<'_>,
     b: &PackedB,
@@ -185,9 +287,9 @@ unsafe fn fused<K: MicroKernel>(
     debug_assert!(b.nr == nr && mr * nr <= 512);
     let (kc_max, nc_max) = (b.kc, b.nc);
     let full_rows = m / mr * mr;
-    if full_rows < m {
-        scratch.a.ensure_len(mr * kc_max);
-    }
+    // Room for one packed partial panel, whether or not this call needs it: the scratch
+    // then reaches its size on the first call, whatever the later row counts.
+    scratch.a.ensure_len(mr * kc_max);
     let (lda, adata) = (a.row_stride(), a.data());
     let ldc = c.row_stride();
     let cdata = c.data_mut();
@@ -221,17 +323,17 @@ unsafe fn fused<K: MicroKernel>(
                 );
             }
             let pa = scratch.a.as_slice();
-            for jr in (0..nc).step_by(nr) {
-                let cols = nr.min(nc - jr);
-                let bp = pb[jr * kc..jr * kc + nr * kc].as_ptr();
-                for ir in (0..m).step_by(mr) {
-                    let rows = mr.min(m - ir);
-                    let (ap, rsa, csa) = if rows == mr {
-                        let start = ir * lda + pc;
-                        (adata[start..start + (mr - 1) * lda + kc].as_ptr(), lda, 1)
-                    } else {
-                        (pa[..mr * kc].as_ptr(), 1, mr)
-                    };
+            for ir in (0..m).step_by(mr) {
+                let rows = mr.min(m - ir);
+                let (ap, rsa, csa) = if rows == mr {
+                    let start = ir * lda + pc;
+                    (adata[start..start + (mr - 1) * lda + kc].as_ptr(), lda, 1)
+                } else {
+                    (pa[..mr * kc].as_ptr(), 1, mr)
+                };
+                for jr in (0..nc).step_by(nr) {
+                    let cols = nr.min(nc - jr);
+                    let bp = pb[jr * kc..jr * kc + nr * kc].as_ptr();
                     let at = ir * ldc + jc + jr;
                     debug_assert!(at + (rows - 1) * ldc + cols <= clen);
                     // SAFETY: (ir, jc + jr) is inside C, whose view was validated against
@@ -252,14 +354,10 @@ unsafe fn fused<K: MicroKernel>(
                         };
                     }
                     if last {
-                        for i in 0..rows {
-                            // SAFETY: row ir + i, columns jc + jr .. + cols lie inside C
-                            // (the debug assertion above), and no other reference to C
-                            // is live while this slice is.
-                            let y =
-                                unsafe { std::slice::from_raw_parts_mut(ctile.add(i * ldc), cols) };
-                            epilogue.apply(ir + i, jc + jr, y);
-                        }
+                        // SAFETY: the tile's rows x cols lie inside C (the debug assertion
+                        // above), no other reference to C is live, and the caller routed
+                        // a residual without unit column stride to the unfused path.
+                        unsafe { epilogue.apply_tile(ctile, ldc, (ir, rows), (jc + jr, cols)) };
                     }
                 }
             }
