@@ -9,16 +9,13 @@
 //! compile:  1. BN_in folded into every linear map that reads it:
 //!              (s x + t) W + b = x (diag(s) W) + (t W + b)
 //!           2. each hidden layer one GEMM with a fused epilogue:
-//!              y = scale * prelu(x W + b) + shift, applied to each tile of y as the
-//!              micro-kernel stores it (`tensor::gemm_packed_fused`), so y is written once
+//!              y = x W + b, then y <- scale * prelu(y) + shift  in one pass
 //!              (BatchNorm at inference is a per-column scale and shift)
 //!           3. every linear map that reads the input concatenation split by rows of W:
 //!              x W = x_req W_req + x_cand W_cand; the request part (fields the same for
 //!              every candidate, `request_fields`) is one row, computed once per request
 //!              and added as the bias of the candidates' GEMM
-//!           4. a residual add joins the epilogue of the GEMM just before it when that
-//!              GEMM's output has no other reader (ResFlow's links: y = epi(x W + b) + o);
-//!              other adds run in place when one operand has no other reader
+//!           4. a residual add in place when one operand has no other reader
 //!           5. every weight matrix packed once into the micro-kernel's panel order
 //! run:      the request rows once; then the steps in order on blocks of BLOCK_ROWS
 //!           candidates, on a workspace's buffers (no allocation once warm)
@@ -34,10 +31,7 @@
 //! residual link adds the previous task's output *after* it, so the next layer sees
 //! `scale a_t + shift + o_(t-1)`, and no change of W scales `a_t` without `o_(t-1)`.
 
-use tensor::{
-    Epilogue as TileEpilogue, GemmScratch, MatMut, MatRef, Matrix, PackedB, Tier,
-    gemm_packed_fused, gemm_with, ops,
-};
+use tensor::{GemmScratch, MatMut, MatRef, Matrix, PackedB, Tier, gemm_packed, gemm_with, ops};
 
 use crate::config::{Activation, ModelConfig};
 use crate::error::ModelError;
@@ -346,8 +340,6 @@ enum Step {
         /// The workspace row holding `x_req W_req + b` for this request.
         row: usize,
         epilogue: Option<Epilogue>,
-        /// A buffer added to the result last (a residual link fused into the epilogue).
-        residual: Option<usize>,
         out: usize,
     },
     Act {
@@ -525,7 +517,6 @@ impl Plan {
                             bias,
                             row: rows.len() - 1,
                             epilogue,
-                            residual: None,
                             out,
                         }
                     } else {
@@ -536,7 +527,6 @@ impl Plan {
                             bias,
                             row: usize::MAX,
                             epilogue,
-                            residual: None,
                             out,
                         }
                     }
@@ -556,32 +546,6 @@ impl Plan {
                 }
                 Kind::Add => {
                     let (a, b) = (buf(&op.inputs[0])?, buf(&op.inputs[1])?);
-                    // A GEMM's output read only by this add, just computed: the other
-                    // operand joins that GEMM's epilogue instead of a pass of its own.
-                    let fusable = |x: &Node, other: usize| match steps.last() {
-                        Some(Step::Gemm {
-                            out,
-                            residual: None,
-                            ..
-                        }) => {
-                            uses[x.index()] == 1 && buf_of[x.index()] == Some(*out) && other != *out
-                        }
-                        _ => false,
-                    };
-                    let fuse_into = if fusable(&op.inputs[0], b) {
-                        Some(b)
-                    } else if fusable(&op.inputs[1], a) {
-                        Some(a)
-                    } else {
-                        None
-                    };
-                    if let Some(other) = fuse_into
-                        && let Some(Step::Gemm { residual, out, .. }) = steps.last_mut()
-                    {
-                        *residual = Some(other);
-                        buf_of[i] = Some(*out);
-                        continue;
-                    }
                     let out = if in_place(&op.inputs[0]) && a != b {
                         a
                     } else if in_place(&op.inputs[1]) && a != b {
@@ -724,27 +688,27 @@ impl Plan {
                     bias,
                     row,
                     epilogue,
-                    residual,
                     out,
                 } => {
                     let mut y = std::mem::take(&mut ws.bufs[*out]);
-                    let a = match src {
-                        Src::Input => x_cand,
-                        Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
-                    };
-                    let tile = TileEpilogue {
+                    let cols = cand.cols();
+                    {
+                        let a = match src {
+                            Src::Input => x_cand,
+                            Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
+                        };
+                        gemm_packed(1.0, a, cand, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?;
+                    }
+                    let y_rows = &mut y.as_mut_slice()[..n * cols];
+                    match req {
                         // The request part, computed once by run_request: x_req W_req + b.
-                        bias: match req {
-                            Some(_) => ws.rows[*row].row(0),
-                            None => bias,
-                        },
-                        slope: epilogue.as_ref().map(|e| &e.slope[..]),
-                        affine: epilogue.as_ref().map(|e| (&e.scale[..], &e.shift[..])),
-                        residual: residual.map(|r| rows_ref(&ws.bufs[r], n)),
-                    };
-                    let done = gemm_packed_fused(a, cand, &tile, rows_mut(&mut y, n), &mut ws.gemm);
+                        Some(_) => ops::add_bias_rows(y_rows, ws.rows[*row].row(0)),
+                        None => ops::add_bias_rows(y_rows, bias),
+                    }
+                    if let Some(e) = epilogue {
+                        ops::prelu_scale_shift(y_rows, &e.slope, &e.scale, &e.shift);
+                    }
                     ws.bufs[*out] = y;
-                    done?;
                 }
                 Step::Act { x, slope, out } => unary(ws, *x, *out, n, |x, y, _| {
                     ops::prelu(x, slope, y);

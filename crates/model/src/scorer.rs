@@ -476,13 +476,7 @@ impl Scorer {
                     let id = req.ids[(r + AHEAD) * s_c + k] as usize;
                     let table = &self.model.embeddings[plan.field];
                     if id < table.rows() {
-                        // A row of 32 floats spans two cache lines (three when it does
-                        // not start on one): ask for its first and its last.
-                        let row = table.row(id);
-                        tensor::arch::prefetch(row);
-                        if let Some(last) = row.len().checked_sub(1) {
-                            tensor::arch::prefetch(&row[last..]);
-                        }
+                        tensor::arch::prefetch(table.row(id));
                     }
                 }
             }

@@ -1,5 +1,5 @@
 //! A product with packed weights whose epilogue runs on each tile as it is stored: the
-//! serving plan's hidden layers in one pass over their output.
+//! form of a serving plan's hidden layer, in one pass over its output.
 //!
 //! ```text
 //! y = A B_packed                 (the micro-kernel of the tier, the usual contract)
