@@ -283,8 +283,8 @@ fn every_regression_form_trains_through_a_session_with_its_report() {
         }
         // The trainer's decoded prediction is the served one: the same errors through the
         // scorer, up to the model-level tolerance.
-        let served = regression::evaluate(&Scorer::new(trainer.export().unwrap()).unwrap(), &eval)
-            .unwrap();
+        let served =
+            regression::evaluate(&Scorer::new(trainer.export().unwrap()).unwrap(), &eval).unwrap();
         let gap = (served.mse - r.mse).abs() / r.mse;
         assert!(
             gap <= 10.0 * tensor::tolerance::MODEL as f64,
@@ -352,7 +352,9 @@ fn a_target_of_the_wrong_kind_is_refused_before_training() {
     regression::prepare(&mut c, &plays_data).unwrap();
     let t = Trainer::new(c, resflow::layout_of(plays_data.schema()), 1).unwrap();
     let scorer = Scorer::new(t.export().unwrap()).unwrap();
-    let e = regression::evaluate(&scorer, &ranking).unwrap_err().to_string();
+    let e = regression::evaluate(&scorer, &ranking)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a column"), "{e}");
     for d in [dir, ranking_dir] {
         std::fs::remove_dir_all(d).unwrap();
