@@ -364,7 +364,11 @@ fn regression_trains_resumes_exports_and_scores_its_predicted_value() {
     let f = Fixture::new("regression");
     let p = |n: &str| f.path(n);
     let train = f.dataset("train", 3000, &["--play-time", "--max-vocab", "200"]);
-    let eval = f.dataset("eval", 1000, &["--play-time", "--seed", "2", "--max-vocab", "200"]);
+    let eval = f.dataset(
+        "eval",
+        1000,
+        &["--play-time", "--seed", "2", "--max-vocab", "200"],
+    );
     let config = f.config(
         "chained.json",
         r#"{"model": {"kind": "resflow"}, "residual": {"hidden": false},
