@@ -527,7 +527,7 @@ pub fn demo(args: DemoArgs) -> Fallible {
         "\nAUC and GAUC per task on held-out sessions; Weighted Recall@10: the share of each session's conversions ranked in its top 10 by the fused score (see docs/metrics.md)."
     );
     println!(
-        "The same against Shared-Bottom, ESMM, MMoE, PLE and AITM, over several seeds: resflow compare (docs/models.md)."
+        "The same against Shared-Bottom, ESMM, MMoE, PLE, AITM, ESCM2 and DCMT, over several seeds: resflow compare (docs/models.md)."
     );
     Ok(())
 }
