@@ -317,7 +317,7 @@ fn backward_to_targets_gives_their_gradients_and_nothing_else() {
     let ids = [0u32, 3, 5, 6, 2, 3];
     let labels = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
     let mut tape = Tape::new();
-    let mut record = |tape: &mut Tape| {
+    let record = |tape: &mut Tape| {
         tape.reset();
         let e = tape.embedding(&store, table, &ids).unwrap();
         let (g, b) = (tape.param(&store, gamma), tape.param(&store, beta));
