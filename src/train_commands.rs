@@ -55,6 +55,10 @@ pub struct TrainArgs {
     /// with `--features mpi`; rank 0 writes the files; see docs/distributed.md).
     #[arg(long)]
     distributed: bool,
+    /// With --distributed: row-shard the embedding tables, each rank holding the rows that
+    /// hash to it and their optimiser state (see docs/distributed.md).
+    #[arg(long)]
+    shard_tables: bool,
 }
 
 /// Options of `resflow eval`.
@@ -174,7 +178,12 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
     };
     let mut session = Session::start(&train, eval.as_ref(), config, options)
         .map_err(|e| in_train_terms(e, &args))?;
-    replicas.attach(&mut session.trainer, train.rows())?;
+    replicas.attach(
+        &mut session.trainer,
+        train.rows(),
+        args.shard_tables,
+        args.checkpoint_dir.as_deref(),
+    )?;
     let (rank, ranks) = replicas.rank();
     let who = if ranks > 1 {
         format!("rank {rank} of {ranks}: ")
@@ -213,15 +222,20 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
         );
         if let Some(t) = traffic.filter(|t| t.steps > 0) {
             println!(
-                "rank 0 sent per step: {} B dense, {} B sparse rows, {} B other; {:.2} s \
-                 moving data, {:.2} s waiting for the other ranks",
+                "rank 0 sent per step: {} B dense, {} B sparse rows, {} B row lookups, {} B \
+                 other; {:.2} s moving data, {:.2} s waiting for the other ranks",
                 t.dense / t.steps,
                 t.sparse / t.steps,
+                t.lookups / t.steps,
                 t.other / t.steps,
                 t.seconds,
                 t.wait_seconds
             );
         }
+    }
+    // Row-sharded tables: every rank sends its rows, so that rank 0 exports whole tables.
+    if args.out.is_some() {
+        session.trainer.sync_tables()?;
     }
     // The trained model is written before anything else can fail.
     if let Some(out) = args.out.as_ref().filter(|_| replicas.writes()) {
@@ -270,6 +284,13 @@ fn check_train_options(args: &TrainArgs) -> Fallible {
     }
     if args.resume && args.checkpoint_dir.is_none() {
         return Err("--resume needs --checkpoint-dir".into());
+    }
+    if args.shard_tables && !args.distributed {
+        return Err(
+            "--shard-tables needs --distributed (mpirun -np N resflow train \
+                    --distributed --shard-tables ...)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -328,6 +349,7 @@ pub fn eval(args: EvalArgs) -> Fallible {
         Some(m) => m.config.regression.is_some().then(|| m.clone()),
         None => {
             let t = Trainer::load_checkpoint(&args.model, 1)?;
+            t.check_tables_whole()?;
             t.network
                 .config
                 .regression
@@ -383,6 +405,7 @@ pub fn export(args: ExportArgs) -> Fallible {
     let model = match &args.checkpoint {
         Some(c) => {
             let t = Trainer::load_checkpoint(c, 1)?;
+            t.check_tables_whole()?;
             println!("checkpoint of epoch {}, step {}", t.epoch, t.step);
             t.export()?
         }

@@ -10,7 +10,9 @@ median and best ratios.
 
 Usage (from the repository root, after `cargo build --release`):
     python3 benches/reference/compare_training.py [--rounds 3] [--threads 2]
-        [--work /tmp/resflow-vs-torch] [--rows 1000000] [--install]
+        [--work /tmp/resflow-vs-torch] [--rows 1000000] [--adam-eps tf1|torch] [--install]
+`--adam-eps` is passed to train_torch.py: `tf1` (the default) gives PyTorch's dense Adam
+resflow's epsilon form, like for like; `torch` keeps PyTorch's own.
 `--install` runs `pip install torch numpy` first (CPU wheels from PyPI). Not part of the
 test suite: it takes minutes and needs the network once.
 """
@@ -59,6 +61,8 @@ def main():
     ap.add_argument("--work", default="/tmp/resflow-vs-torch")
     ap.add_argument("--resflow", default=os.path.join(ROOT, "target", "release", "resflow"))
     ap.add_argument("--python", default=sys.executable, help="the Python that has torch")
+    ap.add_argument("--adam-eps", choices=["tf1", "torch"], default="tf1",
+                    help="the reference's dense Adam epsilon form (see train_torch.py)")
     ap.add_argument("--install", action="store_true", help="pip install torch numpy first")
     a = ap.parse_args()
 
@@ -80,7 +84,8 @@ def main():
         [a.python, "-c", "import torch; print(torch.__version__)"], text=True
     ).strip()
     print(f"{a.rows} training rows, {a.eval_rows} evaluation rows, {a.threads} threads, "
-          f"tables capped at {a.max_vocab} rows; PyTorch {torch_version}")
+          f"tables capped at {a.max_vocab} rows; PyTorch {torch_version}, "
+          f"its dense Adam epsilon in the {a.adam_eps} form")
     print(f"{'round':>5} {'resflow/s':>10} {'torch/s':>10} {'ratio':>6}  "
           f"{'resflow AUC':>15} {'torch AUC':>15}  {'resflow RSS':>11} {'torch RSS':>10}")
     ratios = []
@@ -95,7 +100,7 @@ def main():
         out, torch_rss, _ = run_measured(
             [a.python, os.path.join(HERE, "train_torch.py"), "--schema",
              os.path.join(train, "schema.json"), "--train", train + ".csv", "--eval",
-             evald + ".csv", "--threads", str(a.threads)]
+             evald + ".csv", "--threads", str(a.threads), "--adam-eps", a.adam_eps]
         )
         ref = json.loads(out.strip().splitlines()[-1])
         ratio = ours["train"]["samples_per_s"] / ref["samples_per_s"]

@@ -18,13 +18,18 @@ The model, as resflow builds it:
     lambda 2 / 1 (click, click-and-convert);
   - Adam (lr 4e-4, betas 0.9 / 0.999, eps 1e-7) on the dense parameters, SparseAdam (the
     lazy form: only the rows in the batch move) on the tables; batches of 1024, shuffled.
+    Both in resflow's form, which adds eps to sqrt(v) before the bias correction
+    (p -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)). SparseAdam has that form
+    already; torch.optim.Adam adds eps after it, so with `--adam-eps tf1` (the default)
+    its eps is set each step to eps / sqrt(1 - b2^t), which makes the two updates equal;
+    `--adam-eps torch` keeps PyTorch's own form.
 
 Throughput counts the training loop only (batch assembly, forward, backward, both
 optimiser steps), as resflow's figure counts its steps only, from the second step on (the
 first allocates the optimisers' state, which resflow does before its clock starts).
 
 Usage: python3 train_torch.py --schema DIR/schema.json --train train.csv --eval eval.csv
-       [--threads 2] [--epochs 1] [--seed 42]
+       [--threads 2] [--epochs 1] [--seed 42] [--adam-eps tf1|torch]
 Needs torch and numpy (`pip install torch numpy`; the CPU wheels are enough).
 """
 
@@ -160,6 +165,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--adam-eps", choices=["tf1", "torch"], default="tf1",
+                    help="where dense Adam adds eps: resflow's form (tf1) or PyTorch's")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -173,7 +180,8 @@ def main():
 
     labels, single, bags = read_csv(a.train, len(single_vocab), len(bag_vocab))
     model = ResFlow(single_vocab, bag_vocab)
-    opt = torch.optim.Adam(model.dense_parameters(), lr=4e-4, betas=(0.9, 0.999), eps=1e-7)
+    eps, beta2 = 1e-7, 0.999
+    opt = torch.optim.Adam(model.dense_parameters(), lr=4e-4, betas=(0.9, beta2), eps=eps)
     sparse = torch.optim.SparseAdam(model.table_parameters(), lr=4e-4, betas=(0.9, 0.999), eps=1e-7)
     loss_fns = [
         nn.BCEWithLogitsLoss(pos_weight=torch.tensor(100.0)),
@@ -199,6 +207,11 @@ def main():
             opt.zero_grad(set_to_none=True)
             sparse.zero_grad(set_to_none=True)
             loss.backward()
+            if a.adam_eps == "tf1":
+                # Adam's step t is steps + 1: eps / sqrt(1 - b2^t) after the bias correction
+                # is eps before it.
+                for group in opt.param_groups:
+                    group["eps"] = eps / (1.0 - beta2 ** (steps + 1)) ** 0.5
             opt.step()
             sparse.step()
             steps += 1
@@ -212,6 +225,8 @@ def main():
         "seconds": seconds,
         "samples_per_s": timed_rows / seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "adam_eps": a.adam_eps,
+        "seed": a.seed,
     }
     if a.eval:
         el, es, eb = read_csv(a.eval, len(single_vocab), len(bag_vocab))

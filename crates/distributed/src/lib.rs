@@ -22,6 +22,12 @@
 //!   in rank order, exactly as the in-process reduction appends the workers' lists.
 //! - BatchNorm statistics, losses and evaluation probabilities: gathered in rank order.
 //!
+//! With row-sharded tables (`--shard-tables`, `sharded.rs`) each rank owns the rows that
+//! `resflow::reduce::owner` hashes to it: before the forward pass it fetches the rows its
+//! share looks up from their owners, and the gradient rows travel to their owners (both by
+//! all-to-allv), which update them; the order of every addition is the replicated one, so
+//! the parameters are the same, bit for bit.
+//!
 //! Without the `mpi` feature the crate builds without MPI, and [`Cluster::join`] says how to
 //! get it. See `docs/distributed.md` for the launch on a cluster and the traffic of a step.
 #![forbid(unsafe_code)]
@@ -33,6 +39,8 @@ mod mpi_reduce;
 mod no_mpi;
 pub mod order;
 mod replicas;
+#[cfg(feature = "mpi")]
+mod sharded;
 
 pub use launch::{LAUNCHED_VARS, find_mpirun, launched_by_mpirun, threads_per_rank};
 #[cfg(feature = "mpi")]
@@ -49,8 +57,15 @@ pub const AVAILABLE: bool = cfg!(feature = "mpi");
 pub struct Traffic {
     /// Dense gradients (all-to-all and all-gather).
     pub dense: u64,
-    /// Embedding rows (ids and gradients, all-gather).
+    /// Embedding gradient rows (ids and gradients): all-gathered with replicated tables,
+    /// sent to their owners with row-sharded ones.
     pub sparse: u64,
+    /// Row-sharded tables: the rows a step looks up, fetched from their owners (ids out,
+    /// rows back).
+    pub lookups: u64,
+    /// Row-sharded tables: whole tables sent to every rank before evaluations and the
+    /// export (not per step).
+    pub sync: u64,
     /// Everything else: agreement flags, losses, BatchNorm statistics, counts, predictions.
     pub other: u64,
     /// Gradient reductions (training steps) counted.

@@ -13,11 +13,15 @@ use mpi::datatype::{Partition, PartitionMut};
 use mpi::environment::Universe;
 use mpi::topology::{Communicator, SimpleCommunicator};
 
-use autodiff::Grads;
+use std::path::Path;
+
+use autodiff::{Grads, Table};
 use resflow::Trainer;
-use resflow::reduce::Reduce;
+use resflow::reduce::{Reduce, owner};
+use shards::Batch;
 
 use crate::order::{chunk, fold_in_rank_order, pack_rows, unpack_rows};
+use crate::sharded::Sharding;
 use crate::{Error, Traffic};
 
 fn too_large(what: &str, n: usize) -> resflow::Error {
@@ -26,7 +30,7 @@ fn too_large(what: &str, n: usize) -> resflow::Error {
     ))
 }
 
-fn count(what: &str, n: usize) -> Result<i32, resflow::Error> {
+pub(crate) fn count(what: &str, n: usize) -> Result<i32, resflow::Error> {
     i32::try_from(n).map_err(|_| too_large(what, n))
 }
 
@@ -78,9 +82,10 @@ impl Cluster {
         self.world.size() as usize
     }
 
-    /// The training hook of this process.
+    /// The training hook of this process (replicated tables).
     pub fn reduce(&self) -> MpiReduce {
         MpiReduce {
+            sharding: None,
             _universe: Arc::clone(&self.universe),
             world: self.universe.world(),
             rank: self.rank(),
@@ -97,6 +102,8 @@ impl Cluster {
         Traffic {
             dense: c.dense.load(Ordering::Relaxed),
             sparse: c.sparse.load(Ordering::Relaxed),
+            lookups: c.lookups.load(Ordering::Relaxed),
+            sync: c.sync.load(Ordering::Relaxed),
             other: c.other.load(Ordering::Relaxed),
             steps: c.steps.load(Ordering::Relaxed),
             seconds: c.nanos.load(Ordering::Relaxed) as f64 * 1e-9,
@@ -125,8 +132,16 @@ impl Cluster {
     }
 
     /// Makes `trainer` one of the cluster's replicas: checks that every process has the
-    /// same threads, configuration, position and parameters, then installs the hook.
-    pub fn attach(&self, trainer: &mut Trainer, data_rows: usize) -> Result<(), Error> {
+    /// same threads, configuration, position and parameters, then installs the hook. With
+    /// `shard_tables` the embedding tables are row-sharded; a trainer resumed from a
+    /// checkpoint of sharded tables then loads its rows from `checkpoint_dir`.
+    pub fn attach(
+        &self,
+        trainer: &mut Trainer,
+        data_rows: usize,
+        shard_tables: bool,
+        checkpoint_dir: Option<&Path>,
+    ) -> Result<(), Error> {
         let c = &trainer.network.config;
         let config = serde_json::to_string(c).unwrap_or_default();
         let names = [
@@ -137,6 +152,8 @@ impl Cluster {
             "the epoch",
             "the batch in the epoch",
             "the parameters",
+            "--shard-tables",
+            "the ranks the checkpoint's tables are sharded over",
         ];
         let values = [
             trainer.threads() as u64,
@@ -146,9 +163,30 @@ impl Cluster {
             trainer.epoch as u64,
             trainer.batch_in_epoch,
             fingerprint(trainer) as u64,
+            u64::from(shard_tables),
+            trainer.table_shards as u64,
         ];
         self.check_same(&names, &values)?;
-        trainer.set_reduce(Box::new(self.reduce()))?;
+        if !shard_tables {
+            trainer.set_reduce(Box::new(self.reduce()))?;
+            return trainer.check_tables_whole().map_err(Error::Train);
+        }
+        let fields = trainer.network.tables.iter().map(|t| t.index()).collect();
+        let mut hook = self.reduce();
+        hook.sharding = Some(Sharding::new(fields, trainer.store.tables.len()));
+        trainer.set_reduce(Box::new(hook))?;
+        if trainer.table_shards > 0 {
+            let dir = checkpoint_dir.ok_or_else(|| {
+                Error::Setup("resuming row-sharded tables needs --checkpoint-dir".into())
+            })?;
+            // Every rank reports its own problem (a missing file, another N); the
+            // agreement stops all of them together.
+            let loaded = trainer.load_table_shard(dir);
+            let mut hook = self.reduce();
+            let agreed = hook.agree(loaded.is_ok());
+            loaded?;
+            agreed?;
+        }
         Ok(())
     }
 
@@ -183,6 +221,8 @@ fn fingerprint(trainer: &Trainer) -> u32 {
 struct Counters {
     dense: AtomicU64,
     sparse: AtomicU64,
+    lookups: AtomicU64,
+    sync: AtomicU64,
     other: AtomicU64,
     steps: AtomicU64,
     nanos: AtomicU64,
@@ -236,6 +276,8 @@ struct Buffers {
 
 /// The training hook over MPI (see [`Reduce`]).
 pub struct MpiReduce {
+    /// Row-sharded tables: the exchanges' layout and buffers (`None`: replicated).
+    sharding: Option<Sharding>,
     _universe: Arc<Universe>,
     world: SimpleCommunicator,
     rank: usize,
@@ -271,6 +313,39 @@ impl MpiReduce {
         }
         count("a buffer", at)?;
         Ok(at)
+    }
+
+    /// [`Reduce::gather`] for any element type: the lengths first, then the values, into
+    /// `scratch`, which then trades places with `values` (both keep their memory).
+    fn gather_any<T: mpi::datatype::Equivalence + Copy + Default>(
+        &mut self,
+        values: &mut Vec<T>,
+        scratch: &mut Vec<T>,
+    ) -> Result<(), resflow::Error> {
+        if self.ranks == 1 {
+            return Ok(());
+        }
+        let _t = timed(&self.traffic);
+        let b = &mut self.bufs;
+        let n = count("gathered values", values.len())?;
+        b.flags.resize(self.ranks, 0);
+        self.world.all_gather_into(&n, &mut b.flags[..]);
+        let total = Self::layout(
+            b.flags.iter().map(|&c| c as usize),
+            &mut b.counts,
+            &mut b.displs,
+        )?;
+        scratch.resize(total, T::default());
+        {
+            let mut all = PartitionMut::new(&mut scratch[..], &b.counts[..], &b.displs[..]);
+            self.world.all_gather_varcount_into(&values[..], &mut all);
+        }
+        Counters::add(
+            &self.traffic.other,
+            (std::mem::size_of::<T>() * values.len() + 4) * (self.ranks - 1),
+        );
+        std::mem::swap(values, scratch);
+        Ok(())
     }
 
     fn dense(&mut self, dense: &mut [Vec<f32>]) -> Result<(), resflow::Error> {
@@ -401,7 +476,47 @@ impl Reduce for MpiReduce {
         let _t = timed(&traffic);
         traffic.steps.fetch_add(1, Ordering::Relaxed);
         self.dense(&mut grads.dense)?;
-        self.sparse(&mut grads.sparse)
+        match &mut self.sharding {
+            Some(sh) => {
+                let sent =
+                    sh.route_gradients(&self.world, self.rank, self.ranks, &mut grads.sparse)?;
+                Counters::add(&self.traffic.sparse, sent);
+                Ok(())
+            }
+            None => self.sparse(&mut grads.sparse),
+        }
+    }
+
+    fn shards_tables(&self) -> bool {
+        self.sharding.is_some()
+    }
+
+    fn fetch_rows(&mut self, batch: &Batch, tables: &mut [Table]) -> Result<(), resflow::Error> {
+        let Some(sh) = &mut self.sharding else {
+            return Ok(());
+        };
+        let _t = timed(&self.traffic);
+        let sent = sh.fetch(&self.world, self.rank, self.ranks, batch, tables)?;
+        Counters::add(&self.traffic.lookups, sent);
+        Ok(())
+    }
+
+    fn sync_tables(&mut self, tables: &mut [Table]) -> Result<(), resflow::Error> {
+        let Some(sh) = &mut self.sharding else {
+            return Ok(());
+        };
+        let sent = sh.sync(&self.world, self.rank, self.ranks, tables)?;
+        Counters::add(&self.traffic.sync, sent);
+        Ok(())
+    }
+
+    fn owned_rows(&self, table: usize, table_rows: usize, rows: &mut Vec<u32>) {
+        rows.clear();
+        let sharded = self.sharding.is_some();
+        rows.extend(
+            (0..table_rows as u32)
+                .filter(|&id| !sharded || owner(table, id, self.ranks) == self.rank),
+        );
     }
 
     fn sum(&mut self, values: &mut [f64]) -> Result<(), resflow::Error> {
@@ -423,56 +538,16 @@ impl Reduce for MpiReduce {
     }
 
     fn gather(&mut self, values: &mut Vec<f64>) -> Result<(), resflow::Error> {
-        if self.ranks == 1 {
-            return Ok(());
-        }
-        let _t = timed(&self.traffic);
-        let b = &mut self.bufs;
-        let n = count("gathered values", values.len())?;
-        b.flags.resize(self.ranks, 0);
-        self.world.all_gather_into(&n, &mut b.flags[..]);
-        let total = Self::layout(
-            b.flags.iter().map(|&c| c as usize),
-            &mut b.counts,
-            &mut b.displs,
-        )?;
-        b.f64s.resize(total, 0.0);
-        {
-            let mut all = PartitionMut::new(&mut b.f64s[..], &b.counts[..], &b.displs[..]);
-            self.world.all_gather_varcount_into(&values[..], &mut all);
-        }
-        Counters::add(
-            &self.traffic.other,
-            (8 * values.len() + 4) * (self.ranks - 1),
-        );
-        std::mem::swap(values, &mut b.f64s);
-        Ok(())
+        let mut scratch = std::mem::take(&mut self.bufs.f64s);
+        let r = self.gather_any(values, &mut scratch);
+        self.bufs.f64s = scratch;
+        r
     }
 
     fn gather_f32(&mut self, values: &mut Vec<f32>) -> Result<(), resflow::Error> {
-        if self.ranks == 1 {
-            return Ok(());
-        }
-        let _t = timed(&self.traffic);
-        let b = &mut self.bufs;
-        let n = count("gathered values", values.len())?;
-        b.flags.resize(self.ranks, 0);
-        self.world.all_gather_into(&n, &mut b.flags[..]);
-        let total = Self::layout(
-            b.flags.iter().map(|&c| c as usize),
-            &mut b.counts,
-            &mut b.displs,
-        )?;
-        b.f32s.resize(total, 0.0);
-        {
-            let mut all = PartitionMut::new(&mut b.f32s[..], &b.counts[..], &b.displs[..]);
-            self.world.all_gather_varcount_into(&values[..], &mut all);
-        }
-        Counters::add(
-            &self.traffic.other,
-            (4 * values.len() + 4) * (self.ranks - 1),
-        );
-        std::mem::swap(values, &mut b.f32s);
-        Ok(())
+        let mut scratch = std::mem::take(&mut self.bufs.f32s);
+        let r = self.gather_any(values, &mut scratch);
+        self.bufs.f32s = scratch;
+        r
     }
 }

@@ -28,7 +28,13 @@ impl Cluster {
     }
 
     /// See the MPI build.
-    pub fn attach(&self, _trainer: &mut Trainer, _data_rows: usize) -> Result<(), Error> {
+    pub fn attach(
+        &self,
+        _trainer: &mut Trainer,
+        _data_rows: usize,
+        _shard_tables: bool,
+        _checkpoint_dir: Option<&std::path::Path>,
+    ) -> Result<(), Error> {
         match self.never {}
     }
 

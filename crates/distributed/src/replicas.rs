@@ -50,11 +50,20 @@ impl Replicas {
             .max(1)
     }
 
-    /// Makes `trainer` a replica of the others (see [`Cluster::attach`]); nothing alone.
-    pub fn attach(&self, trainer: &mut Trainer, data_rows: usize) -> Result<(), Error> {
+    /// Makes `trainer` a replica of the others (see [`Cluster::attach`]): with
+    /// `shard_tables`, its embedding tables row-sharded over the ranks (a resumed trainer
+    /// loads its rows from `checkpoint_dir`). Alone, only checks that `trainer` holds whole
+    /// tables (not a checkpoint of sharded ones).
+    pub fn attach(
+        &self,
+        trainer: &mut Trainer,
+        data_rows: usize,
+        shard_tables: bool,
+        checkpoint_dir: Option<&std::path::Path>,
+    ) -> Result<(), Error> {
         match &self.cluster {
-            Some(c) => c.attach(trainer, data_rows),
-            None => Ok(()),
+            Some(c) => c.attach(trainer, data_rows, shard_tables, checkpoint_dir),
+            None => trainer.check_tables_whole().map_err(Error::Train),
         }
     }
 

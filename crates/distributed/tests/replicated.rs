@@ -160,7 +160,7 @@ fn rank_replicated() {
     let eval = Dataset::open(&dir.join("eval")).unwrap();
     for (k, c) in configs().into_iter().enumerate() {
         let mut t = Trainer::new(c, resflow::layout_of(train.schema()), 1).unwrap();
-        cluster.attach(&mut t, train.rows()).unwrap();
+        cluster.attach(&mut t, train.rows(), false, None).unwrap();
         let bits = fingerprint(&mut t, &train, &eval, 2);
         write_bits(
             &dir.join(format!("config{k}-rank{}.bits", cluster.rank())),
@@ -294,7 +294,7 @@ fn rank_checkpointed() {
     } else {
         Trainer::new(kill_config(), resflow::layout_of(train.schema()), 1).unwrap()
     };
-    cluster.attach(&mut t, train.rows()).unwrap();
+    cluster.attach(&mut t, train.rows(), false, None).unwrap();
     t.fit(&train, KILL_EPOCHS, |t, _| {
         // Rank 0 writes (atomically) for every rank: the replicas are identical.
         if t.rank().0 == 0 && t.step % 3 == 0 {

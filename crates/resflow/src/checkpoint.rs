@@ -41,7 +41,10 @@ const VERSION: &str = "4";
 /// The previous version, still read: the same file without balancing state.
 const VERSION_3: &str = "3";
 
-fn bad(path: &Path, detail: String) -> ModelError {
+/// Metadata key: the processes whose table shards complete this checkpoint.
+pub(crate) const TABLE_SHARDS: &str = "table_shards";
+
+pub(crate) fn bad(path: &Path, detail: String) -> ModelError {
     ModelError::ModelFile {
         path: path.display().to_string(),
         detail,
@@ -60,6 +63,8 @@ impl Trainer {
             arrays.push(Array::owned(name, shape, v.to_vec()))
         };
         let store = &self.store;
+        // Row-sharded tables: each process writes its own rows (checkpoint_shard.rs).
+        let sharded = self.shards_tables();
         for p in &store.dense {
             push(
                 format!("param/{}", p.name),
@@ -67,7 +72,7 @@ impl Trainer {
                 &p.value.to_vec(),
             );
         }
-        for t in &store.tables {
+        for t in store.tables.iter().filter(|_| !sharded) {
             push(
                 format!("param/{}", t.name),
                 vec![t.value.rows(), t.value.cols()],
@@ -81,7 +86,7 @@ impl Trainer {
             push(format!("adam/v/{}", p.name), vec![v.len()], v);
         }
         let (m, v) = lazy.moments();
-        for ((t, m), v) in store.tables.iter().zip(m).zip(v) {
+        for ((t, m), v) in store.tables.iter().zip(m).zip(v).filter(|_| !sharded) {
             push(format!("lazy_adam/m/{}", t.name), vec![m.len()], m);
             push(format!("lazy_adam/v/{}", t.name), vec![v.len()], v);
         }
@@ -124,6 +129,9 @@ impl Trainer {
         ]);
         if let Some(b) = &balance {
             meta.insert("balance_steps".to_string(), b.steps.to_string());
+        }
+        if sharded {
+            meta.insert(TABLE_SHARDS.to_string(), self.rank().1.to_string());
         }
         let bytes = integrity::serialize(arrays, meta).map_err(|e| {
             ModelError::NonFinite(format!(
@@ -222,12 +230,27 @@ impl Trainer {
         // overwrite every value.
         let init = Model::init(config, layout).map_err(|e| bad(&path, e.to_string()))?;
         let mut trainer = Trainer::from_params(&init, threads)?;
+        // Row-sharded tables are not in this file: each process loads its rows later
+        // (`Trainer::load_table_shard`); until then they keep their initial values.
+        let table_shards = match meta.get(TABLE_SHARDS) {
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => return Err(bad(&path, format!("{TABLE_SHARDS}: {n:?}")).into()),
+            },
+            None => 0,
+        };
+        trainer.table_shards = table_shards;
         for p in trainer.store.dense.iter_mut() {
             let (r, c) = p.value.shape();
             p.value = Matrix::from_slice(r, c, &array(&format!("param/{}", p.name), r * c)?)
                 .map_err(ModelError::from)?;
         }
-        for t in trainer.store.tables.iter_mut() {
+        for t in trainer
+            .store
+            .tables
+            .iter_mut()
+            .filter(|_| table_shards == 0)
+        {
             let (r, c) = t.value.shape();
             t.value = Matrix::from_slice(r, c, &array(&format!("param/{}", t.name), r * c)?)
                 .map_err(ModelError::from)?;
@@ -254,14 +277,21 @@ impl Trainer {
                 .map(|(n, l)| array(&format!("adam/v/{n}"), *l))
                 .collect::<Result<Vec<_>, _>>()?,
         );
+        let moment = |kind: &str, n: &str, l: usize| {
+            if table_shards > 0 {
+                Ok(vec![0.0; l])
+            } else {
+                array(&format!("lazy_adam/{kind}/{n}"), l)
+            }
+        };
         let (lazy_m, lazy_v) = (
             tables
                 .iter()
-                .map(|(n, l)| array(&format!("lazy_adam/m/{n}"), *l))
+                .map(|(n, l)| moment("m", n, *l))
                 .collect::<Result<Vec<_>, _>>()?,
             tables
                 .iter()
-                .map(|(n, l)| array(&format!("lazy_adam/v/{n}"), *l))
+                .map(|(n, l)| moment("v", n, *l))
                 .collect::<Result<Vec<_>, _>>()?,
         );
         let (adam_steps, lazy_steps) = (number("adam_steps")?, number("lazy_adam_steps")?);

@@ -13,6 +13,7 @@
 
 pub mod balancing;
 mod checkpoint;
+mod checkpoint_shard;
 pub mod compare;
 pub mod divergence;
 mod error;
@@ -38,6 +39,7 @@ pub use model::{
 };
 
 pub use checkpoint::CHECKPOINT_FILE;
+pub use checkpoint_shard::table_shard_file;
 pub use compare::{CompareOptions, CompareReport, compare};
 pub use error::{Error, RunError};
 pub use eval_rows::EvalFeeder;

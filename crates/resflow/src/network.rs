@@ -384,15 +384,24 @@ impl Network {
         scratch: &mut Scratch,
     ) -> Result<Var, Error> {
         view.task_labels(t, &mut scratch.labels);
-        let task = &self.config.tasks[t];
+        self.bce(tape, view, t, z, &scratch.labels, denom)
+    }
+
+    /// Head `t`'s weighted cross-entropy of the logits `z` against `labels` (its
+    /// `pos_weight`, the rows' weights when the data has them, divided by `denom`).
+    fn bce(
+        &self,
+        tape: &mut Tape,
+        view: &BatchView<'_>,
+        t: usize,
+        z: Var,
+        labels: &[f32],
+        denom: f32,
+    ) -> Result<Var, Error> {
         let target = BceTarget {
-            labels: &scratch.labels,
-            weights: if view.weight().is_empty() {
-                None
-            } else {
-                Some(view.weight())
-            },
-            pos_weight: task.pos_weight,
+            labels,
+            weights: (!view.weight().is_empty()).then(|| view.weight()),
+            pos_weight: self.config.tasks[t].pos_weight,
             denom: Some(denom),
         };
         Ok(tape.bce_with_logits(z, target)?)
@@ -427,7 +436,6 @@ impl Network {
                 )))
             })?;
         view.task_labels(column, &mut scratch.labels);
-        let weights = (!view.weight().is_empty()).then(|| view.weight());
         match r.form {
             RegressionForm::Thresholds => {
                 let threshold = r.thresholds[t];
@@ -435,13 +443,7 @@ impl Network {
                     .labels
                     .iter_mut()
                     .for_each(|y| *y = (*y > threshold) as u8 as f32);
-                let target = BceTarget {
-                    labels: &scratch.labels,
-                    weights,
-                    pos_weight: self.config.tasks[t].pos_weight,
-                    denom: Some(denom),
-                };
-                Ok(Some(tape.bce_with_logits(z, target)?))
+                Ok(Some(self.bce(tape, view, t, z, &scratch.labels, denom)?))
             }
             RegressionForm::Direct => {
                 let (mean, std) = (r.mean.unwrap_or(0.0), r.std.unwrap_or(1.0));
@@ -454,8 +456,8 @@ impl Network {
                 let neg = tape.input(rows, 1, &scratch.labels)?;
                 let d = tape.add(z, neg)?;
                 let mut sq = tape.mul(d, d)?;
-                if let Some(w) = weights {
-                    let w = tape.input(rows, 1, w)?;
+                if !view.weight().is_empty() {
+                    let w = tape.input(rows, 1, view.weight())?;
                     sq = tape.mul(sq, w)?;
                 }
                 let s = tape.sum(sq)?;

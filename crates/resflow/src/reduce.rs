@@ -19,8 +19,17 @@
 //! Every combination is in a fixed order (rank 0 first), so results do not depend on
 //! timing; with one worker per process they are those of one process with one worker per
 //! rank, bit for bit: a left fold over the ranks is the left fold over the workers.
+//!
+//! With row-sharded tables ([`Reduce::shards_tables`]) each process is the *owner* of the
+//! rows [`owner`] assigns to it, and only its owned rows are kept current by its optimiser.
+//! Two more calls then bracket a step: [`Reduce::fetch_rows`] before the forward pass (the
+//! rows this process's share looks up, from their owners) and, inside
+//! [`Reduce::gradients`], the gradient rows go to their owners instead of to everyone.
+//! [`Reduce::sync_tables`] makes every table whole on every process (before an evaluation
+//! or an export).
 
-use autodiff::Grads;
+use autodiff::{Grads, Table};
+use shards::Batch;
 
 use crate::error::Error;
 
@@ -52,6 +61,49 @@ pub trait Reduce: Send {
 
     /// [`Reduce::gather`] for `f32` values (evaluation probabilities).
     fn gather_f32(&mut self, values: &mut Vec<f32>) -> Result<(), Error>;
+
+    /// Whether the embedding tables are row-sharded: each process owns the rows [`owner`]
+    /// gives it, and [`Reduce::gradients`] leaves in each table's sparse list only the
+    /// rows this process owns (every process's, in rank order), so that its optimiser
+    /// updates only those.
+    fn shards_tables(&self) -> bool {
+        false
+    }
+
+    /// Row-sharded tables: writes into `tables` the current value of every row that
+    /// `batch` (this process's share of the step) looks up and another process owns. A
+    /// no-op with replicated tables.
+    fn fetch_rows(&mut self, _batch: &Batch, _tables: &mut [Table]) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Row-sharded tables: makes every row of `tables` current on every process (each
+    /// owner sends its rows to all). A no-op with replicated tables.
+    fn sync_tables(&mut self, _tables: &mut [Table]) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Row-sharded tables: the rows of `table` (store index) this process owns, in
+    /// increasing order, appended to `rows` (cleared first). Replicated: every row.
+    fn owned_rows(&self, table: usize, table_rows: usize, rows: &mut Vec<u32>) {
+        let _ = table;
+        rows.clear();
+        rows.extend(0..table_rows as u32);
+    }
+}
+
+/// The process that owns row `id` of table `table` when `ranks` processes shard the
+/// tables: a multiplicative hash of (table, id), so that the hot low ids of every table
+/// spread over the processes instead of landing on one.
+pub fn owner(table: usize, id: u32, ranks: usize) -> usize {
+    if ranks <= 1 {
+        return 0;
+    }
+    let key = ((table as u64) << 32) | u64::from(id);
+    let h = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // The high bits are the well-mixed ones; reduce them to 0..ranks without a modulo bias
+    // worth the name (ranks is far below 2^32).
+    (((h >> 32) * ranks as u64) >> 32) as usize
 }
 
 /// One process: every combination is already complete.
@@ -85,5 +137,29 @@ impl Reduce for Local {
 
     fn gather_f32(&mut self, _values: &mut Vec<f32>) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner;
+
+    #[test]
+    fn owners_are_in_range_and_spread() {
+        assert_eq!(owner(3, 17, 1), 0);
+        for ranks in [2usize, 3, 8] {
+            let mut per = vec![0usize; ranks];
+            for t in 0..4 {
+                for id in 0..10_000u32 {
+                    let q = owner(t, id, ranks);
+                    assert!(q < ranks);
+                    per[q] += 1;
+                }
+            }
+            let fair = 40_000 / ranks;
+            for &n in &per {
+                assert!(n > fair * 9 / 10 && n < fair * 11 / 10, "{per:?}");
+            }
+        }
     }
 }

@@ -124,12 +124,12 @@ pub fn run_epochs(
         progress.epoch_started(run, trainer.epoch + 1, schedule.epochs, train.rows() as u64);
         let (s, r) = trainer.train_epoch(train, |t, stats| {
             progress.step(t, stats)?;
-            // Of several replicas, rank 0 alone writes the (identical) checkpoints.
+            // Of several replicas, rank 0 alone writes the (identical) checkpoints; with
+            // row-sharded tables every rank writes its rows too.
             if let (Some(dir), Some(n)) = (schedule.checkpoint_dir, checkpoint_every)
                 && t.step.is_multiple_of(n)
-                && t.rank().0 == 0
             {
-                t.save_checkpoint(dir)?;
+                t.save_checkpoint_as_rank(dir)?;
             }
             if let (Some(ds), Some(n)) = (schedule.eval, eval_every)
                 && t.step.is_multiple_of(n)
@@ -141,10 +141,8 @@ pub fn run_epochs(
         progress.epoch_finished();
         seconds += s;
         rows += r;
-        if let Some(dir) = schedule.checkpoint_dir
-            && trainer.rank().0 == 0
-        {
-            trainer.save_checkpoint(dir)?;
+        if let Some(dir) = schedule.checkpoint_dir {
+            trainer.save_checkpoint_as_rank(dir)?;
         }
         if let Some(ds) = schedule.eval
             && trainer.epoch < schedule.epochs

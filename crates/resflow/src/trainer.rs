@@ -261,6 +261,9 @@ pub struct Trainer {
     pub epoch: usize,
     /// Batches already taken in the current epoch (for resuming).
     pub batch_in_epoch: u64,
+    /// Resumed from a checkpoint whose embedding tables are row-sharded over this many
+    /// processes (0: the checkpoint holds whole tables); each process then loads its rows.
+    pub table_shards: usize,
     workers: Vec<Worker>,
     /// Shared so that a whole epoch can run inside it while the trainer is borrowed.
     pool: Arc<rayon::ThreadPool>,
@@ -345,6 +348,7 @@ impl Trainer {
             step: 0,
             epoch: 0,
             batch_in_epoch: 0,
+            table_shards: 0,
             workers,
             pool: Arc::new(pool),
             reduce: Box::new(Local),
@@ -381,6 +385,22 @@ impl Trainer {
     pub fn share(&self) -> shards::Share {
         let (rank, ranks) = self.rank();
         shards::Share::of_rank(rank, ranks, self.threads())
+    }
+
+    /// Makes every embedding row current on this process (row-sharded tables: every owner
+    /// sends its rows to all; collective). Nothing with replicated tables.
+    pub fn sync_tables(&mut self) -> Result<(), Error> {
+        self.reduce.sync_tables(&mut self.store.tables)
+    }
+
+    /// Whether the embedding tables are row-sharded across processes.
+    pub fn shards_tables(&self) -> bool {
+        self.reduce.shards_tables()
+    }
+
+    /// The cross-process hook (checkpoints ask it which rows this process owns).
+    pub(crate) fn reduce_mut(&mut self) -> &mut dyn Reduce {
+        self.reduce.as_mut()
     }
 
     /// Worker threads.
@@ -424,6 +444,8 @@ impl Trainer {
         if batch.global_rows() == 0 {
             return Err(ModelError::Request("an empty batch".into()).into());
         }
+        // Row-sharded tables: the rows this share looks up, from their owners.
+        self.reduce.fetch_rows(batch, &mut self.store.tables)?;
         let parts = self.workers.len();
         let (net, store, workers) = (&self.network, &self.store, &mut self.workers);
         let weighting = Weighting {
@@ -665,6 +687,7 @@ impl Trainer {
         let mut batches = data.batches(8192, None);
         let mut batch = data.new_batch();
         let mut probs = Vec::new();
+        self.sync_tables()?;
         // Every process reads whole batches and scores its share of them (worker views
         // extended to processes); the probabilities are gathered in rank order.
         let share = self.share();

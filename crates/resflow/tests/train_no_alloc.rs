@@ -2,7 +2,10 @@
 //! synthetic funnel (embeddings, bags, the towers with residual links, weighted BCE, Adam
 //! and lazy Adam, the reduction of the workers' gradients), counted by a global allocator
 //! across every thread. Checked for both BatchNorm modes (`batch` adds the running
-//! statistics' update) and both table optimisers.
+//! statistics' update) and both table optimisers. On Linux it also faults no page: the
+//! process's minor page faults (every thread's, from `/proc/self/stat`) do not move over
+//! the steady steps, so every buffer a step writes, tables and moments included, was
+//! touched before.
 
 mod common;
 
@@ -46,14 +49,31 @@ fn training_steps_allocate_nothing_after_warm_up() {
         let mut batches = data.batches(256, Some(7));
         let mut batch = data.new_batch();
         let mut stats = resflow::StepStats::default();
+        // Minor faults before the first steady step and after the last one.
+        let mut faults = (None, None);
         trainer.on_pool(|t| {
             while batches.next_into(&mut batch) {
+                if counts.len() == WARM_UP {
+                    faults.0 = minor_faults();
+                }
                 let before = testkit::allocations();
                 t.train_step_into(&batch, &mut stats).unwrap();
                 counts.push(testkit::allocations() - before);
             }
+            faults.1 = minor_faults();
         });
         assert_eq!(counts.len(), 40);
+        if let (Some(start), Some(end)) = faults {
+            assert_eq!(
+                end - start,
+                0,
+                "{bn:?}, lazy {lazy}: {} minor page faults in {} steady steps",
+                end - start,
+                counts.len() - WARM_UP
+            );
+        } else if cfg!(target_os = "linux") {
+            panic!("/proc/self/stat unreadable");
+        }
         assert!(counts[0] > 0, "the first step sizes the buffers");
         let grew: Vec<_> = counts
             .iter()
@@ -68,4 +88,14 @@ fn training_steps_allocate_nothing_after_warm_up() {
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The process's minor page faults so far (field 10 of `/proc/self/stat`, every thread's),
+/// or `None` where there is no such file.
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Fields from 3 on: state, ppid, pgrp, session, tty_nr, tpgid, flags, minflt.
+    after_name.split_whitespace().nth(7)?.parse().ok()
 }

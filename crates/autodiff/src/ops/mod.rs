@@ -245,6 +245,56 @@ pub(crate) fn grad_pair<'a>(
 
 /// Everything a backward step reads and writes: all values, the gradients recorded before
 /// the node (the inputs' slots, mutable) and the node's own gradient.
+/// What the local derivative of an element-wise op reads.
+#[derive(Clone, Copy)]
+pub(super) enum Reads {
+    /// The input `x` (ReLU, softplus).
+    Input,
+    /// The op's own output `y` (sigmoid, tanh).
+    Output,
+}
+
+impl Tape {
+    /// Records the element-wise op `op` of `x`, whose value `kernel` writes in full (so the
+    /// slot is not cleared first): the one forward of ReLU, softplus, sigmoid and tanh.
+    pub(super) fn elementwise(
+        &mut self,
+        name: &'static str,
+        op: Op,
+        x: Var,
+        kernel: fn(&[f32], &mut [f32]),
+    ) -> Result<Var> {
+        self.check(name, x)?;
+        let ((n, c), (xo, _)) = (self.shape(x), self.slot(x));
+        let (v, off) = self.push_overwritten(op, n, c);
+        let (before, out) = self.split_values(off, n * c);
+        kernel(&before[xo..xo + n * c], out);
+        Ok(v)
+    }
+}
+
+/// The backward of an element-wise op: `dx += grad(dy, r)` element by element, with `r`
+/// the input or the output as `reads` says.
+pub(super) fn elementwise_backward(
+    t: &mut Tape,
+    node: Node,
+    x: Var,
+    reads: Reads,
+    grad: impl Fn(f32, f32) -> f32,
+) -> Result<()> {
+    let s = t.slot(x);
+    let r = match reads {
+        Reads::Input => s.0,
+        Reads::Output => node.off,
+    };
+    let (values, before, gy) = parts(t, &node);
+    let rv = &values[r..r + gy.len()];
+    for ((g, &d), &rv) in before[s.0..s.0 + s.1].iter_mut().zip(gy).zip(rv) {
+        *g += grad(d, rv);
+    }
+    Ok(())
+}
+
 pub(crate) fn parts<'a>(t: &'a mut Tape, node: &Node) -> (&'a [f32], &'a mut [f32], &'a [f32]) {
     let len = node.rows * node.cols;
     let (before, after) = t.grads.split_at_mut(node.off);

@@ -6,30 +6,19 @@
 
 use tensor::ops;
 
-use super::{Op, parts};
+use super::{Op, Reads, elementwise_backward};
 use crate::error::Result;
 use crate::tape::{Node, Tape, Var};
 
 impl Tape {
     /// `ln(1 + e^x)` element-wise.
     pub fn softplus(&mut self, x: Var) -> Result<Var> {
-        self.check("softplus", x)?;
-        let ((n, c), (xo, _)) = (self.shape(x), self.slot(x));
-        let (v, off) = self.push_overwritten(Op::Softplus { x }, n, c);
-        let (before, out) = self.split_values(off, n * c);
-        ops::softplus(&before[xo..xo + n * c], out);
-        Ok(v)
+        self.elementwise("softplus", Op::Softplus { x }, x, ops::softplus)
     }
 }
 
 pub(super) fn backward(t: &mut Tape, node: Node, x: Var) -> Result<()> {
-    let s = t.slot(x);
-    let (values, before, gy) = parts(t, &node);
-    let xv = &values[s.0..s.0 + s.1];
-    for ((g, &d), &xv) in before[s.0..s.0 + s.1].iter_mut().zip(gy).zip(xv) {
-        *g += d * sigmoid(xv);
-    }
-    Ok(())
+    elementwise_backward(t, node, x, Reads::Input, |d, x| d * sigmoid(x))
 }
 
 /// The logistic function of one value, without overflow for either sign.
