@@ -43,6 +43,10 @@ pub struct TrainBenchArgs {
     /// with 2 threads (1 on a single core); best and median of `--runs` rounds.
     #[arg(long)]
     balancing: bool,
+    /// With --balancing, the clock of every step: `wall`, or `thread` (the CPU time of the
+    /// one worker's thread, which leaves out the time other processes held the core).
+    #[arg(long, default_value = "wall", value_parser = parse_clock)]
+    clock: bench::Clock,
 }
 
 /// Options of `resflow bench shards`.
@@ -225,21 +229,25 @@ fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: Vec<usize> = if cores > 1 { vec![1, 2] } else { vec![1] };
     if args.balancing {
-        let t = *threads.last().expect("a thread count");
+        let mut t = *threads.last().expect("a thread count");
+        if args.clock == bench::Clock::Thread {
+            t = 1;
+        }
         let r = bench::train::balancing(
             args.rows.max(1024),
             args.max_vocab.max(4),
             t,
             args.runs,
             &std::env::temp_dir(),
+            args.clock,
         )?;
         if args.json {
             println!("{}", serde_json::to_string(&r)?);
             return Ok(());
         }
         println!(
-            "loss balancing, Ali-CCP layout (2 tasks, towers 128-64-1, batch 1024), {} synthetic rows, {t} thread(s), {} rounds",
-            args.rows, args.runs
+            "loss balancing, Ali-CCP layout (2 tasks, towers 128-64-1, batch 1024), {} synthetic rows, {t} thread(s), {} rounds, {:?} clock",
+            args.rows, args.runs, args.clock
         );
         for b in &r {
             println!(

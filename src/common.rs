@@ -142,14 +142,26 @@ impl Progress for Bar {
     }
 
     fn evaluated(&mut self, point: EvalPoint, report: &EvalReport) {
-        let title = match point {
-            EvalPoint::Step(s) => format!("evaluation at step {s}"),
-            EvalPoint::Epoch(e) => format!("evaluation after epoch {e}"),
-        };
-        crate::eval_options::print_eval(&title, report);
+        crate::eval_options::print_eval(&eval_title(point), report);
+    }
+
+    fn evaluated_regression(
+        &mut self,
+        point: EvalPoint,
+        report: &resflow::regression::RegressionEval,
+    ) {
+        crate::eval_options::print_regression(&eval_title(point), report);
     }
 
     fn note(&mut self, text: &str) {
         eprintln!("{text}");
+    }
+}
+
+/// How an evaluation during training is titled.
+fn eval_title(point: EvalPoint) -> String {
+    match point {
+        EvalPoint::Step(s) => format!("evaluation at step {s}"),
+        EvalPoint::Epoch(e) => format!("evaluation after epoch {e}"),
     }
 }

@@ -150,6 +150,25 @@ pub fn print_eval(title: &str, r: &EvalReport) {
     print_list_metrics(r);
 }
 
+/// Prints a regression model's evaluation: its errors, and each threshold head's AUC.
+pub fn print_regression(title: &str, r: &resflow::regression::RegressionEval) {
+    println!(
+        "{title} ({} rows): {} MSE {:.3}, MAE {:.3}",
+        r.rows, r.target, r.mse, r.mae
+    );
+    if !r.thresholds.is_empty() {
+        let aucs: Vec<String> = r
+            .thresholds
+            .iter()
+            .map(|t| match t.auc {
+                Some(a) => format!("{} {a:.4}", t.threshold),
+                None => format!("{} -", t.threshold),
+            })
+            .collect();
+        println!("  AUC of P(y > t) per threshold t: {}", aucs.join(", "));
+    }
+}
+
 fn sorted_ks(m: &std::collections::BTreeMap<String, f64>) -> Vec<&String> {
     let mut ks: Vec<&String> = m.keys().collect();
     ks.sort_by_key(|k| k.parse::<usize>().unwrap_or(usize::MAX));

@@ -13,7 +13,7 @@ use resflow::{
 };
 
 use crate::common::{Bar, Fallible, open, read_config, synthetic_funnel, threads, write_json};
-use crate::eval_options::{in_option_terms, print_eval};
+use crate::eval_options::{in_option_terms, print_eval, print_regression};
 
 /// Options of `resflow train`.
 #[derive(Args)]
@@ -104,7 +104,8 @@ pub struct ScoreArgs {
     /// Dataset to score.
     #[arg(long)]
     data: PathBuf,
-    /// CSV of scores to write: row, group, one probability per task, fused score.
+    /// CSV of scores to write: row, group, one probability per head (task, or a regression
+    /// model's P(y > t) per threshold), the fused score (a regression model: its predicted value).
     #[arg(long)]
     out: PathBuf,
 }
@@ -246,13 +247,16 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
     if !replicas.writes() {
         return Ok(());
     }
-    if let Some(r) = &eval {
+    if let Some(r) = &eval.eval {
         print_eval("final evaluation", r);
+    }
+    if let Some(r) = &eval.regression {
+        print_regression("final evaluation", r);
     }
     let report = TrainReport {
         run: Report {
             train: Some(summary),
-            eval,
+            ..eval
         },
         distributed: traffic,
     };
@@ -355,25 +359,16 @@ pub fn eval(args: EvalArgs) -> Fallible {
         }
     };
     if let Some(m) = regression_model {
-        let target = m
-            .config
-            .regression
-            .as_ref()
-            .map(|r| r.target.clone())
-            .unwrap_or_default();
-        let r = resflow::regression::evaluate(&resflow::Scorer::new(m)?, &data)?;
-        println!(
-            "evaluation of {} on {} rows: {target} MSE {:.3}, MAE {:.3}",
-            args.model.display(),
-            r.rows,
-            r.mse,
-            r.mae
+        let r = resflow::regression::evaluate(&resflow::Scorer::new(m)?, &data)
+            .map_err(|e| format!("--data {}: {e}", args.data.display()))?;
+        print_regression(&format!("evaluation of {}", args.model.display()), &r);
+        return write_report(
+            &args.report,
+            &Report {
+                regression: Some(r),
+                ..Report::default()
+            },
         );
-        if let Some(path) = &args.report {
-            write_json(path, &r)?;
-            println!("report written to {}", path.display());
-        }
-        return Ok(());
     }
     let report = if args.model.is_dir() {
         let mut t = Trainer::load_checkpoint(&args.model, threads(None))?;
@@ -389,8 +384,8 @@ pub fn eval(args: EvalArgs) -> Fallible {
     write_report(
         &args.report,
         &Report {
-            train: None,
             eval: Some(report),
+            ..Report::default()
         },
     )
 }
@@ -437,7 +432,10 @@ pub fn score(args: ScoreArgs) -> Fallible {
     let model = Model::load(&args.model)?;
     let data = open(&args.data)?;
     let scorer = Scorer::new(model)?;
-    let tasks = scorer.model().layout.tasks.clone();
+    // The model's heads: the data's tasks, or a regression model's thresholds.
+    let tasks: Vec<String> = (scorer.model().config.tasks.iter())
+        .map(|t| t.name.clone())
+        .collect();
     // Written under a temporary name and renamed when complete, like every output.
     let name = args
         .out

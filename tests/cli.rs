@@ -137,6 +137,12 @@ impl Fixture {
         out
     }
 
+    /// The JSON file `name` of the directory (a report), parsed.
+    fn json(&self, name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir.join(name)).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"))
+    }
+
     /// A model configuration file `name` holding `json`; its path.
     fn config(&self, name: &str, json: &str) -> String {
         std::fs::write(self.dir.join(name), json).unwrap();
@@ -232,8 +238,7 @@ fn gen_train_eval_export_score_round_trip() {
         &p("model.safetensors"),
     ]);
     assert!(out.contains("samples/s"), "{out}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let report = f.json("report.json");
     assert_eq!(report["train"]["threads"], 2);
     assert!(report["train"]["samples_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(report["eval"]["rows"], 3000);
@@ -263,10 +268,8 @@ fn gen_train_eval_export_score_round_trip() {
         "--report",
         &p("c.json"),
     ]);
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
-    let c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("c.json")).unwrap()).unwrap();
+    let m = f.json("m.json");
+    let c = f.json("c.json");
     let auc = |v: &serde_json::Value| v["eval"]["tasks"][0]["auc"].as_f64().unwrap();
     assert!((auc(&m) - auc(&c)).abs() < 1e-6);
     run_ok(&[
@@ -316,8 +319,7 @@ fn gen_train_eval_export_score_round_trip() {
         "--report",
         &p("v.json"),
     ]);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("v.json")).unwrap()).unwrap();
+    let v = f.json("v.json");
     assert_eq!(auc(&v), auc(&m));
 
     // User mistakes: a clear message and a non-zero exit, no panic.
@@ -358,10 +360,222 @@ fn gen_train_eval_export_score_round_trip() {
 }
 
 #[test]
+fn regression_trains_resumes_exports_and_scores_its_predicted_value() {
+    let f = Fixture::new("regression");
+    let p = |n: &str| f.path(n);
+    let train = f.dataset("train", 3000, &["--play-time", "--max-vocab", "200"]);
+    let eval = f.dataset(
+        "eval",
+        1000,
+        &["--play-time", "--seed", "2", "--max-vocab", "200"],
+    );
+    let config = f.config(
+        "chained.json",
+        r#"{"model": {"kind": "resflow"}, "residual": {"hidden": false},
+            "regression": {"target": "play_time", "percentiles": [25, 50, 75]},
+            "embedding_dim": 8, "hidden": [16, 8], "batch_norm": "none", "batch_size": 256}"#,
+    );
+    let run = [
+        "train",
+        "--train",
+        &train,
+        "--eval",
+        &eval,
+        "--config",
+        &config,
+        "--threads",
+        "2",
+    ];
+    let ckpt = p("ckpt");
+    let first = run_ok(&join(
+        &run,
+        &[
+            "--epochs",
+            "1",
+            "--checkpoint-dir",
+            &ckpt,
+            "--eval-every",
+            "5",
+            "--report",
+            &p("first.json"),
+        ],
+    ));
+    assert!(
+        first.contains("evaluation at step 5") && first.contains("play_time MSE"),
+        "{first}"
+    );
+    let model = p("model.safetensors");
+    run_ok(&join(
+        &run,
+        &[
+            "--epochs",
+            "2",
+            "--checkpoint-dir",
+            &ckpt,
+            "--resume",
+            "--out",
+            &model,
+            "--report",
+            &p("second.json"),
+        ],
+    ));
+    let (first, second) = (f.json("first.json"), f.json("second.json"));
+    for r in [&first, &second] {
+        assert!(r.get("eval").is_none() && r["train"]["steps"] == 12, "{r}");
+        assert_eq!(r["regression"]["rows"], 1000);
+        let heads = r["regression"]["thresholds"].as_array().unwrap();
+        assert_eq!(heads.len(), 3);
+        assert!(heads.iter().all(|h| h["auc"].is_number()), "{r}");
+    }
+    let mse = |r: &serde_json::Value| r["regression"]["mse"].as_f64().unwrap();
+    assert_ne!(mse(&first), mse(&second), "the resumed run trained on");
+
+    // The model file, the checkpoint and an export of it evaluate as the trainer did.
+    run_ok(&[
+        "export",
+        "--checkpoint",
+        &ckpt,
+        "--out",
+        &p("exported.safetensors"),
+    ]);
+    let trained = resflow::Model::load(std::path::Path::new(&model)).unwrap();
+    assert!(trained == resflow::Model::load(&f.dir.join("exported.safetensors")).unwrap());
+    for (source, name) in [(&model, "m.json"), (&ckpt, "c.json")] {
+        run_ok(&[
+            "eval",
+            "--model",
+            source,
+            "--data",
+            &eval,
+            "--report",
+            &p(name),
+        ]);
+        let served = mse(&f.json(name));
+        let gap = (served - mse(&second)).abs() / mse(&second);
+        assert!(
+            gap <= 10.0 * tensor::tolerance::MODEL as f64,
+            "{served} vs {}",
+            mse(&second)
+        );
+    }
+
+    // Scoring: one probability per threshold head, the fused value the trainer's
+    // decoded prediction of the same row.
+    run_ok(&[
+        "score",
+        "--model",
+        &model,
+        "--data",
+        &eval,
+        "--out",
+        &p("scores.csv"),
+    ]);
+    let scores = std::fs::read_to_string(f.dir.join("scores.csv")).unwrap();
+    let mut lines = scores.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.len(), 2 + 3 + 1);
+    assert!(
+        header[2].starts_with("p_play_time>") && header[5] == "fused",
+        "{header:?}"
+    );
+    let fused: Vec<f32> = lines
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    let data = shards::Dataset::open(std::path::Path::new(&eval)).unwrap();
+    let mut trainer = resflow::Trainer::load_checkpoint(std::path::Path::new(&ckpt), 1).unwrap();
+    let decoder = trained
+        .config
+        .regression
+        .as_ref()
+        .unwrap()
+        .decoder()
+        .unwrap();
+    let mut decoded = Vec::new();
+    trainer
+        .predict(&data, |q, _| {
+            decoded.extend(
+                q.chunks_exact(3)
+                    .map(|row| decoder.value_from_probabilities(row).unwrap()),
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(decoded.len(), fused.len());
+    for (r, (a, b)) in decoded.iter().zip(&fused).enumerate() {
+        assert!(
+            (a - b).abs() <= 10.0 * tensor::tolerance::MODEL * a.abs().max(1.0),
+            "row {r}: trained {a}, served {b}"
+        );
+    }
+
+    // Direct regression and independent towers train through the same command.
+    for (name, json) in [
+        (
+            "direct.json",
+            r#"{"model": {"kind": "independent"}, "regression": {"target": "play_time", "form": "direct"},
+                "embedding_dim": 8, "hidden": [16], "batch_norm": "none", "batch_size": 256}"#,
+        ),
+        (
+            "towers.json",
+            r#"{"model": {"kind": "independent"}, "regression": {"target": "play_time", "thresholds": [10, 40, 120]},
+                "embedding_dim": 8, "hidden": [16], "batch_norm": "none", "batch_size": 256}"#,
+        ),
+    ] {
+        let c = f.config(name, json);
+        let text = run_ok(&[
+            "train",
+            "--train",
+            &train,
+            "--eval",
+            &eval,
+            "--config",
+            &c,
+            "--threads",
+            "1",
+            "--epochs",
+            "1",
+        ]);
+        assert!(
+            text.contains("final evaluation (1000 rows): play_time MSE"),
+            "{text}"
+        );
+    }
+
+    // Mistakes: the target kind must match the configuration, in the option's words.
+    let ranking = f.dataset("ranking", 500, &[]);
+    fails_clearly(
+        &["train", "--train", &ranking, "--config", &config],
+        "--train",
+    );
+    fails_clearly(
+        &["train", "--train", &ranking, "--config", &config],
+        "\"play_time\" is not a column",
+    );
+    fails_clearly(
+        &["train", "--train", &train],
+        "continuous target, not 0/1 labels",
+    );
+    let click = f.config(
+        "click.json",
+        r#"{"model": {"kind": "independent"}, "regression": {"target": "click", "form": "direct"}}"#,
+    );
+    fails_clearly(
+        &["train", "--train", &ranking, "--config", &click],
+        "holds 0/1 labels",
+    );
+    fails_clearly(
+        &[
+            "train", "--train", &train, "--eval", &ranking, "--config", &config,
+        ],
+        "--eval",
+    );
+    fails_clearly(&["eval", "--model", &model, "--data", &ranking], "--data");
+}
+
+#[test]
 fn compare_trains_each_model_per_seed_and_reports_them() {
     let f = Fixture::new("compare");
     let p = |n: &str| f.path(n);
-    let dir = &f.dir;
     f.dataset("train", 4000, &["--seed", "1"]);
     f.dataset("eval", 2000, &["--seed", "2"]);
     f.config(
@@ -396,8 +610,7 @@ fn compare_trains_each_model_per_seed_and_reports_them() {
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let report = f.json("report.json");
     let models = report["models"].as_array().unwrap();
     let names: Vec<&str> = models
         .iter()

@@ -297,3 +297,71 @@ fn a_two_layer_network_learns_xor() {
     let sgd = Sgd { lr: 0.1 };
     sgd.step(&mut store, &grads);
 }
+
+#[test]
+fn backward_to_targets_gives_their_gradients_and_nothing_else() {
+    // embeddings -> BatchNorm(gamma, beta) -> linear -> relu -> linear, plus a second path
+    // from the embeddings to the logit that does not pass through the targets.
+    let mut store = ParamStore::new();
+    let mut seed = 11u64;
+    let mut rnd = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+    };
+    let table = store.add_table("e", Matrix::from_fn(7, 5, |_, _| rnd()));
+    let gamma = store.add("gamma", Matrix::from_fn(1, 5, |_, _| 1.0 + 0.3 * rnd()));
+    let beta = store.add("beta", Matrix::from_fn(1, 5, |_, _| 0.3 * rnd()));
+    let w1 = store.add("w1", Matrix::from_fn(5, 6, |_, _| rnd()));
+    let w2 = store.add("w2", Matrix::from_fn(6, 1, |_, _| rnd()));
+    let side = store.add("side", Matrix::from_fn(5, 1, |_, _| rnd()));
+    let ids = [0u32, 3, 5, 6, 2, 3];
+    let labels = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
+    let mut tape = Tape::new();
+    let record = |tape: &mut Tape| {
+        tape.reset();
+        let e = tape.embedding(&store, table, &ids).unwrap();
+        let (g, b) = (tape.param(&store, gamma), tape.param(&store, beta));
+        let x = tape
+            .batch_norm(e, g, b, BatchNormMode::Train { eps: 1e-3 })
+            .unwrap();
+        let a = tape.param(&store, w1);
+        let h = tape.linear(x, a, None).unwrap();
+        let h = tape.relu(h).unwrap();
+        let c = tape.param(&store, w2);
+        let z = tape.linear(h, c, None).unwrap();
+        let s = tape.param(&store, side);
+        let z2 = tape.linear(e, s, None).unwrap();
+        let z = tape.add(z, z2).unwrap();
+        tape.bce_with_logits(
+            z,
+            BceTarget {
+                labels: &labels,
+                weights: None,
+                pos_weight: 1.0,
+                denom: None,
+            },
+        )
+        .unwrap()
+    };
+    let mut all = Grads::zeros_like(&store);
+    let loss = record(&mut tape);
+    tape.backward(loss, &mut all).unwrap();
+    let mut only = Grads::zeros_like(&store);
+    let loss = record(&mut tape);
+    tape.backward_to(loss, &[gamma, beta], &mut only).unwrap();
+    for id in [gamma, beta] {
+        assert!(all.dense[id.index()].iter().any(|&g| g != 0.0));
+        // The same ops in the same order reach the targets: the same bits.
+        assert_eq!(only.dense[id.index()], all.dense[id.index()]);
+    }
+    for id in [w1, w2, side] {
+        assert!(only.dense[id.index()].iter().all(|&g| g == 0.0), "{id:?}");
+    }
+    assert!(only.sparse.iter().all(|s| s.ids.is_empty()));
+    assert!(all.sparse.iter().any(|s| !s.ids.is_empty()));
+    // Afterwards a full backward computes everything again.
+    let mut again = Grads::zeros_like(&store);
+    let loss = record(&mut tape);
+    tape.backward(loss, &mut again).unwrap();
+    assert_eq!(again.dense, all.dense);
+}

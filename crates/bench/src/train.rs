@@ -8,8 +8,6 @@
 
 use std::path::Path;
 
-use std::time::Instant;
-
 use resflow::{Error, ModelConfig, StepStats, Trainer};
 use serde::Serialize;
 use shards::Dataset;
@@ -58,6 +56,16 @@ fn faults() -> Option<u64> {
 /// One epoch on `data`: samples/s over the steps, and the faults inside the steps after
 /// the first two (the batches are fetched outside both counts, as in `Trainer::train_epoch`).
 fn epoch(trainer: &mut Trainer, data: &Dataset) -> Result<(f64, Option<u64>), Error> {
+    epoch_on(trainer, data, crate::Clock::Wall)
+}
+
+/// [`epoch`] timed on `clock` (the thread clock only with one worker, which then steps on
+/// the calling pool thread).
+fn epoch_on(
+    trainer: &mut Trainer,
+    data: &Dataset,
+    clock: crate::Clock,
+) -> Result<(f64, Option<u64>), Error> {
     let mut batches = data.batches(trainer.network.config.batch_size, Some(1));
     let mut batch = data.new_batch();
     let mut stats = StepStats::default();
@@ -65,9 +73,9 @@ fn epoch(trainer: &mut Trainer, data: &Dataset) -> Result<(f64, Option<u64>), Er
         let (mut seconds, mut rows, mut faulted, mut step) = (0.0f64, 0usize, Some(0u64), 0);
         while batches.next_into(&mut batch) {
             let before = faults();
-            let start = Instant::now();
+            let start = clock.now();
             t.train_step_into(&batch, &mut stats)?;
-            seconds += start.elapsed().as_secs_f64();
+            seconds += clock.now() - start;
             rows += batch.rows;
             step += 1;
             if step > 2 {
@@ -149,14 +157,21 @@ pub struct BalancingRun {
 
 /// The cost of each loss balancing: one epoch of `rows` synthetic rows with `threads`
 /// workers per run, the balancings interleaved in every round (fixed, uncertainty,
-/// GradNorm, then again), `runs` rounds.
+/// GradNorm, then again), `runs` rounds, each step timed on `clock` (with
+/// [`crate::Clock::Thread`], one worker: the CPU time of the thread that runs it).
 pub fn balancing(
     rows: usize,
     max_vocab: u32,
     threads: usize,
     runs: usize,
     work: &Path,
+    clock: crate::Clock,
 ) -> Result<Vec<BalancingRun>, Error> {
+    let threads = if clock == crate::Clock::Thread {
+        1
+    } else {
+        threads
+    };
     use resflow::config::LossBalancing;
     let dir = work.join(format!("resflow-bench-balancing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -179,7 +194,7 @@ pub fn balancing(
                     ..ModelConfig::default()
                 };
                 let mut trainer = Trainer::new(config, resflow::layout_of(data.schema()), threads)?;
-                speeds[k].push(epoch(&mut trainer, &data)?.0);
+                speeds[k].push(epoch_on(&mut trainer, &data, clock)?.0);
             }
         }
         let median = |v: &mut Vec<f64>| {

@@ -842,6 +842,30 @@ impl ModelConfig {
                 Ok(())
             }
         };
+        // A loss weight in [0, MAX_WEIGHT]; a count in 1..=max; a propensity clip in
+        // (0, hi] (or (0, hi) when `open`).
+        let weight = |what: &str, w: f32| {
+            if (0.0..=MAX_WEIGHT).contains(&w) {
+                Ok(())
+            } else {
+                bad(format!("{what} must be in [0, {MAX_WEIGHT}], got {w}"))
+            }
+        };
+        let count = |what: &str, n: usize, max: usize| {
+            if (1..=max).contains(&n) {
+                Ok(())
+            } else {
+                bad(format!("{what} must be between 1 and {max}, got {n}"))
+            }
+        };
+        let clip = |c: f32, hi: f32, open: bool| {
+            if c > 0.0 && (c < hi || (!open && c == hi)) {
+                Ok(())
+            } else {
+                let end = if open { ")" } else { "]" };
+                bad(format!("propensity_clip must be in (0, {hi}{end}, got {c}"))
+            }
+        };
         match &self.model {
             ModelKind::Resflow | ModelKind::Independent => Ok(()),
             ModelKind::SharedBottom(c) => {
@@ -859,22 +883,12 @@ impl ModelConfig {
             )),
             ModelKind::Esmm => Ok(()),
             ModelKind::Mmoe(c) => {
-                if !(1..=MAX_EXPERTS).contains(&c.experts) {
-                    return bad(format!(
-                        "experts must be between 1 and {MAX_EXPERTS}, got {}",
-                        c.experts
-                    ));
-                }
+                count("experts", c.experts, MAX_EXPERTS)?;
                 widths("expert_hidden", &c.expert_hidden, false)?;
                 widths("tower", &c.tower, true)
             }
             ModelKind::Ple(c) => {
-                if !(1..=MAX_LEVELS).contains(&c.levels) {
-                    return bad(format!(
-                        "levels must be between 1 and {MAX_LEVELS}, got {}",
-                        c.levels
-                    ));
-                }
+                count("levels", c.levels, MAX_LEVELS)?;
                 if c.task_experts > MAX_EXPERTS || c.shared_experts > MAX_EXPERTS {
                     return bad(format!(
                         "task_experts and shared_experts may be at most {MAX_EXPERTS} each"
@@ -886,46 +900,15 @@ impl ModelConfig {
                 widths("expert_hidden", &c.expert_hidden, false)?;
                 widths("tower", &c.tower, true)
             }
-            ModelKind::Aitm(c)
-                if !(c.calibrator_weight >= 0.0 && c.calibrator_weight <= MAX_WEIGHT) =>
-            {
-                bad(format!(
-                    "calibrator_weight must be in [0, {MAX_WEIGHT}], got {}",
-                    c.calibrator_weight
-                ))
-            }
-            ModelKind::Aitm(_) => Ok(()),
+            ModelKind::Aitm(c) => weight("calibrator_weight", c.calibrator_weight),
             ModelKind::Escm2Ipw(c) | ModelKind::Escm2Dr(c) => {
-                if !(0.0..=MAX_WEIGHT).contains(&c.counterfactual_weight) {
-                    return bad(format!(
-                        "counterfactual_weight must be in [0, {MAX_WEIGHT}], got {}",
-                        c.counterfactual_weight
-                    ));
-                }
-                if !(c.propensity_clip > 0.0 && c.propensity_clip <= 1.0) {
-                    return bad(format!(
-                        "propensity_clip must be in (0, 1], got {}",
-                        c.propensity_clip
-                    ));
-                }
-                Ok(())
+                weight("counterfactual_weight", c.counterfactual_weight)?;
+                clip(c.propensity_clip, 1.0, false)
             }
             ModelKind::Dcmt(c) => {
-                for (what, w) in [
-                    ("cvr_weight", c.cvr_weight),
-                    ("constraint_weight", c.constraint_weight),
-                ] {
-                    if !(0.0..=MAX_WEIGHT).contains(&w) {
-                        return bad(format!("{what} must be in [0, {MAX_WEIGHT}], got {w}"));
-                    }
-                }
-                if !(c.propensity_clip > 0.0 && c.propensity_clip < 0.5) {
-                    return bad(format!(
-                        "propensity_clip must be in (0, 0.5), got {}",
-                        c.propensity_clip
-                    ));
-                }
-                Ok(())
+                weight("cvr_weight", c.cvr_weight)?;
+                weight("constraint_weight", c.constraint_weight)?;
+                clip(c.propensity_clip, 0.5, true)
             }
         }
     }

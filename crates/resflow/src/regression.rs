@@ -12,6 +12,7 @@
 pub use model::regression::*;
 
 use metrics::{RegressionErrors, RegressionReport};
+
 use model::{ModelConfig, ModelError, Scorer};
 
 use crate::Trainer;
@@ -70,27 +71,157 @@ pub fn prepare(config: &mut ModelConfig, train: &Dataset) -> Result<(), Error> {
     Ok(())
 }
 
-/// MSE and MAE of a regression model's served prediction (the scorer's fused score) on
-/// `data`, against its target column (weighted by the weight column when there is one).
-pub fn evaluate(scorer: &Scorer, data: &Dataset) -> Result<RegressionReport, Error> {
-    let Some(r) = &scorer.model().config.regression else {
-        return Err(ModelError::Config(
-            "the model predicts 0/1 tasks, not a continuous target".into(),
-        )
-        .into());
-    };
-    let k = target_column(data, &r.target)?;
-    let t = data.schema().tasks.len();
-    let mut errors = RegressionErrors::default();
-    let mut y = Vec::new();
-    score_dataset(scorer, data, |_, values, batch| {
-        y.clear();
-        y.extend(batch.labels.chunks_exact(t).map(|row| row[k]));
+/// A regression model's evaluation on a dataset: the errors of its predicted value and,
+/// for the thresholds form, how well each head ranks its derived label `1[y > t_i]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegressionEval {
+    /// The continuous target column.
+    pub target: String,
+    /// Rows evaluated.
+    pub rows: u64,
+    /// Mean squared error of the predicted value (weighted by the weight column, if any).
+    pub mse: f64,
+    /// Mean absolute error of the predicted value.
+    pub mae: f64,
+    /// The thresholds form's heads (empty for the direct form).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdAuc>,
+}
+
+/// One threshold head of a regression evaluation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ThresholdAuc {
+    /// The head (`<target>><t_i>`).
+    pub head: String,
+    /// `t_i`.
+    pub threshold: f32,
+    /// The AUC of `q_i = P(y > t_i)` against `1[y > t_i]` (unweighted); `None` when every
+    /// evaluated row lies on one side of the threshold.
+    pub auc: Option<f64>,
+}
+
+/// Accumulates a [`RegressionEval`] batch by batch, from the predicted values and the head
+/// outputs (`sigmoid(z_i)`, rows by heads) of either the scorer or the trainer.
+struct RegressionEvaluator {
+    config: RegressionConfig,
+    heads: Vec<String>,
+    column: usize,
+    columns: usize,
+    errors: RegressionErrors,
+    y: Vec<f32>,
+    /// Per threshold head: its outputs and its derived labels, over every row so far.
+    scores: Vec<Vec<f32>>,
+    labels: Vec<Vec<f32>>,
+}
+
+impl RegressionEvaluator {
+    fn new(config: &ModelConfig, data: &Dataset) -> Result<Self, Error> {
+        let Some(r) = &config.regression else {
+            return Err(ModelError::Config(
+                "the model predicts 0/1 tasks, not a continuous target".into(),
+            )
+            .into());
+        };
+        let column = target_column(data, &r.target)?;
+        let per_head = match r.form {
+            RegressionForm::Thresholds => r.thresholds.len(),
+            RegressionForm::Direct => 0,
+        };
+        let mut scores = Vec::with_capacity(per_head);
+        for _ in 0..per_head {
+            let mut v = Vec::new();
+            v.try_reserve_exact(data.rows()).map_err(|_| {
+                ModelError::Layout(format!(
+                    "{} rows by {per_head} thresholds do not fit in memory",
+                    data.rows()
+                ))
+            })?;
+            scores.push(v);
+        }
+        Ok(Self {
+            config: r.clone(),
+            heads: config.tasks.iter().map(|t| t.name.clone()).collect(),
+            column,
+            columns: data.schema().tasks.len(),
+            errors: RegressionErrors::default(),
+            y: Vec::new(),
+            labels: scores.clone(),
+            scores,
+        })
+    }
+
+    /// Rows of `batch`: their predicted values and head outputs (rows by heads).
+    fn push(&mut self, values: &[f32], probs: &[f32], batch: &shards::Batch) -> Result<(), Error> {
+        self.y.clear();
+        let k = self.column;
+        self.y
+            .extend(batch.labels.chunks_exact(self.columns).map(|row| row[k]));
         let w = (!batch.weight.is_empty()).then_some(batch.weight.as_slice());
-        errors.push(values, &y, w)?;
+        self.errors.push(values, &self.y, w)?;
+        let heads = self.heads.len();
+        for (i, (s, l)) in self.scores.iter_mut().zip(&mut self.labels).enumerate() {
+            let t = self.config.thresholds[i];
+            s.extend(probs.chunks_exact(heads).map(|row| row[i]));
+            l.extend(self.y.iter().map(|&y| (y > t) as u8 as f32));
+        }
         Ok(())
+    }
+
+    fn report(self) -> Result<RegressionEval, Error> {
+        let e = self.errors.report()?;
+        let thresholds = (self.scores.iter().zip(&self.labels).enumerate())
+            .map(|(i, (s, l))| ThresholdAuc {
+                head: self.heads[i].clone(),
+                threshold: self.config.thresholds[i],
+                auc: metrics::auc(s, l).ok(),
+            })
+            .collect();
+        Ok(RegressionEval {
+            target: self.config.target,
+            rows: e.rows,
+            mse: e.mse,
+            mae: e.mae,
+            thresholds,
+        })
+    }
+}
+
+/// The evaluation of a regression model's served prediction (the scorer's fused score) on
+/// `data`, against its target column (weighted by the weight column when there is one).
+pub fn evaluate(scorer: &Scorer, data: &Dataset) -> Result<RegressionEval, Error> {
+    let mut ev = RegressionEvaluator::new(&scorer.model().config, data)?;
+    score_dataset(scorer, data, |probs, values, batch| {
+        ev.push(values, probs, batch)
     })?;
-    Ok(errors.report()?)
+    ev.report()
+}
+
+/// The same evaluation from the trainer's own forward pass (the tape, as during
+/// training), its head outputs decoded by the model's [`Decoder`]: what `resflow train`
+/// reports during and after training. The direct form's logit is recovered from the
+/// trainer's `sigmoid(z)` (exact up to rounding while `|z|` stays moderate, as it does
+/// for a standardised target).
+pub fn evaluate_trainer(trainer: &mut Trainer, data: &Dataset) -> Result<RegressionEval, Error> {
+    let config = trainer.network.config.clone();
+    let mut ev = RegressionEvaluator::new(&config, data)?;
+    let decoder = ev.config.decoder()?;
+    let heads = config.tasks.len();
+    let mut values = Vec::new();
+    trainer.predict(data, |probs, batch| {
+        values.clear();
+        values.extend(probs.chunks_exact(heads).map(|q| decoded(&decoder, q)));
+        ev.push(&values, probs, batch)
+    })?;
+    ev.report()
+}
+
+/// The decoded value of one row from its head outputs `q_i = sigmoid(z_i)`.
+fn decoded(decoder: &Decoder, q: &[f32]) -> f32 {
+    decoder.value_from_probabilities(q).unwrap_or_else(|| {
+        // The direct form: z = ln(q / (1 - q)), in f64.
+        let p = q[0] as f64;
+        decoder.value_from_logits(&[(p / (1.0 - p)).ln() as f32])
+    })
 }
 
 /// The MSE and MAE of the best constant, the training mean, on `data` (what a model must

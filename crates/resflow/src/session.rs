@@ -7,6 +7,7 @@
 //!   .train(progress)                             epochs: steps -> [checkpoint every N] [evaluate every M]
 //!                                                after each epoch: checkpoint, evaluate (not after the last)
 //!   .final_evaluation()                          the evaluation set with the default list metrics
+//!                                                (a regression model: MSE, MAE, per-threshold AUC)
 //! train(...)                                     the three in one call, with a Report
 //! ```
 //!
@@ -22,6 +23,7 @@ use shards::Dataset;
 
 use crate::config::TaskConfig;
 use crate::list_options::ListOptions;
+use crate::regression::RegressionEval;
 use crate::{CHECKPOINT_FILE, Error, ModelConfig, RunError, StepStats, TrainSummary, Trainer};
 
 /// When an evaluation during training happened.
@@ -52,6 +54,10 @@ pub trait Progress: Send {
     fn epoch_finished(&mut self) {}
     /// The evaluation set was evaluated during training.
     fn evaluated(&mut self, point: EvalPoint, report: &EvalReport) {
+        let _ = (point, report);
+    }
+    /// The evaluation set was evaluated during training, for a regression model.
+    fn evaluated_regression(&mut self, point: EvalPoint, report: &RegressionEval) {
         let _ = (point, report);
     }
     /// A note for the user (a warning, what is being compared).
@@ -98,7 +104,8 @@ pub struct Schedule<'a> {
 /// Trains `trainer` on `train` until `schedule.epochs` epochs are complete, checkpointing
 /// and evaluating on the schedule's cadence, reporting to `progress` under the name `run`.
 /// Evaluations during training use the model's evaluation configuration
-/// ([`Trainer::eval_config`]).
+/// ([`Trainer::eval_config`]); a regression model's are its errors
+/// ([`crate::regression::evaluate_trainer`]).
 pub fn run_epochs(
     trainer: &mut Trainer,
     train: &Dataset,
@@ -127,8 +134,7 @@ pub fn run_epochs(
             if let (Some(ds), Some(n)) = (schedule.eval, eval_every)
                 && t.step.is_multiple_of(n)
             {
-                let report = t.evaluate(ds, &eval_config)?;
-                progress.evaluated(EvalPoint::Step(t.step), &report);
+                evaluate_during(t, ds, &eval_config, EvalPoint::Step(t.step), progress)?;
             }
             Ok(())
         })?;
@@ -141,8 +147,8 @@ pub fn run_epochs(
         if let Some(ds) = schedule.eval
             && trainer.epoch < schedule.epochs
         {
-            let report = trainer.evaluate(ds, &eval_config)?;
-            progress.evaluated(EvalPoint::Epoch(trainer.epoch), &report);
+            let point = EvalPoint::Epoch(trainer.epoch);
+            evaluate_during(trainer, ds, &eval_config, point, progress)?;
         }
     }
     Ok(TrainSummary {
@@ -151,6 +157,25 @@ pub fn run_epochs(
         steps: trainer.step - first_step,
         seconds,
     })
+}
+
+/// One evaluation during training, reported to `progress`: the ranking metrics of
+/// `config`, or a regression model's errors.
+fn evaluate_during(
+    trainer: &mut Trainer,
+    data: &Dataset,
+    config: &metrics::EvalConfig,
+    point: EvalPoint,
+    progress: &mut dyn Progress,
+) -> Result<(), Error> {
+    if trainer.network.config.regression.is_some() {
+        let report = crate::regression::evaluate_trainer(trainer, data)?;
+        progress.evaluated_regression(point, &report);
+    } else {
+        let report = trainer.evaluate(data, config)?;
+        progress.evaluated(point, &report);
+    }
+    Ok(())
 }
 
 impl Trainer {
@@ -183,10 +208,11 @@ pub fn config_for_tasks(
     let given = config.is_some();
     let mut config = config.unwrap_or_default();
     if config.regression.is_some() {
-        // Its heads come from the training target, and it is measured by MSE and MAE.
+        // Its heads are the thresholds resolved from the training target, not the data's
+        // tasks.
         return Err(RunError::Options(
-            "a regression configuration trains through the regression comparison \
-             (resflow compare --regression, resflow::regression::compare)"
+            "a regression configuration takes its heads from the training target: resolve it \
+             with resflow::regression::prepare (Session::start does)"
                 .into(),
         )
         .into());
@@ -255,17 +281,21 @@ impl SessionOptions {
     }
 }
 
-/// The report of a run: the training throughput and the final evaluation, either of which
-/// may be absent (an evaluation alone has no training part). It serialises to the JSON
-/// report of `resflow train` and `resflow eval`.
+/// The report of a run: the training throughput and the final evaluation (the ranking
+/// metrics, or a regression model's errors), any of which may be absent (an evaluation
+/// alone has no training part). It serialises to the JSON report of `resflow train` and
+/// `resflow eval`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// The training throughput.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainSummary>,
-    /// The final evaluation.
+    /// The final evaluation of a model of 0/1 tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval: Option<EvalReport>,
+    /// The final evaluation of a regression model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionEval>,
 }
 
 /// One training run over a training set and an optional evaluation set: made (or resumed)
@@ -317,7 +347,19 @@ impl<'a> Session<'a> {
                 .map_err(RunError::EvalSchema)?;
         }
         let given = config.is_some();
-        let mut config = config_for_tasks(config, &train.schema().tasks)?;
+        let mut config = match config {
+            Some(mut c) if c.regression.is_some() => {
+                // The thresholds, end values and statistics come from the training target
+                // (the same on a resume, so the checkpoint's configuration compares equal).
+                crate::regression::prepare(&mut c, train)
+                    .map_err(|e| RunError::TrainLayout(Box::new(e)))?;
+                c
+            }
+            other => config_for_tasks(other, &train.schema().tasks)?,
+        };
+        if config.regression.is_none() && !options.resume {
+            refuse_continuous_tasks(&config, train)?;
+        }
         if let Some(e) = options.epochs {
             config.epochs = e;
         }
@@ -394,13 +436,23 @@ impl<'a> Session<'a> {
     }
 
     /// The evaluation set, if any, evaluated with the default list metrics
-    /// ([`ListOptions::default`]).
-    pub fn final_evaluation(&mut self) -> Result<Option<EvalReport>, Error> {
+    /// ([`ListOptions::default`]), or for a regression model by its errors
+    /// ([`crate::regression::evaluate_trainer`]); a report without its training part.
+    pub fn final_evaluation(&mut self) -> Result<Report, Error> {
         let Some(ds) = self.eval else {
-            return Ok(None);
+            return Ok(Report::default());
         };
+        if self.trainer.network.config.regression.is_some() {
+            return Ok(Report {
+                regression: Some(crate::regression::evaluate_trainer(&mut self.trainer, ds)?),
+                ..Report::default()
+            });
+        }
         let config = ListOptions::default().eval_config(self.trainer.eval_config(), ds.schema())?;
-        Ok(Some(self.trainer.evaluate(ds, &config)?))
+        Ok(Report {
+            eval: Some(self.trainer.evaluate(ds, &config)?),
+            ..Report::default()
+        })
     }
 }
 
@@ -416,12 +468,27 @@ pub fn train(
 ) -> Result<(Trainer, Report), Error> {
     let mut session = Session::start(train, eval, config, options)?;
     let summary = session.train(progress)?;
-    let eval = session.final_evaluation()?;
-    Ok((
-        session.trainer,
-        Report {
-            train: Some(summary),
-            eval,
-        },
-    ))
+    let report = Report {
+        train: Some(summary),
+        ..session.final_evaluation()?
+    };
+    Ok((session.trainer, report))
+}
+
+/// A configuration of 0/1 tasks must not train on a continuous target column (its values
+/// are not labels): an error naming the column and the way to regress it.
+fn refuse_continuous_tasks(config: &ModelConfig, train: &Dataset) -> Result<(), Error> {
+    let targets = &train.schema().targets;
+    if let Some(t) = config.tasks.iter().find(|t| targets.contains(&t.name)) {
+        return Err(RunError::TrainLayout(Box::new(
+            model::ModelError::Layout(format!(
+                "column {:?} is a continuous target, not 0/1 labels; regress it with a \
+                 configuration holding \"regression\": {{\"target\": {:?}}} (see docs/models.md)",
+                t.name, t.name
+            ))
+            .into(),
+        ))
+        .into());
+    }
+    Ok(())
 }

@@ -159,10 +159,12 @@ impl Worker {
             out.extend_from_slice(&grads.dense[gamma.index()]);
             out.extend_from_slice(&grads.dense[beta.index()]);
         };
+        // Each task's pass computes only what reaches (gamma, beta): the towers' input
+        // gradients, none of their weight gradients, nothing below the BatchNorm.
         for t in 0..explicit {
             self.grads.zero();
             self.tape
-                .backward(self.forward.task_losses[t], &mut self.grads)?;
+                .backward_to(self.forward.task_losses[t], &[gamma, beta], &mut self.grads)?;
             copy(&self.grads, &mut self.task_grads[t]);
         }
         self.grads.zero();

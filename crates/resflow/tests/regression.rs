@@ -216,3 +216,147 @@ fn unresolved_or_mismatched_regression_is_a_clear_error() {
     assert!(err.contains("\"watch_time\" is not a column"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Counts the regression evaluations a run reports during training.
+#[derive(Default)]
+struct Evaluations {
+    regression: Vec<(resflow::session::EvalPoint, f64)>,
+    ranking: usize,
+}
+
+impl resflow::Progress for Evaluations {
+    fn evaluated(&mut self, _: resflow::session::EvalPoint, _: &metrics::EvalReport) {
+        self.ranking += 1;
+    }
+    fn evaluated_regression(
+        &mut self,
+        point: resflow::session::EvalPoint,
+        report: &regression::RegressionEval,
+    ) {
+        assert!(report.rows > 0 && report.mse.is_finite() && report.mae.is_finite());
+        self.regression.push((point, report.mse));
+    }
+}
+
+#[test]
+fn every_regression_form_trains_through_a_session_with_its_report() {
+    use resflow::session::EvalPoint;
+    use resflow::{Session, SessionOptions};
+    let (train_dir, train, _) = plays("reg-session-train", 3000, 41);
+    let (eval_dir, eval, _) = plays("reg-session-eval", 1000, 42);
+    for which in ["resflow", "independent", "direct"] {
+        let ckpt = temp(&format!("reg-session-ckpt-{which}"));
+        let options = SessionOptions {
+            threads: Some(2),
+            epochs: Some(1),
+            eval_every: Some(5),
+            checkpoint_dir: Some(ckpt.clone()),
+            ..Default::default()
+        };
+        let mut progress = Evaluations::default();
+        let (trainer, report) = resflow::train(
+            &train,
+            Some(&eval),
+            Some(config(which)),
+            options.clone(),
+            &mut progress,
+        )
+        .unwrap();
+        // 3000 rows in batches of 256: 12 steps, evaluated at steps 5 and 10 (not after
+        // the last epoch: that is the final evaluation).
+        let points: Vec<EvalPoint> = progress.regression.iter().map(|e| e.0).collect();
+        assert_eq!(points, [EvalPoint::Step(5), EvalPoint::Step(10)], "{which}");
+        assert_eq!(progress.ranking, 0);
+        let r = report.regression.as_ref().expect("a regression report");
+        assert!(report.eval.is_none() && report.train.is_some());
+        assert_eq!((r.target.as_str(), r.rows), ("play_time", 1000));
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["regression"]["mse"].is_number() && json.get("eval").is_none());
+        if which == "direct" {
+            assert!(r.thresholds.is_empty() && json["regression"].get("thresholds").is_none());
+        } else {
+            assert_eq!(r.thresholds.len(), trainer.network.config.tasks.len());
+            for (t, task) in r.thresholds.iter().zip(&trainer.network.config.tasks) {
+                assert_eq!(t.head, task.name);
+                assert!(t.auc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{t:?}");
+            }
+        }
+        // The trainer's decoded prediction is the served one: the same errors through the
+        // scorer, up to the model-level tolerance.
+        let served =
+            regression::evaluate(&Scorer::new(trainer.export().unwrap()).unwrap(), &eval).unwrap();
+        let gap = (served.mse - r.mse).abs() / r.mse;
+        assert!(
+            gap <= 10.0 * tensor::tolerance::MODEL as f64,
+            "{which}: served MSE {} vs trained {}",
+            served.mse,
+            r.mse
+        );
+        // Resuming with the same configuration (resolved again from the same data) trains
+        // the second epoch.
+        let mut s = Session::start(
+            &train,
+            Some(&eval),
+            Some(config(which)),
+            SessionOptions {
+                epochs: Some(2),
+                resume: true,
+                eval_every: None,
+                ..options
+            },
+        )
+        .unwrap();
+        assert!(s.resumed() && s.trainer.epoch == 1);
+        s.train(&mut resflow::session::Quiet).unwrap();
+        assert_eq!(s.trainer.epoch, 2);
+        let again = s.final_evaluation().unwrap();
+        assert!(again.regression.is_some() && again.train.is_none());
+        std::fs::remove_dir_all(ckpt).unwrap();
+    }
+    for d in [train_dir, eval_dir] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn a_target_of_the_wrong_kind_is_refused_before_training() {
+    use resflow::{Session, SessionOptions};
+    let (dir, plays_data, _) = plays("reg-kinds-plays", 300, 5);
+    let (ranking_dir, ranking) = common::data("reg-kinds-ranking", 300, 5);
+    let options = SessionOptions {
+        threads: Some(1),
+        epochs: Some(1),
+        ..Default::default()
+    };
+    let err = |train: &Dataset, eval: Option<&Dataset>, c: Option<ModelConfig>| {
+        Session::start(train, eval, c, options.clone())
+            .unwrap_err()
+            .to_string()
+    };
+    // A regression configuration on a dataset of 0/1 tasks: its target is not there.
+    let e = err(&ranking, None, Some(config("resflow")));
+    assert!(e.contains("\"play_time\" is not a column"), "{e}");
+    // A 0/1 label named as the target: it has no targets column.
+    let mut c = config("direct");
+    c.regression.as_mut().unwrap().target = "click".into();
+    let e = err(&ranking, None, Some(c));
+    assert!(e.contains("holds 0/1 labels"), "{e}");
+    // The defaults (0/1 tasks) on a continuous target: not labels.
+    let e = err(&plays_data, None, None);
+    assert!(e.contains("continuous target, not 0/1 labels"), "{e}");
+    // A ranking evaluation set for a regression run.
+    let e = err(&plays_data, Some(&ranking), Some(config("resflow")));
+    assert!(e.contains("evaluation dataset does not match"), "{e}");
+    // A served regression model measured on data without its target.
+    let mut c = config("resflow");
+    regression::prepare(&mut c, &plays_data).unwrap();
+    let t = Trainer::new(c, resflow::layout_of(plays_data.schema()), 1).unwrap();
+    let scorer = Scorer::new(t.export().unwrap()).unwrap();
+    let e = regression::evaluate(&scorer, &ranking)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a column"), "{e}");
+    for d in [dir, ranking_dir] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -24,18 +24,18 @@
 //! `|1 - sigmoid(f) - sigmoid(c)| = |sigmoid(-f) - sigmoid(c)|`. Serving runs the click
 //! and factual towers only; the counterfactual tower lives under `head/dcmt/train/`.
 
-use super::escm2::{cross_entropy, inverse_propensity};
-use super::{Head, LossInputs, TRAIN_ONLY};
+use super::escm2::{ClickThenConversion, cross_entropy, inverse_propensity};
+use super::{Head, LossInputs};
 use crate::config::{DcmtConfig, ModelConfig};
 use crate::error::ModelError;
-use crate::graph::{Graph, Node, op_error};
+use crate::graph::{Graph, Node};
 use crate::layers::{Builder, Tower};
 
 /// DCMT's parameters and options.
 #[derive(Debug, Clone)]
 pub(crate) struct Dcmt {
-    ctr: Tower,
-    factual: Tower,
+    /// The click tower and the factual CVR tower (`<name>/cvr`).
+    towers: ClickThenConversion,
     counterfactual: Tower,
     weight: f32,
     constraint_weight: f32,
@@ -50,13 +50,15 @@ impl Dcmt {
         input: usize,
         b: &mut Builder<'_>,
     ) -> Result<Self, ModelError> {
+        let towers = ClickThenConversion::build(name, config, input, b)?;
         Ok(Self {
-            ctr: b.tower(&format!("{name}/ctr"), input, &config.hidden)?,
-            factual: b.tower(&format!("{name}/cvr"), input, &config.hidden)?,
-            counterfactual: b.tower(
-                &format!("{name}{TRAIN_ONLY}counterfactual"),
+            towers,
+            counterfactual: ClickThenConversion::train_tower(
+                name,
+                "counterfactual",
+                config,
                 input,
-                &config.hidden,
+                b,
             )?,
             weight: c.cvr_weight,
             constraint_weight: c.constraint_weight,
@@ -72,10 +74,7 @@ impl Head for Dcmt {
         x: Node,
         logits: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        let mut aux = g.list();
-        let r = self.forward_train(g, x, logits, &mut aux);
-        g.recycle(aux);
-        r
+        self.towers.forward(g, x, logits)
     }
 
     fn forward_train(
@@ -85,12 +84,7 @@ impl Head for Dcmt {
         logits: &mut Vec<Node>,
         aux: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        let a = self.ctr.forward(g, x)?;
-        let f = self.factual.forward(g, x)?;
-        logits.push(a);
-        logits.push(g.product_logit(a, f)?);
-        aux.push(f);
-        Ok(())
+        self.towers.forward_train(g, x, logits, aux)
     }
 
     /// `scale * sum_rows` of the three terms of `L_cvr` above.
@@ -99,12 +93,7 @@ impl Head for Dcmt {
         g: &mut dyn Graph,
         inputs: &LossInputs<'_>,
     ) -> Result<Option<Node>, ModelError> {
-        let (&[a, _], &[f], &[o, r]) = (inputs.logits, inputs.aux, inputs.labels) else {
-            return Err(op_error(
-                "dcmt",
-                "needs two logits, the factual CVR logit and two labels",
-            ));
-        };
+        let [a, f, o, r] = ClickThenConversion::loss_inputs("dcmt", inputs)?;
         let (lo, hi) = (self.clip, 1.0 - self.clip);
         let c = self.counterfactual.forward(g, inputs.x)?;
         // Factual space: o CE(r, sigmoid(f)) / p^.

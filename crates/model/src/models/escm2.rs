@@ -27,11 +27,88 @@ use crate::error::ModelError;
 use crate::graph::{Graph, Node, op_error};
 use crate::layers::{Builder, Tower};
 
+/// The ESMM-shaped pair ESCM2 and DCMT both serve: a click tower `a` and a CVR tower `b`,
+/// heads `a` and `logit(sigmoid(a) sigmoid(b))`, the CVR logit `b` kept for the loss.
+#[derive(Debug, Clone)]
+pub(crate) struct ClickThenConversion {
+    ctr: Tower,
+    cvr: Tower,
+}
+
+impl ClickThenConversion {
+    /// The two towers, `<name>/ctr` and `<name>/cvr`, over the model's hidden sizes.
+    pub(crate) fn build(
+        name: &str,
+        config: &ModelConfig,
+        input: usize,
+        b: &mut Builder<'_>,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            ctr: b.tower(&format!("{name}/ctr"), input, &config.hidden)?,
+            cvr: b.tower(&format!("{name}/cvr"), input, &config.hidden)?,
+        })
+    }
+
+    /// A tower that only the training loss reads, `<name>/train/<what>`.
+    pub(crate) fn train_tower(
+        name: &str,
+        what: &str,
+        config: &ModelConfig,
+        input: usize,
+        b: &mut Builder<'_>,
+    ) -> Result<Tower, ModelError> {
+        b.tower(&format!("{name}{TRAIN_ONLY}{what}"), input, &config.hidden)
+    }
+
+    /// The serving forward pass (the CVR logit dropped).
+    pub(crate) fn forward(
+        &self,
+        g: &mut dyn Graph,
+        x: Node,
+        logits: &mut Vec<Node>,
+    ) -> Result<(), ModelError> {
+        let mut aux = g.list();
+        let r = self.forward_train(g, x, logits, &mut aux);
+        g.recycle(aux);
+        r
+    }
+
+    /// Pushes the two heads' logits, and the CVR logit onto `aux`.
+    pub(crate) fn forward_train(
+        &self,
+        g: &mut dyn Graph,
+        x: Node,
+        logits: &mut Vec<Node>,
+        aux: &mut Vec<Node>,
+    ) -> Result<(), ModelError> {
+        let a = self.ctr.forward(g, x)?;
+        let b = self.cvr.forward(g, x)?;
+        logits.push(a);
+        logits.push(g.product_logit(a, b)?);
+        aux.push(b);
+        Ok(())
+    }
+
+    /// What the counterfactual losses read: the click logit `a`, the CVR logit `b`, the
+    /// click labels `o` and the conversion labels `r`; an error naming `kind` otherwise.
+    pub(crate) fn loss_inputs(
+        kind: &'static str,
+        inputs: &LossInputs<'_>,
+    ) -> Result<[Node; 4], ModelError> {
+        match (inputs.logits, inputs.aux, inputs.labels) {
+            (&[a, _], &[b], &[o, r]) => Ok([a, b, o, r]),
+            _ => Err(op_error(
+                kind,
+                "needs two logits, the CVR logit and two labels",
+            )),
+        }
+    }
+}
+
 /// ESCM2's parameters and options.
 #[derive(Debug, Clone)]
 pub(crate) struct Escm2 {
-    ctr: Tower,
-    cvr: Tower,
+    towers: ClickThenConversion,
     /// The DR variant's imputation tower (`None`: IPW).
     imputation: Option<Tower>,
     weight: f32,
@@ -47,17 +124,15 @@ impl Escm2 {
         input: usize,
         b: &mut Builder<'_>,
     ) -> Result<Self, ModelError> {
-        let ctr = b.tower(&format!("{name}/ctr"), input, &config.hidden)?;
-        let cvr = b.tower(&format!("{name}/cvr"), input, &config.hidden)?;
+        let towers = ClickThenConversion::build(name, config, input, b)?;
         let imputation = if doubly_robust {
-            let p = format!("{name}{TRAIN_ONLY}imputation");
-            Some(b.tower(&p, input, &config.hidden)?)
+            let t = ClickThenConversion::train_tower(name, "imputation", config, input, b)?;
+            Some(t)
         } else {
             None
         };
         Ok(Self {
-            ctr,
-            cvr,
+            towers,
             imputation,
             weight: c.counterfactual_weight,
             clip: c.propensity_clip,
@@ -95,10 +170,7 @@ impl Head for Escm2 {
         x: Node,
         logits: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        let mut aux = g.list();
-        let r = self.forward_train(g, x, logits, &mut aux);
-        g.recycle(aux);
-        r
+        self.towers.forward(g, x, logits)
     }
 
     fn forward_train(
@@ -108,12 +180,7 @@ impl Head for Escm2 {
         logits: &mut Vec<Node>,
         aux: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        let a = self.ctr.forward(g, x)?;
-        let b = self.cvr.forward(g, x)?;
-        logits.push(a);
-        logits.push(g.product_logit(a, b)?);
-        aux.push(b);
-        Ok(())
+        self.towers.forward_train(g, x, logits, aux)
     }
 
     /// `scale * sum_rows` of the IPW or DR terms above.
@@ -122,12 +189,7 @@ impl Head for Escm2 {
         g: &mut dyn Graph,
         inputs: &LossInputs<'_>,
     ) -> Result<Option<Node>, ModelError> {
-        let (&[a, _], &[b], &[o, r]) = (inputs.logits, inputs.aux, inputs.labels) else {
-            return Err(op_error(
-                "escm2",
-                "needs two logits, the CVR logit and two labels",
-            ));
-        };
+        let [a, b, o, r] = ClickThenConversion::loss_inputs("escm2", inputs)?;
         let p = g.sigmoid(a)?;
         let w = inverse_propensity(g, p, o, self.clip, 1.0)?;
         let d = cross_entropy(g, b, r)?;
