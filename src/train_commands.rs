@@ -220,6 +220,13 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
             "trained {} steps in {:.1} s: {:.0} samples/s with {ranks} ranks x {} threads",
             summary.steps, summary.seconds, summary.samples_per_s, summary.threads
         );
+        if session.trainer.shards_tables() {
+            let (held, whole) = session.trainer.table_bytes();
+            println!(
+                "rank 0 holds {held} B of embedding rows and their Adam moments (the whole \
+                 tables with theirs: {whole} B)"
+            );
+        }
         if let Some(t) = traffic.filter(|t| t.steps > 0) {
             println!(
                 "rank 0 sent per step: {} B dense, {} B sparse rows, {} B row lookups, {} B \

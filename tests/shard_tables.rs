@@ -120,6 +120,21 @@ fn sharded_tables_train_the_replicated_model() {
             1,
             "rank 0 alone writes: {t}"
         );
+        // Rank 0 stores its half of the rows, and their moments only.
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("rank 0 holds "))
+            .unwrap_or_else(|| panic!("no table bytes: {t}"));
+        let bytes: Vec<f64> = line
+            .split(' ')
+            .filter_map(|w| w.trim_end_matches(')').parse().ok())
+            .collect();
+        assert_eq!(bytes.len(), 3, "{line}");
+        let share = bytes[1] / bytes[2];
+        assert!(
+            (0.4..0.6).contains(&share),
+            "rank 0 holds {share} of the tables: {line}"
+        );
         let read = |p: String| std::fs::read(dir.join(p)).unwrap();
         assert!(
             read(format!("{rep}.safetensors")) == read(format!("{sh}.safetensors")),

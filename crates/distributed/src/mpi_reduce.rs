@@ -17,8 +17,8 @@ use std::path::Path;
 
 use autodiff::{Grads, Table};
 use resflow::Trainer;
+use resflow::compact::CompactTables;
 use resflow::reduce::{Reduce, owner};
-use shards::Batch;
 
 use crate::order::{chunk, fold_in_rank_order, pack_rows, unpack_rows};
 use crate::sharded::Sharding;
@@ -171,9 +171,8 @@ impl Cluster {
             trainer.set_reduce(Box::new(self.reduce()))?;
             return trainer.check_tables_whole().map_err(Error::Train);
         }
-        let fields = trainer.network.tables.iter().map(|t| t.index()).collect();
         let mut hook = self.reduce();
-        hook.sharding = Some(Sharding::new(fields, trainer.store.tables.len()));
+        hook.sharding = Some(Sharding::new(trainer.store.tables.len()));
         trainer.set_reduce(Box::new(hook))?;
         if trainer.table_shards > 0 {
             let dir = checkpoint_dir.ok_or_else(|| {
@@ -491,12 +490,16 @@ impl Reduce for MpiReduce {
         self.sharding.is_some()
     }
 
-    fn fetch_rows(&mut self, batch: &Batch, tables: &mut [Table]) -> Result<(), resflow::Error> {
+    fn fetch_rows(
+        &mut self,
+        compact: &CompactTables,
+        work: &mut [Table],
+    ) -> Result<(), resflow::Error> {
         let Some(sh) = &mut self.sharding else {
             return Ok(());
         };
         let _t = timed(&self.traffic);
-        let sent = sh.fetch(&self.world, self.rank, self.ranks, batch, tables)?;
+        let sent = sh.fetch(&self.world, self.rank, self.ranks, compact, work)?;
         Counters::add(&self.traffic.lookups, sent);
         Ok(())
     }

@@ -18,22 +18,21 @@
 //! here receives exactly the entries of that list that touch its rows, in the same order,
 //! and lazy Adam sums repeated ids in order of appearance: each owned row receives the same
 //! additions in the same order, so the parameters equal the replicated ones bit for bit.
-//! `sync` (before evaluation, export) sends every owner's rows to every rank.
+//! Each rank stores only its own rows ([`CompactTables`]); the fetch fills the step's
+//! working table. `sync` (before evaluation, export) sends every owner's rows to every rank,
+//! into tables made whole for the occasion.
 
 use mpi::collective::CommunicatorCollectives;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::topology::SimpleCommunicator;
 
 use autodiff::{SparseRows, Table};
+use resflow::compact::CompactTables;
 use resflow::reduce::owner;
-use shards::Batch;
 
-/// Which table each batch field reads, the tables' shapes, and the buffers of the three
-/// exchanges (kept between steps).
+/// The buffers of the three exchanges (kept between steps).
 #[derive(Debug, Default)]
 pub(crate) struct Sharding {
-    /// Per field of a batch (single-id fields, then bags): its table's store index.
-    pub fields: Vec<usize>,
     want: Vec<Vec<u32>>,
     send_u32: Vec<u32>,
     recv_u32: Vec<u32>,
@@ -72,10 +71,9 @@ fn bad_peer(what: &str) -> resflow::Error {
 }
 
 impl Sharding {
-    /// Fields in batch order and their tables.
-    pub fn new(fields: Vec<usize>, tables: usize) -> Self {
+    /// The buffers for `tables` tables.
+    pub fn new(tables: usize) -> Self {
         Self {
-            fields,
             want: vec![Vec::new(); tables],
             ..Self::default()
         }
@@ -148,43 +146,25 @@ impl Sharding {
         Ok(())
     }
 
-    /// Before the forward pass: the current value of every row `batch` looks up that
-    /// another rank owns, written into `tables`. Returns the bytes sent to others.
+    /// Before the forward pass: the current value of every working row (the rows the
+    /// step's batch reads, [`CompactTables::prepare`]) that another rank owns, written into
+    /// the working tables `work`. Returns the bytes sent to others.
     pub fn fetch(
         &mut self,
         world: &SimpleCommunicator,
         rank: usize,
         ranks: usize,
-        batch: &Batch,
-        tables: &mut [Table],
+        compact: &CompactTables,
+        work: &mut [Table],
     ) -> Result<Sent, resflow::Error> {
-        let t = tables.len();
-        for w in &mut self.want {
+        let t = work.len();
+        for (k, w) in self.want.iter_mut().enumerate() {
             w.clear();
-        }
-        let bags = batch.bag_ids.len();
-        let singles = self.fields.len().saturating_sub(bags);
-        let mut push = |k: usize, id: u32| {
-            if (id as usize) < tables[k].value.rows() && owner(k, id, ranks) != rank {
-                self.want[k].push(id);
-            }
-        };
-        if batch.rows > 0 && singles > 0 {
-            for row in batch.single_ids.chunks_exact(singles) {
-                for (f, &id) in row.iter().enumerate() {
-                    push(self.fields[f], id);
-                }
-            }
-        }
-        for (b, ids) in batch.bag_ids.iter().enumerate() {
-            let k = self.fields[singles + b];
-            for &id in ids {
-                push(k, id);
-            }
-        }
-        for w in &mut self.want {
-            w.sort_unstable();
-            w.dedup();
+            w.extend(
+                compact.work_ids[k]
+                    .iter()
+                    .filter(|&&id| owner(k, id, ranks) != rank),
+            );
         }
         let want = std::mem::take(&mut self.want);
         let packed = self.pack_requests((rank, ranks, t), |k| &want[k][..], true);
@@ -211,11 +191,11 @@ impl Sharding {
                         return Err(bad_peer("a request shorter than its counts"));
                     };
                     for &id in some {
-                        if id as usize >= tables[k].value.rows() || owner(k, id, ranks) != rank {
+                        let Some(o) = compact.owned_index(k, id) else {
                             return Err(bad_peer("a request for a row this rank does not own"));
-                        }
+                        };
                         self.send_f32
-                            .extend_from_slice(tables[k].value.row(id as usize));
+                            .extend_from_slice(compact.owned[k].value.row(o));
                     }
                     i += n;
                 }
@@ -232,7 +212,7 @@ impl Sharding {
             if q != rank {
                 for (k, w) in self.want.iter().enumerate() {
                     let c = w.iter().filter(|&&id| owner(k, id, ranks) == q).count();
-                    n += c * tables[k].value.cols();
+                    n += c * work[k].value.cols();
                 }
             }
             self.rcounts.push(crate::mpi_reduce::count("a message", n)?);
@@ -243,11 +223,15 @@ impl Sharding {
         for q in (0..ranks).filter(|&q| q != rank) {
             let mut at = self.frdispls[q] as usize;
             for (k, w) in self.want.iter().enumerate() {
-                let d = tables[k].value.cols();
+                let d = work[k].value.cols();
+                let ids = &compact.work_ids[k];
                 for &id in w.iter().filter(|&&id| owner(k, id, ranks) == q) {
-                    tables[k]
+                    let Ok(i) = ids.binary_search(&id) else {
+                        return Err(bad_peer("a row this rank did not ask for"));
+                    };
+                    work[k]
                         .value
-                        .row_mut(id as usize)
+                        .row_mut(i)
                         .copy_from_slice(&self.recv_f32[at..at + d]);
                     at += d;
                 }

@@ -100,7 +100,6 @@ impl Trainer {
     fn save_table_shard(&mut self, dir: &Path) -> Result<(), Error> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let (rank, ranks) = self.rank();
-        let mut owned = Vec::new();
         let mut arrays = Vec::new();
         let mut meta = BTreeMap::from([
             ("format".to_string(), FORMAT.to_string()),
@@ -109,23 +108,21 @@ impl Trainer {
             ("ranks".to_string(), ranks.to_string()),
             ("step".to_string(), self.step.to_string()),
         ]);
+        let c = self.compact_ref().ok_or_else(not_compact)?;
         for t in 0..self.store.tables.len() {
-            let (rows, d) = self.store.tables[t].value.shape();
-            self.reduce_mut().owned_rows(t, rows, &mut owned);
+            // The owned rows are stored compactly, in increasing id order, and lazy Adam's
+            // moments are theirs only: both are written as they are.
             let table = &self.store.tables[t];
+            let owned = &c.owned[t].value;
+            let (n, d) = owned.shape();
+            let rows = c.full_rows[t];
             let (m, v) = self.optimisers_ref().1.moments();
-            let (mut values, mut ms, mut vs) = (
-                Vec::with_capacity(owned.len() * d),
-                Vec::with_capacity(owned.len() * d),
-                Vec::with_capacity(owned.len() * d),
-            );
-            for &id in &owned {
-                let r = id as usize;
-                values.extend_from_slice(table.value.row(r));
-                ms.extend_from_slice(&m[t][r * d..(r + 1) * d]);
-                vs.extend_from_slice(&v[t][r * d..(r + 1) * d]);
+            let mut values = Vec::with_capacity(n * d);
+            for r in 0..n {
+                values.extend_from_slice(owned.row(r));
             }
-            let shape = vec![owned.len(), d];
+            let (ms, vs) = (m[t].clone(), v[t].clone());
+            let shape = vec![n, d];
             arrays.push(Array::owned(
                 format!("param/{}", table.name),
                 shape.clone(),
@@ -212,14 +209,16 @@ impl Trainer {
             (m.to_vec(), v.to_vec())
         };
         let lazy_steps = self.optimisers_ref().1.steps();
-        let mut owned = Vec::new();
-        for t in 0..self.store.tables.len() {
-            let (rows, d) = self.store.tables[t].value.shape();
-            let name = self.store.tables[t].name.clone();
+        let tables = self.store.tables.len();
+        let names: Vec<String> = self.store.tables.iter().map(|t| t.name.clone()).collect();
+        let c = self.compact_mut().ok_or_else(not_compact)?;
+        for t in 0..tables {
+            let (rows, d) = (c.full_rows[t], c.owned[t].value.cols());
+            let name = &names[t];
             if get(&format!("rows/{name}"))? != rows.to_string() {
                 return Err(bad(&path, format!("table {name:?} has another row count")).into());
             }
-            self.reduce_mut().owned_rows(t, rows, &mut owned);
+            let owned = &c.owned_ids[t];
             let read = |key: String| -> Result<Vec<f32>, ModelError> {
                 let v = st
                     .tensor(&key)
@@ -248,14 +247,14 @@ impl Trainer {
             let values = read(format!("param/{name}"))?;
             let ms = read(format!("lazy_adam/m/{name}"))?;
             let vs = read(format!("lazy_adam/v/{name}"))?;
-            let table = &mut self.store.tables[t].value;
-            for (k, &id) in owned.iter().enumerate() {
-                let r = id as usize;
-                let src = k * d..(k + 1) * d;
-                table.row_mut(r).copy_from_slice(&values[src.clone()]);
-                lm[t][r * d..(r + 1) * d].copy_from_slice(&ms[src.clone()]);
-                lv[t][r * d..(r + 1) * d].copy_from_slice(&vs[src]);
+            let table = &mut c.owned[t].value;
+            for k in 0..owned.len() {
+                table
+                    .row_mut(k)
+                    .copy_from_slice(&values[k * d..(k + 1) * d]);
             }
+            lm[t] = ms;
+            lv[t] = vs;
         }
         self.optimisers().1.restore(lm, lv, lazy_steps);
         Ok(())
@@ -275,6 +274,13 @@ impl Trainer {
             ))),
         }
     }
+}
+
+/// Row-sharded tables are stored compactly once the trainer knows its rank.
+fn not_compact() -> Error {
+    Error::Distributed(
+        "row-sharded table checkpoints need the trainer's cross-process setup first".into(),
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 pub mod balancing;
 mod checkpoint;
 mod checkpoint_shard;
+pub mod compact;
 pub mod compare;
 pub mod divergence;
 mod error;

@@ -26,10 +26,11 @@
 //! rows this process's share looks up, from their owners) and, inside
 //! [`Reduce::gradients`], the gradient rows go to their owners instead of to everyone.
 //! [`Reduce::sync_tables`] makes every table whole on every process (before an evaluation
-//! or an export).
+//! or an export). A process stores only its owned rows ([`crate::compact`]).
 
 use autodiff::{Grads, Table};
-use shards::Batch;
+
+use crate::compact::CompactTables;
 
 use crate::error::Error;
 
@@ -70,10 +71,11 @@ pub trait Reduce: Send {
         false
     }
 
-    /// Row-sharded tables: writes into `tables` the current value of every row that
-    /// `batch` (this process's share of the step) looks up and another process owns. A
-    /// no-op with replicated tables.
-    fn fetch_rows(&mut self, _batch: &Batch, _tables: &mut [Table]) -> Result<(), Error> {
+    /// Row-sharded tables: writes into the working tables `work` the current value of
+    /// every working row of `compact` (the rows this process's share of the step looks
+    /// up, [`CompactTables::prepare`]) that another process owns. A no-op with
+    /// replicated tables.
+    fn fetch_rows(&mut self, _compact: &CompactTables, _work: &mut [Table]) -> Result<(), Error> {
         Ok(())
     }
 

@@ -27,11 +27,13 @@ use metrics::{EvalConfig, EvalReport, StreamingEvaluator};
 use rayon::prelude::*;
 use serde::Serialize;
 use shards::{Batch, Dataset};
+use tensor::Matrix;
 
 use model::config::{BatchNormMode, ModelConfig};
 use model::{InputLayout, Model, ModelError};
 
 use crate::balancing::Balancer;
+use crate::compact::CompactTables;
 use crate::error::Error;
 use crate::network::{Forward, Mode, Network, Scratch, layout_of};
 use crate::reduce::{Local, Reduce};
@@ -275,6 +277,9 @@ pub struct Trainer {
     reduce: Box<dyn Reduce>,
     /// The workers' BatchNorm statistics, packed (then every process's, gathered).
     bn_packed: Vec<f64>,
+    /// Row-sharded tables: the owned rows and the step's working ids (`store.tables` then
+    /// holds the working tables). `None` otherwise.
+    compact: Option<CompactTables>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -303,12 +308,7 @@ impl Trainer {
 
     fn with_network(network: Network, store: ParamStore, threads: usize) -> Result<Self, Error> {
         let o = network.config.optimizer;
-        let adam_config = AdamConfig {
-            lr: o.learning_rate,
-            beta1: o.beta1,
-            beta2: o.beta2,
-            eps: o.epsilon,
-        };
+        let adam_config = adam_config_of(&network.config);
         let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -353,6 +353,7 @@ impl Trainer {
             pool: Arc::new(pool),
             reduce: Box::new(Local),
             bn_packed: Vec::new(),
+            compact: None,
         })
     }
 
@@ -372,8 +373,67 @@ impl Trainer {
                     .into(),
             ));
         }
+        if reduce.shards_tables() && self.compact.is_none() {
+            // Keep only the owned rows, and lazy Adam's moments only for them.
+            let fields = self.network.tables.iter().map(|t| t.index()).collect();
+            let mut c = CompactTables::take(
+                &mut self.store.tables,
+                fields,
+                (reduce.rank(), reduce.ranks()),
+            )?;
+            let (m, v) = {
+                let (m, v) = self.lazy.moments();
+                (c.owned_part(m), c.owned_part(v))
+            };
+            let steps = self.lazy.steps();
+            let probe = ParamStore {
+                dense: Vec::new(),
+                tables: std::mem::take(&mut c.owned),
+            };
+            let config = adam_config_of(&self.network.config);
+            let sparse = self.network.config.optimizer.sparse_embeddings;
+            // The whole moments go first: the two sizes never coexist.
+            self.lazy = LazyAdam::try_new(config, &ParamStore::default(), sparse)?;
+            let mut lazy = self
+                .pool
+                .install(|| LazyAdam::try_new(config, &probe, sparse))?;
+            lazy.restore(m, v, steps);
+            self.lazy = lazy;
+            c.owned = probe.tables;
+            self.compact = Some(c);
+        }
         self.reduce = reduce;
         Ok(())
+    }
+
+    /// Bytes this process holds for the embedding tables and their lazy Adam moments, and
+    /// the bytes of the whole tables with their moments (equal unless the tables are
+    /// row-sharded, where the first is about `1/N` of the second).
+    pub fn table_bytes(&self) -> (usize, usize) {
+        let (m, v) = self.lazy.moments();
+        let moments: usize = m.iter().chain(v).map(Vec::len).sum();
+        match &self.compact {
+            Some(c) => (4 * (c.owned_floats() + moments), 4 * 3 * c.full_floats()),
+            None => {
+                let t: usize = self
+                    .store
+                    .tables
+                    .iter()
+                    .map(|t| t.value.rows() * t.value.cols())
+                    .sum();
+                (4 * (t + moments), 4 * 3 * t)
+            }
+        }
+    }
+
+    /// Row-sharded tables stored compactly (checkpoints read them).
+    pub(crate) fn compact_ref(&self) -> Option<&CompactTables> {
+        self.compact.as_ref()
+    }
+
+    /// Row-sharded tables stored compactly (checkpoints write them).
+    pub(crate) fn compact_mut(&mut self) -> Option<&mut CompactTables> {
+        self.compact.as_mut()
     }
 
     /// This process's rank and the processes training the model (`(0, 1)` alone).
@@ -390,6 +450,13 @@ impl Trainer {
     /// Makes every embedding row current on this process (row-sharded tables: every owner
     /// sends its rows to all; collective). Nothing with replicated tables.
     pub fn sync_tables(&mut self) -> Result<(), Error> {
+        if let Some(c) = &self.compact {
+            // Whole tables for the occasion; the next step's working tables replace them.
+            for (k, t) in self.store.tables.iter_mut().enumerate() {
+                t.value = Matrix::zeros(0, 0);
+                t.value = c.whole(k)?;
+            }
+        }
         self.reduce.sync_tables(&mut self.store.tables)
     }
 
@@ -444,8 +511,20 @@ impl Trainer {
         if batch.global_rows() == 0 {
             return Err(ModelError::Request("an empty batch".into()).into());
         }
-        // Row-sharded tables: the rows this share looks up, from their owners.
-        self.reduce.fetch_rows(batch, &mut self.store.tables)?;
+        let global_rows = batch.global_rows();
+        // Row-sharded tables: the rows this share looks up, from their owners, into the
+        // working tables; the batch then reads them through working indices.
+        let batch = match &mut self.compact {
+            Some(c) => {
+                let ready = c.prepare(batch, &mut self.store.tables);
+                let agreed = self.reduce.agree(ready.is_ok());
+                ready?;
+                agreed?;
+                self.reduce.fetch_rows(c, &mut self.store.tables)?;
+                &c.batch
+            }
+            None => batch,
+        };
         let parts = self.workers.len();
         let (net, store, workers) = (&self.network, &self.store, &mut self.workers);
         let weighting = Weighting {
@@ -478,7 +557,13 @@ impl Trainer {
         for w in rest.iter().filter(|w| w.rows > 0) {
             first.grads.add(&w.grads);
         }
+        if let Some(c) = &self.compact {
+            c.to_global(&mut first.grads.sparse);
+        }
         self.reduce.gradients(&mut first.grads)?;
+        if let Some(c) = &self.compact {
+            c.to_owned_index(&mut first.grads.sparse)?;
+        }
         if !first.warm {
             // Worker 0's lists now hold every worker's rows.
             first.grads.reserve_headroom();
@@ -487,6 +572,10 @@ impl Trainer {
         // workers' pool.
         let (adam, lazy) = (&mut self.adam, &mut self.lazy);
         let ParamStore { dense, tables } = &mut self.store;
+        let tables = match &mut self.compact {
+            Some(c) => &mut c.owned,
+            None => tables,
+        };
         let Grads {
             dense: gd,
             sparse: gs,
@@ -501,7 +590,7 @@ impl Trainer {
             w.warm = true;
         }
         let tasks = self.network.config.tasks.len();
-        stats.rows = batch.global_rows();
+        stats.rows = global_rows;
         stats.losses.clear();
         stats.losses.resize(tasks, 0.0);
         for w in self.workers.iter().filter(|w| w.rows > 0) {
@@ -521,7 +610,7 @@ impl Trainer {
             self.update_balancing(&stats.losses);
         }
         if self.network.config.batch_norm == BatchNormMode::Batch {
-            self.update_running_stats(batch.global_rows())?;
+            self.update_running_stats(global_rows)?;
         }
         self.step += 1;
         self.batch_in_epoch += 1;
@@ -737,12 +826,15 @@ impl Trainer {
         let mut small = self.network.layout.clone();
         small.fields.iter_mut().for_each(|f| f.vocab = 1);
         let probe = Model::init(self.network.config.clone(), small)?;
-        let tables: usize = self
-            .store
-            .tables
-            .iter()
-            .map(|t| t.value.rows() * t.value.cols())
-            .sum();
+        let tables: usize = match &self.compact {
+            Some(c) => c.full_floats(),
+            None => self
+                .store
+                .tables
+                .iter()
+                .map(|t| t.value.rows() * t.value.cols())
+                .sum(),
+        };
         Ok(probe.dense_parameter_count() + tables)
     }
 
@@ -757,5 +849,16 @@ impl Trainer {
         let model = self.params();
         model.validate()?;
         Ok(model)
+    }
+}
+
+/// The optimiser settings of `config`.
+fn adam_config_of(config: &ModelConfig) -> AdamConfig {
+    let o = config.optimizer;
+    AdamConfig {
+        lr: o.learning_rate,
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.epsilon,
     }
 }

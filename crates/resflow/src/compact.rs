@@ -1,0 +1,241 @@
+//! Compact storage of row-sharded embedding tables: a process holds only the rows it owns.
+//!
+//! With `--shard-tables` a process is the owner of the rows [`owner`] gives it, and only the
+//! owner's copy of a row is current. Holding every table at full size would then waste
+//! `(R-1)/R` of the memory, and of the lazy Adam moments, on rows that are only a cache.
+//! Instead each table is kept in two parts:
+//!
+//! ```text
+//! owned    the rows this process owns, in increasing id order     (kept; the optimiser's)
+//!          owned_ids[k][i] = id of row i; an id's index: binary search
+//! working  the rows the current step's batch reads, owned or not   (rebuilt every step)
+//!          work_ids[k][i] = id of row i, increasing; the owned ones are copied from
+//!          `owned`, the others fetched from their owners
+//! ```
+//!
+//! The batch is copied with every id replaced by its index in the working table, so the
+//! embedding lookup and the gradient scatter of the network run unchanged on the working
+//! table (the single-process path never sees this module). The gradient rows come back with
+//! working indices; [`CompactTables::to_global`] turns them into ids for the exchange with
+//! the owners, and [`CompactTables::to_owned_index`] the rows received into indices of the
+//! owned part, on which lazy Adam steps. Both maps preserve the order of the ids, so the
+//! additions and updates are the replicated mode's, bit for bit.
+
+use autodiff::{SparseRows, Table};
+use model::ModelError;
+use shards::Batch;
+use tensor::Matrix;
+
+use crate::error::Error;
+use crate::reduce::owner;
+
+/// One process's part of row-sharded tables, and the working table of the current step.
+#[derive(Debug, Default)]
+pub struct CompactTables {
+    /// Per table: its rows in the whole model.
+    pub full_rows: Vec<usize>,
+    /// Per table: the ids this process owns, increasing.
+    pub owned_ids: Vec<Vec<u32>>,
+    /// Per table: the owned rows, in the order of `owned_ids`.
+    pub owned: Vec<Table>,
+    /// Per table: the distinct ids the current step reads, increasing (row `i` of the
+    /// working table holds id `work_ids[k][i]`).
+    pub work_ids: Vec<Vec<u32>>,
+    /// The current batch, its ids replaced by indices into the working tables.
+    pub batch: Batch,
+    /// Per batch field (single-id fields, then bags): its table.
+    fields: Vec<usize>,
+    rank: usize,
+    ranks: usize,
+}
+
+fn alloc(rows: usize, cols: usize) -> Result<Matrix, Error> {
+    Matrix::try_zeros(rows, cols)
+        .map_err(|e| ModelError::Config(format!("embedding rows of {rows} x {cols}: {e}")).into())
+}
+
+impl CompactTables {
+    /// Moves the rows of `tables` this process owns into compact storage, leaving every
+    /// table of `tables` empty (zero rows) until a step fills its working rows.
+    pub fn take(
+        tables: &mut [Table],
+        fields: Vec<usize>,
+        (rank, ranks): (usize, usize),
+    ) -> Result<Self, Error> {
+        let mut c = Self {
+            fields,
+            rank,
+            ranks,
+            work_ids: vec![Vec::new(); tables.len()],
+            ..Self::default()
+        };
+        for (k, t) in tables.iter_mut().enumerate() {
+            let (rows, d) = t.value.shape();
+            let ids: Vec<u32> = (0..rows as u32)
+                .filter(|&id| owner(k, id, ranks) == rank)
+                .collect();
+            let mut value = alloc(ids.len(), d)?;
+            for (i, &id) in ids.iter().enumerate() {
+                value.row_mut(i).copy_from_slice(t.value.row(id as usize));
+            }
+            c.full_rows.push(rows);
+            c.owned_ids.push(ids);
+            c.owned.push(Table {
+                name: t.name.clone(),
+                value,
+            });
+            t.value = Matrix::zeros(0, d);
+        }
+        Ok(c)
+    }
+
+    /// The owned rows' part of per-table buffers laid out like the whole tables (`rows x
+    /// d` floats each, as lazy Adam's moments are).
+    pub fn owned_part(&self, full: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        full.iter()
+            .zip(&self.owned_ids)
+            .zip(&self.owned)
+            .map(|((f, ids), t)| {
+                let d = t.value.cols();
+                let mut out = Vec::with_capacity(ids.len() * d);
+                for &id in ids {
+                    let r = id as usize;
+                    out.extend_from_slice(&f[r * d..(r + 1) * d]);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// The owned index of row `id` of table `k`.
+    pub fn owned_index(&self, k: usize, id: u32) -> Option<usize> {
+        self.owned_ids[k].binary_search(&id).ok()
+    }
+
+    /// Before a step: the working ids of `batch`, the batch with working indices, and the
+    /// working tables (owned rows copied; the others zero until the fetch writes them).
+    /// An id outside its table is refused here, before any exchange.
+    pub fn prepare(&mut self, batch: &Batch, work: &mut [Table]) -> Result<(), Error> {
+        for w in &mut self.work_ids {
+            w.clear();
+        }
+        let bags = batch.bag_ids.len();
+        let singles = self.fields.len().saturating_sub(bags);
+        let check = |k: usize, id: u32, full: &[usize]| -> Result<(), Error> {
+            if id as usize >= full[k] {
+                return Err(ModelError::Request(format!(
+                    "id {id} is out of range for embedding table {k} of {} rows",
+                    full[k]
+                ))
+                .into());
+            }
+            Ok(())
+        };
+        if batch.rows > 0 && singles > 0 {
+            for row in batch.single_ids.chunks_exact(singles) {
+                for (f, &id) in row.iter().enumerate() {
+                    let k = self.fields[f];
+                    check(k, id, &self.full_rows)?;
+                    self.work_ids[k].push(id);
+                }
+            }
+        }
+        for (b, ids) in batch.bag_ids.iter().enumerate() {
+            let k = self.fields[singles + b];
+            for &id in ids {
+                check(k, id, &self.full_rows)?;
+                self.work_ids[k].push(id);
+            }
+        }
+        for w in &mut self.work_ids {
+            w.sort_unstable();
+            w.dedup();
+        }
+        self.batch.clone_from(batch);
+        let index = |w: &[u32], id: u32| w.binary_search(&id).unwrap_or(0) as u32;
+        if self.batch.rows > 0 && singles > 0 {
+            for row in self.batch.single_ids.chunks_exact_mut(singles) {
+                for (f, id) in row.iter_mut().enumerate() {
+                    *id = index(&self.work_ids[self.fields[f]], *id);
+                }
+            }
+        }
+        for (b, ids) in self.batch.bag_ids.iter_mut().enumerate() {
+            let w = &self.work_ids[self.fields[singles + b]];
+            for id in ids {
+                *id = index(w, *id);
+            }
+        }
+        for (k, t) in work.iter_mut().enumerate() {
+            let d = self.owned[k].value.cols();
+            let ids = &self.work_ids[k];
+            if t.value.shape() != (ids.len(), d) {
+                t.value = alloc(ids.len(), d)?;
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                if let Some(o) = self.owned_index(k, id) {
+                    t.value
+                        .row_mut(i)
+                        .copy_from_slice(self.owned[k].value.row(o));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gradient rows indexed by working row, re-indexed by id.
+    pub fn to_global(&self, sparse: &mut [SparseRows]) {
+        for (s, w) in sparse.iter_mut().zip(&self.work_ids) {
+            for id in &mut s.ids {
+                *id = w[*id as usize];
+            }
+        }
+    }
+
+    /// Gradient rows of owned ids, re-indexed by owned row.
+    pub fn to_owned_index(&self, sparse: &mut [SparseRows]) -> Result<(), Error> {
+        for (k, s) in sparse.iter_mut().enumerate() {
+            for id in &mut s.ids {
+                *id = self.owned_index(k, *id).ok_or_else(|| {
+                    Error::Distributed(format!(
+                        "a gradient for row {id} of table {k}, which this rank does not own"
+                    ))
+                })? as u32;
+            }
+        }
+        Ok(())
+    }
+
+    /// Table `k` at full size, with this process's rows in place and zero elsewhere.
+    pub fn whole(&self, k: usize) -> Result<Matrix, Error> {
+        let d = self.owned[k].value.cols();
+        let mut m = alloc(self.full_rows[k], d)?;
+        for (i, &id) in self.owned_ids[k].iter().enumerate() {
+            m.row_mut(id as usize)
+                .copy_from_slice(self.owned[k].value.row(i));
+        }
+        Ok(m)
+    }
+
+    /// Floats of the owned rows.
+    pub fn owned_floats(&self) -> usize {
+        self.owned
+            .iter()
+            .map(|t| t.value.rows() * t.value.cols())
+            .sum()
+    }
+
+    /// Floats of the whole tables.
+    pub fn full_floats(&self) -> usize {
+        self.full_rows
+            .iter()
+            .zip(&self.owned)
+            .map(|(&r, t)| r * t.value.cols())
+            .sum()
+    }
+
+    /// This process's rank and the number of processes.
+    pub fn rank(&self) -> (usize, usize) {
+        (self.rank, self.ranks)
+    }
+}
