@@ -374,14 +374,24 @@ impl Trainer {
             ));
         }
         if reduce.shards_tables() && self.compact.is_none() {
-            // Keep only the owned rows, and lazy Adam's moments only for them.
+            // Keep only the owned rows, and lazy Adam's moments only for them. A fresh
+            // optimiser's moments are zero: they go before the rows are copied, so that the
+            // whole moments and the owned rows never coexist.
+            let config = adam_config_of(&self.network.config);
+            let sparse = self.network.config.optimizer.sparse_embeddings;
+            let fresh = self.lazy.steps() == 0;
+            if fresh {
+                self.lazy = LazyAdam::try_new(config, &ParamStore::default(), sparse)?;
+            }
             let fields = self.network.tables.iter().map(|t| t.index()).collect();
             let mut c = CompactTables::take(
                 &mut self.store.tables,
                 fields,
                 (reduce.rank(), reduce.ranks()),
             )?;
-            let (m, v) = {
+            let (m, v) = if fresh {
+                (Vec::new(), Vec::new())
+            } else {
                 let (m, v) = self.lazy.moments();
                 (c.owned_part(m), c.owned_part(v))
             };
@@ -390,14 +400,14 @@ impl Trainer {
                 dense: Vec::new(),
                 tables: std::mem::take(&mut c.owned),
             };
-            let config = adam_config_of(&self.network.config);
-            let sparse = self.network.config.optimizer.sparse_embeddings;
             // The whole moments go first: the two sizes never coexist.
             self.lazy = LazyAdam::try_new(config, &ParamStore::default(), sparse)?;
             let mut lazy = self
                 .pool
                 .install(|| LazyAdam::try_new(config, &probe, sparse))?;
-            lazy.restore(m, v, steps);
+            if !fresh {
+                lazy.restore(m, v, steps);
+            }
             self.lazy = lazy;
             c.owned = probe.tables;
             self.compact = Some(c);
