@@ -239,3 +239,134 @@ impl CompactTables {
         (self.rank, self.ranks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two tables (4 and 6 rows, widths 2 and 3) whose row `i` holds `100 t + i`.
+    fn tables() -> Vec<Table> {
+        (0..2)
+            .map(|t| {
+                let (rows, d) = [(4, 2), (6, 3)][t];
+                let mut value = Matrix::zeros(rows, d);
+                for i in 0..rows {
+                    value.row_mut(i).fill((100 * t + i) as f32);
+                }
+                Table {
+                    name: format!("t{t}"),
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    fn grads(dim: usize) -> SparseRows {
+        let mut s = SparseRows::default();
+        s.dim = dim;
+        s
+    }
+
+    #[test]
+    fn each_rank_keeps_its_rows_and_reads_a_batch_through_working_indices() {
+        let ranks = 2;
+        let mut held = 0;
+        for rank in 0..ranks {
+            let mut work = tables();
+            // Field 0 reads table 1, field 1 table 0; one bag over table 1.
+            let mut c = CompactTables::take(&mut work, vec![1, 0, 1], (rank, ranks)).unwrap();
+            assert!(work.iter().all(|t| t.value.rows() == 0));
+            assert_eq!(c.full_rows, vec![4, 6]);
+            for (t, ids) in c.owned_ids.iter().enumerate() {
+                assert!(ids.windows(2).all(|w| w[0] < w[1]));
+                for (i, &id) in ids.iter().enumerate() {
+                    assert_eq!(owner(t, id, ranks), rank);
+                    assert_eq!(c.owned[t].value.row(i)[0], (100 * t) as f32 + id as f32);
+                }
+            }
+            held += c.owned_floats();
+            assert_eq!(c.full_floats(), 4 * 2 + 6 * 3);
+            let mut batch = Batch::default();
+            batch.rows = 2;
+            batch.single_ids = vec![5, 3, 1, 3];
+            batch.bag_offsets = vec![vec![0, 2, 3]];
+            batch.bag_ids = vec![vec![5, 0, 5]];
+            c.prepare(&batch, &mut work).unwrap();
+            assert_eq!(c.work_ids, vec![vec![3], vec![0, 1, 5]]);
+            assert_eq!(c.batch.single_ids, vec![2, 0, 1, 0]);
+            assert_eq!(c.batch.bag_ids, vec![vec![2, 0, 2]]);
+            assert_eq!(c.batch.bag_offsets, batch.bag_offsets);
+            // Owned working rows are copied; the others wait for the fetch (zero).
+            for (t, ids) in c.work_ids.iter().enumerate() {
+                assert_eq!(work[t].value.rows(), ids.len());
+                for (i, &id) in ids.iter().enumerate() {
+                    let want = if owner(t, id, ranks) == rank {
+                        (100 * t) as f32 + id as f32
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(work[t].value.row(i)[0], want);
+                }
+            }
+            // Gradients: working indices -> ids -> owned indices, order kept.
+            let mut sparse = vec![grads(2), grads(3)];
+            sparse[1].push(2, &[1.0; 3]);
+            sparse[1].push(0, &[2.0; 3]);
+            c.to_global(&mut sparse);
+            assert_eq!(sparse[1].ids, vec![5, 0]);
+            let mine: Vec<u32> = sparse[1]
+                .ids
+                .iter()
+                .copied()
+                .filter(|&id| owner(1, id, ranks) == rank)
+                .collect();
+            sparse[1].ids = mine.clone();
+            c.to_owned_index(&mut sparse).unwrap();
+            for (&i, &id) in sparse[1].ids.iter().zip(&mine) {
+                assert_eq!(c.owned_ids[1][i as usize], id);
+            }
+            // A row this rank does not own is refused.
+            let other = (0..6u32).find(|&id| owner(1, id, ranks) != rank).unwrap();
+            let mut foreign = vec![grads(2), grads(3)];
+            foreign[1].push(other, &[0.0; 3]);
+            assert!(c.to_owned_index(&mut foreign).is_err());
+            // The whole table: this rank's rows in place, zero elsewhere.
+            let whole = c.whole(1).unwrap();
+            for id in 0..6u32 {
+                let want = if owner(1, id, ranks) == rank {
+                    100.0 + id as f32
+                } else {
+                    0.0
+                };
+                assert_eq!(whole.row(id as usize), &[want; 3]);
+            }
+            // An id outside its table is refused before any exchange.
+            batch.single_ids[0] = 6;
+            let e = c.prepare(&batch, &mut work).unwrap_err().to_string();
+            assert!(e.contains("id 6 is out of range"), "{e}");
+        }
+        assert_eq!(
+            held,
+            4 * 2 + 6 * 3,
+            "every row is owned by exactly one rank"
+        );
+    }
+
+    #[test]
+    fn the_owned_part_of_moments_follows_the_owned_ids() {
+        let mut work = tables();
+        let c = CompactTables::take(&mut work, vec![0, 1], (1, 3)).unwrap();
+        let full: Vec<Vec<f32>> = vec![
+            (0..8).map(|x| x as f32).collect(),
+            (0..18).map(|x| x as f32).collect(),
+        ];
+        let part = c.owned_part(&full);
+        for (t, d) in [(0usize, 2usize), (1, 3)] {
+            let want: Vec<f32> = c.owned_ids[t]
+                .iter()
+                .flat_map(|&id| (0..d).map(move |j| (id as usize * d + j) as f32))
+                .collect();
+            assert_eq!(part[t], want);
+        }
+    }
+}
