@@ -28,7 +28,7 @@ fn balanced(len: usize, max: usize, unit: usize) -> usize {
 
 /// A 64-byte aligned tile buffer for edge tiles (large enough for every kernel's MR x NR).
 #[repr(C, align(64))]
-struct EdgeTile([f32; 512]);
+pub(super) struct EdgeTile(pub(super) [f32; 512]);
 
 /// `C = alpha * A * B + beta * C` for `A: m x k`, `B: k x n` with `m, n, k >= 1`.
 ///

@@ -20,6 +20,7 @@
 //! [`super::gemm_packed`] uses, so without an epilogue the products are the same bit for
 //! bit.
 
+use super::blocking::EdgeTile;
 use super::kernel::{MicroKernel, store_tile};
 use super::packing::pack_a;
 use super::{GemmScratch, PackedB, check_shapes};
@@ -264,10 +265,6 @@ unsafe fn fused_avx512(
     // SAFETY: forwarded; this function enables AVX-512F.
     unsafe { fused::<super::avx512::Avx512>(a, b, epilogue, c, scratch) }
 }
-
-/// A 64-byte aligned tile buffer for edge tiles (large enough for every kernel's MR x NR).
-#[repr(C, align(64))]
-struct EdgeTile([f32; 512]);
 
 /// The fused driver: `m, k >= 1`, `n >= 2`, A and C with unit column stride, B packed
 /// for `K`'s tier.
