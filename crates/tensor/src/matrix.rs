@@ -33,12 +33,17 @@ const HUGE_PAGE: usize = 2 << 20;
 /// only: when huge pages are disabled or unavailable nothing changes, and no error is
 /// reported. Call it before the first touch of the pages.
 pub fn advise_huge_pages<T: bytemuck::Pod>(buf: &mut [T]) {
-    let bytes = std::mem::size_of_val(buf);
+    advise_range(buf.as_mut_ptr() as usize, std::mem::size_of_val(buf));
+}
+
+/// [`advise_huge_pages`] on the `bytes` bytes at address `addr`, which must lie inside one
+/// live allocation that the caller holds mutably (initialised or not).
+fn advise_range(addr: usize, bytes: usize) {
     if bytes < HUGE_PAGE_MIN_BYTES {
         return;
     }
-    let start = (buf.as_mut_ptr() as usize).next_multiple_of(HUGE_PAGE);
-    let end = (buf.as_mut_ptr() as usize + bytes) / HUGE_PAGE * HUGE_PAGE;
+    let start = addr.next_multiple_of(HUGE_PAGE);
+    let end = (addr + bytes) / HUGE_PAGE * HUGE_PAGE;
     if end > start {
         madvise_huge(start, end - start);
     }
@@ -47,7 +52,7 @@ pub fn advise_huge_pages<T: bytemuck::Pod>(buf: &mut [T]) {
 #[cfg(target_os = "linux")]
 fn madvise_huge(addr: usize, len: usize) {
     // SAFETY: `addr..addr + len` lies inside a live allocation the caller holds mutably
-    // (checked by `advise_huge_pages`), and is page-aligned. MADV_HUGEPAGE changes how the
+    // (the contract of `advise_range`), and is page-aligned. MADV_HUGEPAGE changes how the
     // kernel backs those pages, never their contents, so no Rust-visible memory changes.
     let _ = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
 }
@@ -101,6 +106,32 @@ fn zeroed<T: bytemuck::Zeroable>(len: usize, what: &'static str) -> Result<Vec<T
     Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 
+/// `len` zeroed cache lines, huge pages advised for a large buffer before its first touch.
+///
+/// A line is 64-byte aligned, more than `calloc` guarantees, so the global allocator's
+/// zeroed path would allocate and then `memset` the whole buffer: on 4 KiB pages, before
+/// any advice could reach them. A large buffer is therefore reserved
+/// uninitialised, advised, and only then written with zeros, so that its first touch maps
+/// 2 MiB at a time. Small buffers take the zeroed path.
+///
+/// Measured on the full Ali-CCP tables (643 MB, `perf record -e page-faults`): before, the
+/// tables' `memset` took 157,000 of a training run's 186,000 page faults, and the 405 MB
+/// table held no huge page during training (`AnonHugePages` of its mapping in
+/// `/proc/PID/smaps`), so every row a batch read or updated was a TLB miss.
+fn zeroed_lines(len: usize, what: &'static str) -> Result<Vec<Line>, TensorError> {
+    let bytes = len.saturating_mul(std::mem::size_of::<Line>());
+    if bytes < HUGE_PAGE_MIN_BYTES {
+        return zeroed(len, what);
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    lines
+        .try_reserve_exact(len)
+        .map_err(|_| TensorError::Alloc { what, bytes })?;
+    advise_range(lines.as_mut_ptr() as usize, bytes);
+    lines.resize(len, Line::default());
+    Ok(lines)
+}
+
 /// A growable 64-byte aligned buffer of f32, used for matrices and packing scratch.
 #[derive(Default)]
 pub struct AlignedVec {
@@ -112,9 +143,8 @@ impl Clone for AlignedVec {
     /// A copy in a fresh allocation (huge pages advised when it is large, like
     /// [`AlignedVec::zeros`]).
     fn clone(&self) -> Self {
-        let mut lines: Vec<Line> = zeroed(self.lines.len(), "AlignedVec::clone")
+        let mut lines: Vec<Line> = zeroed_lines(self.lines.len(), "AlignedVec::clone")
             .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Line>()));
-        advise_huge_pages(&mut lines);
         lines.copy_from_slice(&self.lines);
         Self {
             lines,
@@ -138,12 +168,11 @@ impl AlignedVec {
         }
     }
 
-    /// A buffer of `len` zeros, or an error when the memory cannot be allocated. Nothing
-    /// is written: the zeros come from the allocator's zeroed path, and large buffers are
-    /// advised huge pages ([`advise_huge_pages`]), so their first touch maps 2 MiB at once.
+    /// A buffer of `len` zeros, or an error when the memory cannot be allocated. Large
+    /// buffers are advised huge pages ([`advise_huge_pages`]) before the zeros are written,
+    /// so that their first touch maps 2 MiB at once.
     pub fn try_zeros(len: usize) -> Result<Self, TensorError> {
-        let mut lines: Vec<Line> = zeroed(len.div_ceil(16), "AlignedVec::try_zeros")?;
-        advise_huge_pages(&mut lines);
+        let lines = zeroed_lines(len.div_ceil(16), "AlignedVec::try_zeros")?;
         Ok(Self { lines, len })
     }
 
@@ -849,5 +878,24 @@ mod tests {
         assert_eq!(v.len(), 40);
         assert_eq!(v.as_slice()[2], 1.5);
         assert_eq!(v.as_slice().as_ptr() as usize % 64, 0);
+    }
+
+    #[test]
+    fn large_buffers_are_aligned_zeros_and_clone_exactly() {
+        // Past the huge-page threshold the zeros are written after the advice: both paths
+        // must give the same thing.
+        for len in [HUGE_PAGE_MIN_BYTES / 4 - 1, HUGE_PAGE_MIN_BYTES / 4 + 17] {
+            let mut v = AlignedVec::zeros(len);
+            assert_eq!(v.len(), len);
+            assert_eq!(v.as_slice().as_ptr() as usize % 64, 0);
+            assert!(v.as_slice().iter().all(|&x| x == 0.0));
+            v.as_mut_slice()[len - 1] = 2.5;
+            let c = v.clone();
+            assert_eq!(c.len(), len);
+            assert_eq!(c.as_slice()[len - 1], 2.5);
+            assert!(c.as_slice()[..len - 1].iter().all(|&x| x == 0.0));
+        }
+        let m = Matrix::try_zeros(HUGE_PAGE_MIN_BYTES / 64 + 3, 16).expect("a few MB");
+        assert!(m.as_slice().iter().all(|&x| x == 0.0));
     }
 }
