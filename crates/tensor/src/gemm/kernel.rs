@@ -123,7 +123,8 @@ pub(crate) unsafe fn tile<V: F32Vector, const MR: usize, const NV: usize, const 
     rsc: usize,
     csc: usize,
 ) {
-    // SAFETY (all three): forwarded from the caller; each copy reads A with the strides given.
+    // SAFETY: forwarded from the caller; each of the three copies reads A with the strides
+    // given.
     unsafe {
         if csa == 1 {
             tile_loop::<V, MR, NV, 0, 1>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc)
