@@ -35,7 +35,7 @@ mod params;
 mod tape;
 
 pub use error::{AutodiffError, Result};
-pub use ops::{BatchNormMode, BceTarget};
+pub use ops::{BatchNormMode, BceTarget, map_loss_math};
 pub use optim::{Adam, AdamConfig, LazyAdam, Sgd};
 pub use params::{DenseParam, Grads, ParamId, ParamStore, SparseRows, Table, TableId};
 pub use tape::{Tape, Var};

@@ -313,6 +313,7 @@ impl Trainer {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("resflow-worker-{i}"))
+            .start_handler(|_| fault_in_stack())
             .build()
             .map_err(|e| {
                 ModelError::Config(format!("cannot start {threads} worker threads: {e}"))
@@ -323,6 +324,8 @@ impl Trainer {
                 ..Worker::default()
             })
             .collect();
+        // The math library's pages the loss reads are mapped now, not in a later step.
+        autodiff::map_loss_math();
         // The moments are faulted in now, on the workers' threads (see `autodiff::optim`).
         let (adam, lazy) = pool.install(|| -> Result<_, Error> {
             Ok((
@@ -860,6 +863,18 @@ impl Trainer {
         model.validate()?;
         Ok(model)
     }
+}
+
+/// How much of a worker thread's stack is faulted in when the thread starts.
+const STACK_PREFAULT: usize = 256 << 10;
+
+/// Writes the top [`STACK_PREFAULT`] bytes of the calling thread's stack, so that the
+/// kernel maps those pages now. How deep a step's GEMM runs on a worker's stack depends on
+/// where rayon runs the job from, so a later step can reach a page the first did not, and
+/// fault there (`tests/train_no_alloc.rs` saw one, 16 KiB deep in the micro-kernel).
+fn fault_in_stack() {
+    let mut buf = [0u8; STACK_PREFAULT];
+    std::hint::black_box(&mut buf);
 }
 
 /// The optimiser settings of `config`.

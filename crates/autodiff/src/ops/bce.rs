@@ -35,6 +35,32 @@ fn softplus_neg(x: f64) -> f64 {
     (-x.abs()).exp().ln_1p() + (-x).max(0.0)
 }
 
+/// Runs the math library's functions that the cross-entropy calls (`exp` in `f64` and
+/// `f32`, `ln_1p` in `f64`) once over every range of their arguments the loss can reach.
+/// Their code and constants are pages of the shared math library, which the kernel maps
+/// into the process at their first read, so a logit reaching a new range in a late
+/// training step could fault a page there (`perf record -e minor-faults` showed a fault in
+/// `log1p`'s constants inside a step of the test that counts the steady steps' faults). A
+/// few milliseconds, once per trainer.
+pub fn map_loss_math() {
+    let mut acc = 0.0f64;
+    // ln_1p's argument is exp(-|x|), in (0, 1]: every binary exponent down past the
+    // subnormals, a few mantissas each.
+    for e in 0..1100 {
+        let scale = (-(e as f64)).exp2();
+        for m in 0..64 {
+            acc += ((1.0 + m as f64 / 64.0) * scale).ln_1p();
+        }
+    }
+    // exp's argument is -|x|: down to where it underflows, in steps that reach every
+    // entry of the table indexed by the reduced argument.
+    for k in 0..=80_000 {
+        let x = -(k as f64) * 0.01;
+        acc += x.exp() + (x as f32).exp() as f64;
+    }
+    std::hint::black_box(acc);
+}
+
 impl Tape {
     /// The weighted cross-entropy of `logits: N x 1` against `target`, a `1 x 1` loss.
     pub fn bce_with_logits(&mut self, logits: Var, target: BceTarget<'_>) -> Result<Var> {

@@ -30,7 +30,7 @@ mod sum;
 mod tanh;
 
 pub use batch_norm::BatchNormMode;
-pub use bce::BceTarget;
+pub use bce::{BceTarget, map_loss_math};
 use tensor::Pooling;
 
 use crate::error::Result;
