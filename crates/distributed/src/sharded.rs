@@ -341,13 +341,17 @@ impl Sharding {
         for k in 0..compact.owned.len() {
             let own = &compact.owned[k].value;
             let d = own.cols();
-            self.send_f32.clear();
-            for i in 0..own.rows() {
-                self.send_f32.extend_from_slice(own.row(i));
-            }
+            // The owned rows are sent as they are stored (copied only if padded).
+            let copy: Vec<f32>;
+            let send: &[f32] = if own.ld() == d {
+                own.as_slice()
+            } else {
+                copy = (0..own.rows()).flat_map(|i| own.row(i).to_vec()).collect();
+                &copy
+            };
             if rank != 0 {
-                root.gather_varcount_into(&self.send_f32[..]);
-                sent += 4 * self.send_f32.len();
+                root.gather_varcount_into(send);
+                sent += 4 * send.len();
                 continue;
             }
             // Rank 0: every rank's ids of table k, in increasing order.
@@ -370,7 +374,7 @@ impl Sharding {
             {
                 let mut all =
                     PartitionMut::new(&mut self.recv_f32[..], &self.counts[..], &self.displs[..]);
-                root.gather_varcount_into_root(&self.send_f32[..], &mut all);
+                root.gather_varcount_into_root(send, &mut all);
             }
             let mut m = compact.whole(k)?;
             let mut at: Vec<usize> = self.displs.iter().map(|&x| x as usize).collect();
@@ -384,9 +388,8 @@ impl Sharding {
             }
             whole.push(m);
         }
-        // The buffers were as large as a table: give them back.
+        // The buffer was as large as a table: give it back.
         self.recv_f32 = Vec::new();
-        self.send_f32 = Vec::new();
         Ok(((rank == 0).then_some(whole), sent))
     }
 }
