@@ -7,58 +7,14 @@
 //! the number to use.
 #![cfg(feature = "mpi")]
 
+mod common;
+
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn resflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_resflow"))
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("resflow-shard-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "{}", text(&out));
-    out
-}
-
-fn generate(dir: &Path, rows: usize, seed: u64) {
-    ok(resflow()
-        .args([
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .unwrap());
-}
-
-fn config(dir: &Path, sparse: bool) -> PathBuf {
-    let path = dir.join(format!("config-{sparse}.json"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"{{"embedding_dim": 8, "hidden": [32, 16], "batch_size": 256, "epochs": 2,
-                "optimizer": {{"sparse_embeddings": {sparse}}}}}"#
-        ),
-    )
-    .unwrap();
-    path
-}
+use common::mpi::{config, generate, mpirun, ok, resflow, temp, text};
 
 /// `train` on `dir`'s data writing `<name>.safetensors`, `<name>.json`, `<name>-ckpt`.
 fn train_args(dir: &Path, cfg: &Path, name: &str) -> Vec<OsString> {
@@ -81,13 +37,6 @@ fn train_args(dir: &Path, cfg: &Path, name: &str) -> Vec<OsString> {
         "1".into(),
         "--distributed".into(),
     ]
-}
-
-fn mpirun(np: usize) -> Command {
-    let mut c = Command::new(distributed::find_mpirun().expect("mpirun"));
-    c.args(["-np", &np.to_string()])
-        .env("MPIEXEC_TIMEOUT", "300");
-    c
 }
 
 fn eval_of(path: &Path) -> serde_json::Value {

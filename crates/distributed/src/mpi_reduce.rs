@@ -16,10 +16,10 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use std::path::Path;
 
 use autodiff::{Grads, Table};
-use tensor::Matrix;
 use resflow::Trainer;
 use resflow::compact::CompactTables;
 use resflow::reduce::{Reduce, owner};
+use tensor::Matrix;
 
 use crate::order::{chunk, fold_in_rank_order, pack_rows, unpack_rows};
 use crate::sharded::Sharding;

@@ -27,9 +27,9 @@ use mpi::datatype::{Partition, PartitionMut};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
 use autodiff::{SparseRows, Table};
-use tensor::Matrix;
 use resflow::compact::CompactTables;
 use resflow::reduce::owner;
+use tensor::Matrix;
 
 /// The buffers of the three exchanges (kept between steps).
 #[derive(Debug, Default)]

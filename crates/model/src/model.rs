@@ -138,7 +138,11 @@ impl Model {
         let mut rng = SplitMix64::new(config.seed);
         rng.skip(tables.draws);
         let dim = config.embedding_dim;
-        let embeddings = layout.fields.iter().map(|_| Matrix::zeros(0, dim)).collect();
+        let embeddings = layout
+            .fields
+            .iter()
+            .map(|_| Matrix::zeros(0, dim))
+            .collect();
         let mut b = Builder::init(rng);
         Net::build(&config, &layout, &mut b)?;
         let tensors = b.finish()?;
@@ -410,7 +414,10 @@ mod tests {
         assert_eq!(part.tensors, whole.tensors);
         assert!(part.embeddings.iter().all(|t| t.shape() == (0, 3)));
         assert!(part.dense_net().is_ok());
-        assert!(part.net().is_err(), "the whole check still wants whole tables");
+        assert!(
+            part.net().is_err(),
+            "the whole check still wants whole tables"
+        );
         let mut row = [0.0f32; 3];
         for (k, t) in whole.embeddings.iter().enumerate() {
             // In any order: each row on its own.

@@ -413,12 +413,14 @@ mod tests {
         let tables = vec![("a".to_string(), 9), ("b".to_string(), 17)];
         let mut held = 0;
         for rank in 0..3 {
-            let c =
-                CompactTables::draw(Some(&init), &tables, 4, vec![0, 1], (rank, 3)).unwrap();
+            let c = CompactTables::draw(Some(&init), &tables, 4, vec![0, 1], (rank, 3)).unwrap();
             for k in 0..2 {
                 for (i, &id) in c.owned_ids[k].iter().enumerate() {
                     assert_eq!(owner(k, id, 3), rank);
-                    assert_eq!(c.owned[k].value.row(i), whole.embeddings[k].row(id as usize));
+                    assert_eq!(
+                        c.owned[k].value.row(i),
+                        whole.embeddings[k].row(id as usize)
+                    );
                 }
             }
             held += c.owned_floats();

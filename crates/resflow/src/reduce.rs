@@ -82,7 +82,11 @@ pub trait Reduce: Send {
     }
 
     /// [`Reduce::fetch_rows`] for an evaluation batch (counted apart from the steps).
-    fn fetch_eval_rows(&mut self, compact: &CompactTables, work: &mut [Table]) -> Result<(), Error> {
+    fn fetch_eval_rows(
+        &mut self,
+        compact: &CompactTables,
+        work: &mut [Table],
+    ) -> Result<(), Error> {
         self.fetch_rows(compact, work)
     }
 

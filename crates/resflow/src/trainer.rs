@@ -343,7 +343,12 @@ impl Trainer {
             )));
         }
         let dim = model.config.embedding_dim;
-        let rows: Vec<usize> = model.layout.fields.iter().map(|f| f.vocab as usize).collect();
+        let rows: Vec<usize> = model
+            .layout
+            .fields
+            .iter()
+            .map(|f| f.vocab as usize)
+            .collect();
         let (network, store) = Network::from_partial_params(model)?;
         let tables: Vec<(String, usize)> = store
             .tables
@@ -397,7 +402,10 @@ impl Trainer {
         })?;
         if compact.is_some() {
             // The working tables are filled by each step.
-            store.tables.iter_mut().for_each(|t| t.value = Matrix::zeros(0, t.value.cols()));
+            store
+                .tables
+                .iter_mut()
+                .for_each(|t| t.value = Matrix::zeros(0, t.value.cols()));
         }
         let balancer = Balancer::new(&network.config)?;
         if balancer.wants_task_gradients() && network.shared_params().is_none() {
@@ -676,7 +684,9 @@ impl Trainer {
                 ready?;
                 agreed?;
                 self.reduce.fetch_rows(c, &mut self.store.tables)?;
-                let held = self.table_peak.max(Self::held_bytes(c, &self.lazy, &self.store));
+                let held = self
+                    .table_peak
+                    .max(Self::held_bytes(c, &self.lazy, &self.store));
                 self.table_peak = held;
                 &c.batch
             }
