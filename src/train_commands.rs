@@ -238,11 +238,11 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
     // The trained model is written before anything else can fail. Row-sharded tables:
     // every rank sends its rows to rank 0, which alone holds the whole tables, for as long
     // as it takes to write them.
-    if let Some(out) = &args.out {
-        if let Some(model) = session.trainer.export_gathered()? {
-            model.save(out)?;
-            println!("model written to {}", out.display());
-        }
+    if let Some(out) = &args.out
+        && let Some(model) = session.trainer.export_gathered()?
+    {
+        model.save(out)?;
+        println!("model written to {}", out.display());
     }
     // Every rank evaluates its share; rank 0 reports.
     let eval = session.final_evaluation()?;

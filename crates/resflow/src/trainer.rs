@@ -611,7 +611,7 @@ impl Trainer {
     /// (collective: every process calls it).
     pub fn export_gathered(&mut self) -> Result<Option<Model>, Error> {
         let Some(c) = &self.compact else {
-            return Ok((self.rank().0 == 0).then(|| self.export()).transpose()?);
+            return (self.rank().0 == 0).then(|| self.export()).transpose();
         };
         let Some(tables) = self.reduce.gather_tables(c)? else {
             return Ok(None);
