@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 #[cfg(feature = "mpi")]
-use common::mpi::config;
-use common::mpi::{generate, ok, resflow, temp};
+use common::mpi::{config, ok};
+use common::mpi::{generate, resflow, temp};
 
 #[test]
 fn distributed_is_refused_clearly_without_mpi_or_a_launcher() {
