@@ -679,6 +679,9 @@ impl Trainer {
         // working tables; the batch then reads them through working indices.
         let batch = match &mut self.compact {
             Some(c) => {
+                if !self.reduce.shards_tables() {
+                    return Err(not_attached());
+                }
                 let ready = c.prepare(batch, &mut self.store.tables);
                 let agreed = self.reduce.agree(ready.is_ok());
                 ready?;
@@ -955,6 +958,9 @@ impl Trainer {
         while batches.next_into(&mut batch) {
             let (b, first, parts) = match (&mut self.compact, &mut mine) {
                 (Some(c), Some((shares, part))) => {
+                    if !self.reduce.shards_tables() {
+                        return Err(not_attached());
+                    }
                     if !shares.next_into(part) {
                         return Err(Error::Distributed(
                             "a share of an evaluation batch is missing".into(),
@@ -1041,6 +1047,17 @@ impl Trainer {
         model.validate()?;
         Ok(model)
     }
+}
+
+/// A trainer holding some rows of row-sharded tables, used before it was attached to the
+/// processes holding the others.
+fn not_attached() -> Error {
+    Error::Distributed(
+        "this trainer holds only its rank's rows of row-sharded tables: attach it to the \
+         other processes (Trainer::set_reduce with a hook that shards the tables) before \
+         training or evaluating"
+            .into(),
+    )
 }
 
 /// The optimiser settings of `config`.
