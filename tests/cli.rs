@@ -135,22 +135,12 @@ fn small() -> &'static Small {
             r#"{"embedding_dim": 4, "hidden": [8], "batch_size": 256}"#,
         );
         let model = f.path("m.safetensors");
-        run_ok(&[
-            "train",
-            "--train",
-            &data,
-            "--config",
-            &config,
-            "--threads",
-            "1",
-            "--out",
-            &model,
-        ]);
         let small = Small {
             data,
             config,
             model,
         };
+        run_ok(&join(&small.train(), &["--out", &small.model]));
         (f, small)
     });
     small
@@ -168,6 +158,21 @@ fn remove_ended_small_fixtures(tmp: &Path) {
         if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+impl Small {
+    /// `resflow train` on the data with the configuration, one thread: the arguments.
+    fn train(&self) -> [&str; 7] {
+        [
+            "train",
+            "--train",
+            &self.data,
+            "--config",
+            &self.config,
+            "--threads",
+            "1",
+        ]
     }
 }
 
@@ -764,11 +769,8 @@ fn cli_closed_stdout_is_a_quiet_stop_not_a_panic() {
 
 #[test]
 fn cli_outputs_are_validated_before_any_work() {
-    let Small {
-        data,
-        config,
-        model,
-    } = small();
+    let setup = small();
+    let Small { data, model, .. } = setup;
     let f = Fixture::new("outputs");
     let p = |n: &str| f.path(n);
     let dir = &f.dir;
@@ -793,15 +795,7 @@ fn cli_outputs_are_validated_before_any_work() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         "same path as --model",
     );
-    let train = [
-        "train",
-        "--train",
-        &data,
-        "--config",
-        &config,
-        "--threads",
-        "1",
-    ];
+    let train = setup.train();
     fails_clearly(
         &join(&train, &["--out", &p("x"), "--report", &p("x")]),
         "--report",
@@ -846,21 +840,14 @@ fn cli_outputs_are_validated_before_any_work() {
 
 #[test]
 fn cli_training_mistakes_are_errors_not_silent() {
-    let Small { data, config, .. } = small();
+    let setup = small();
+    let Small { data, config, .. } = setup;
     let f = Fixture::new("mistakes");
     let p = |n: &str| f.path(n);
     let g0 = f.dataset("g0", 0, &[]);
     fails_clearly(&["train", "--train", &g0, "--out", &p("m0")], "no rows");
     assert!(!f.dir.join("m0").exists());
-    let train = [
-        "train",
-        "--train",
-        &data,
-        "--config",
-        &config,
-        "--threads",
-        "1",
-    ];
+    let train = setup.train();
     fails_clearly(
         &join(&train, &["--checkpoint-dir", &p("ck"), "--resume"]),
         "holds no checkpoint",
