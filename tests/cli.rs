@@ -754,7 +754,7 @@ fn cli_bad_kernel_is_an_error_for_every_command() {
 fn cli_closed_stdout_is_a_quiet_stop_not_a_panic() {
     let Small { data, model, .. } = small();
     let mut child = resflow()
-        .args(["eval", "--model", &model, "--data", &data])
+        .args(["eval", "--model", model, "--data", data])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -777,7 +777,7 @@ fn cli_outputs_are_validated_before_any_work() {
     let shard = format!("{data}/shard-00000.rfs");
     let (shard_bytes, model_bytes) = (
         std::fs::read(&shard).unwrap(),
-        std::fs::read(&model).unwrap(),
+        std::fs::read(model).unwrap(),
     );
     let score = |out: &str| {
         vec!["score", "--model", &model, "--data", &data, "--out", out]
@@ -790,7 +790,7 @@ fn cli_outputs_are_validated_before_any_work() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         "inside --data",
     );
-    let args = score(&model);
+    let args = score(model);
     fails_clearly(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         "same path as --model",
@@ -817,7 +817,7 @@ fn cli_outputs_are_validated_before_any_work() {
     let empty = f.dataset("empty", 0, &[]);
     fails_clearly(&join(&train, &["--eval", &empty]), "no rows");
     assert_eq!(std::fs::read(&shard).unwrap(), shard_bytes);
-    assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
+    assert_eq!(std::fs::read(model).unwrap(), model_bytes);
     // Scores are written whole under the real name, nothing else is left.
     run_ok(
         &score(&p("s.csv"))
@@ -871,7 +871,7 @@ fn cli_training_mistakes_are_errors_not_silent() {
     let resume = [
         "train",
         "--train",
-        &data,
+        data,
         "--threads",
         "1",
         "--checkpoint-dir",
@@ -893,7 +893,7 @@ fn cli_training_mistakes_are_errors_not_silent() {
         &resume
             .iter()
             .copied()
-            .chain(["--config", &config, "--epochs", "2"])
+            .chain(["--config", config, "--epochs", "2"])
             .collect::<Vec<_>>(),
     );
     for (json, needle) in [
@@ -903,15 +903,15 @@ fn cli_training_mistakes_are_errors_not_silent() {
         (r#"{"hidden": [65536, 65536]}"#, "GiB"),
     ] {
         let bad = f.config("bad.json", json);
-        fails_clearly(&["train", "--train", &data, "--config", &bad], needle);
+        fails_clearly(&["train", "--train", data, "--config", &bad], needle);
     }
     let out = resflow()
         .args([
             "train",
             "--train",
-            &data,
+            data,
             "--config",
-            &config,
+            config,
             "--threads",
             "64",
         ])
