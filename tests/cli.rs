@@ -2,7 +2,9 @@
 //! model's life cycle (gen, train, eval, export, score, compare) and the mistakes each command
 //! must refuse clearly. The `cli_*` tests share one fixture builder ([`Fixture`]).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 fn resflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_resflow"))
@@ -105,20 +107,82 @@ fn bad_bench_arguments_are_clear_errors() {
 /// A fresh temporary directory of command-line inputs and outputs, removed when dropped,
 /// and the builders of what the tests run the commands on.
 struct Fixture {
-    dir: std::path::PathBuf,
+    dir: PathBuf,
 }
 
-/// The small trained setup of [`Fixture::small`]: paths of the data, the configuration and
-/// the model file.
+/// The small trained setup of [`small`]: paths of the data, the configuration and the
+/// model file.
 struct Small {
     data: String,
     config: String,
     model: String,
 }
 
+/// A 2000-row dataset (tables of at most 50 ids), a tiny configuration and a model trained
+/// on them (one thread, one epoch): made once, by whichever test asks first, and then only
+/// read (each test writes its outputs into a [`Fixture`] of its own). It lives, for the
+/// life of the test process, in the build's temporary directory under the process id;
+/// the directories of earlier test processes that have ended are removed when it is made.
+fn small() -> &'static Small {
+    static SMALL: OnceLock<(Fixture, Small)> = OnceLock::new();
+    let (_, small) = SMALL.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        remove_ended_small_fixtures(tmp);
+        let f = Fixture::at(tmp.join(format!("cli-small-{}", std::process::id())));
+        let data = f.dataset("data", 2000, &["--max-vocab", "50"]);
+        let config = f.config(
+            "tiny.json",
+            r#"{"embedding_dim": 4, "hidden": [8], "batch_size": 256}"#,
+        );
+        let model = f.path("m.safetensors");
+        let small = Small {
+            data,
+            config,
+            model,
+        };
+        run_ok(&join(&small.train(), &["--out", &small.model]));
+        (f, small)
+    });
+    small
+}
+
+/// Removes the `cli-small-<pid>` directories of `tmp` whose process has ended (where the
+/// system lists its processes in `/proc`).
+fn remove_ended_small_fixtures(tmp: &Path) {
+    let (Ok(entries), true) = (std::fs::read_dir(tmp), Path::new("/proc/self").exists()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix("cli-small-"));
+        if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+impl Small {
+    /// `resflow train` on the data with the configuration, one thread: the arguments.
+    fn train(&self) -> [&str; 7] {
+        [
+            "train",
+            "--train",
+            &self.data,
+            "--config",
+            &self.config,
+            "--threads",
+            "1",
+        ]
+    }
+}
+
 impl Fixture {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("resflow-cli-{}-{name}", std::process::id()));
+        Self::at(std::env::temp_dir().join(format!("resflow-cli-{}-{name}", std::process::id())))
+    }
+
+    /// The directory `dir`, emptied.
+    fn at(dir: PathBuf) -> Self {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Self { dir }
@@ -147,37 +211,6 @@ impl Fixture {
     fn config(&self, name: &str, json: &str) -> String {
         std::fs::write(self.dir.join(name), json).unwrap();
         self.path(name)
-    }
-
-    /// A 2000-row dataset (tables of at most 50 ids), a tiny configuration and a model
-    /// trained on them (one thread, one epoch).
-    fn small(name: &str) -> (Self, Small) {
-        let f = Self::new(name);
-        let data = f.dataset("data", 2000, &["--max-vocab", "50"]);
-        let config = f.config(
-            "tiny.json",
-            r#"{"embedding_dim": 4, "hidden": [8], "batch_size": 256}"#,
-        );
-        let model = f.path("m.safetensors");
-        run_ok(&[
-            "train",
-            "--train",
-            &data,
-            "--config",
-            &config,
-            "--threads",
-            "1",
-            "--out",
-            &model,
-        ]);
-        (
-            f,
-            Small {
-                data,
-                config,
-                model,
-            },
-        )
     }
 }
 
@@ -687,7 +720,8 @@ fn join<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn cli_bad_kernel_is_an_error_for_every_command() {
-    let (f, Small { data, model, .. }) = Fixture::small("kernel");
+    let Small { data, model, .. } = small();
+    let f = Fixture::new("kernel");
     let out_csv = f.path("s.csv");
     for args in [
         vec!["train", "--train", &data],
@@ -718,9 +752,9 @@ fn cli_bad_kernel_is_an_error_for_every_command() {
 
 #[test]
 fn cli_closed_stdout_is_a_quiet_stop_not_a_panic() {
-    let (_f, Small { data, model, .. }) = Fixture::small("pipe");
+    let Small { data, model, .. } = small();
     let mut child = resflow()
-        .args(["eval", "--model", &model, "--data", &data])
+        .args(["eval", "--model", model, "--data", data])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -735,20 +769,15 @@ fn cli_closed_stdout_is_a_quiet_stop_not_a_panic() {
 
 #[test]
 fn cli_outputs_are_validated_before_any_work() {
-    let (
-        f,
-        Small {
-            data,
-            config,
-            model,
-        },
-    ) = Fixture::small("outputs");
+    let setup = small();
+    let Small { data, model, .. } = setup;
+    let f = Fixture::new("outputs");
     let p = |n: &str| f.path(n);
     let dir = &f.dir;
     let shard = format!("{data}/shard-00000.rfs");
     let (shard_bytes, model_bytes) = (
         std::fs::read(&shard).unwrap(),
-        std::fs::read(&model).unwrap(),
+        std::fs::read(model).unwrap(),
     );
     let score = |out: &str| {
         vec!["score", "--model", &model, "--data", &data, "--out", out]
@@ -761,20 +790,12 @@ fn cli_outputs_are_validated_before_any_work() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         "inside --data",
     );
-    let args = score(&model);
+    let args = score(model);
     fails_clearly(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         "same path as --model",
     );
-    let train = [
-        "train",
-        "--train",
-        &data,
-        "--config",
-        &config,
-        "--threads",
-        "1",
-    ];
+    let train = setup.train();
     fails_clearly(
         &join(&train, &["--out", &p("x"), "--report", &p("x")]),
         "--report",
@@ -796,7 +817,7 @@ fn cli_outputs_are_validated_before_any_work() {
     let empty = f.dataset("empty", 0, &[]);
     fails_clearly(&join(&train, &["--eval", &empty]), "no rows");
     assert_eq!(std::fs::read(&shard).unwrap(), shard_bytes);
-    assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
+    assert_eq!(std::fs::read(model).unwrap(), model_bytes);
     // Scores are written whole under the real name, nothing else is left.
     run_ok(
         &score(&p("s.csv"))
@@ -819,20 +840,14 @@ fn cli_outputs_are_validated_before_any_work() {
 
 #[test]
 fn cli_training_mistakes_are_errors_not_silent() {
-    let (f, Small { data, config, .. }) = Fixture::small("mistakes");
+    let setup = small();
+    let Small { data, config, .. } = setup;
+    let f = Fixture::new("mistakes");
     let p = |n: &str| f.path(n);
     let g0 = f.dataset("g0", 0, &[]);
     fails_clearly(&["train", "--train", &g0, "--out", &p("m0")], "no rows");
     assert!(!f.dir.join("m0").exists());
-    let train = [
-        "train",
-        "--train",
-        &data,
-        "--config",
-        &config,
-        "--threads",
-        "1",
-    ];
+    let train = setup.train();
     fails_clearly(
         &join(&train, &["--checkpoint-dir", &p("ck"), "--resume"]),
         "holds no checkpoint",
@@ -856,7 +871,7 @@ fn cli_training_mistakes_are_errors_not_silent() {
     let resume = [
         "train",
         "--train",
-        &data,
+        data,
         "--threads",
         "1",
         "--checkpoint-dir",
@@ -878,7 +893,7 @@ fn cli_training_mistakes_are_errors_not_silent() {
         &resume
             .iter()
             .copied()
-            .chain(["--config", &config, "--epochs", "2"])
+            .chain(["--config", config, "--epochs", "2"])
             .collect::<Vec<_>>(),
     );
     for (json, needle) in [
@@ -888,15 +903,15 @@ fn cli_training_mistakes_are_errors_not_silent() {
         (r#"{"hidden": [65536, 65536]}"#, "GiB"),
     ] {
         let bad = f.config("bad.json", json);
-        fails_clearly(&["train", "--train", &data, "--config", &bad], needle);
+        fails_clearly(&["train", "--train", data, "--config", &bad], needle);
     }
     let out = resflow()
         .args([
             "train",
             "--train",
-            &data,
+            data,
             "--config",
-            &config,
+            config,
             "--threads",
             "64",
         ])

@@ -13,15 +13,13 @@ Usage (from the repository root, after `cargo build --release`):
 `--install` runs `pip install onnxruntime numpy` first (wheels from PyPI).
 """
 
-import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+from onnx_common import QUIET, open_graph, parser, prepare
+
 # The graph against the scorer: the same arithmetic in other orders, through a sigmoid
 # (`tensor::tolerance::APPROXIMATE`).
 TOLERANCE = 1e-5
@@ -49,37 +47,25 @@ def feeds_from_rows(meta, rows, np):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default="/tmp/resflow-onnx-check")
+    ap = parser(__doc__, "/tmp/resflow-onnx-check")
     ap.add_argument("--rows", type=int, default=3000)
-    ap.add_argument("--resflow", default=os.path.join(ROOT, "target", "release", "resflow"))
-    ap.add_argument("--install", action="store_true", help="pip install onnxruntime numpy first")
     a = ap.parse_args()
-    if a.install:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "onnxruntime", "numpy"])
-    import numpy as np
-    import onnxruntime as ort
-
-    if not os.path.exists(a.resflow):
-        sys.exit(f"{a.resflow} not found: run `cargo build --release` first")
-    os.makedirs(a.work, exist_ok=True)
+    np, ort = prepare(a)
     data, table = os.path.join(a.work, "data"), os.path.join(a.work, "data.csv")
     model, graph = os.path.join(a.work, "model.safetensors"), os.path.join(a.work, "model.onnx")
     scores = os.path.join(a.work, "scores.csv")
-    quiet = {"stdout": subprocess.DEVNULL}
     if not os.path.exists(table):
         subprocess.check_call([a.resflow, "gen", "--rows", str(a.rows), "--max-vocab", "2000",
-                               "--out", data, "--csv", table], **quiet)
+                               "--out", data, "--csv", table], **QUIET)
     subprocess.check_call([a.resflow, "train", "--train", data, "--epochs", "1",
-                           "--threads", "1", "--out", model], **quiet)
-    subprocess.check_call([a.resflow, "export", "--model", model, "--onnx", graph], **quiet)
+                           "--threads", "1", "--out", model], **QUIET)
+    subprocess.check_call([a.resflow, "export", "--model", model, "--onnx", graph], **QUIET)
     subprocess.check_call([a.resflow, "score", "--model", model, "--data", data,
-                           "--out", scores], **quiet)
+                           "--out", scores], **QUIET)
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
-    meta = json.loads(sess.get_modelmeta().custom_metadata_map["resflow.layout"])
+    sess, meta = open_graph(ort, graph, opts)
     with open(table, newline="") as fh:
         rows = list(csv.DictReader(fh))
     with open(scores, newline="") as fh:

@@ -24,16 +24,14 @@ Usage (from the repository root, after `cargo build --release`):
 test suite: it takes a minute or two and needs the network once.
 """
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+from onnx_common import QUIET, open_graph, parser, prepare
+
 CANDIDATES = 500
 
 
@@ -72,42 +70,30 @@ def time_onnxruntime(sess, reqs, calls):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, "/tmp/resflow-vs-onnxruntime")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=300, help="ONNX Runtime calls per round")
     ap.add_argument("--bench-calls", type=int, default=2000,
                     help="--calls of `resflow bench score` (it scales them for 500 candidates)")
-    ap.add_argument("--work", default="/tmp/resflow-vs-onnxruntime")
-    ap.add_argument("--resflow", default=os.path.join(ROOT, "target", "release", "resflow"))
-    ap.add_argument("--install", action="store_true", help="pip install onnxruntime numpy first")
     a = ap.parse_args()
-    if a.install:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "onnxruntime", "numpy"])
-    import numpy as np
-    import onnxruntime as ort
-
-    if not os.path.exists(a.resflow):
-        sys.exit(f"{a.resflow} not found: run `cargo build --release` first")
-    os.makedirs(a.work, exist_ok=True)
+    np, ort = prepare(a)
     data = os.path.join(a.work, "data")
     model = os.path.join(a.work, "model.safetensors")
     graph = os.path.join(a.work, "model.onnx")
-    quiet = {"stdout": subprocess.DEVNULL}
     if not os.path.exists(graph):
         if not os.path.exists(data):
             subprocess.check_call([a.resflow, "gen", "--rows", "20000", "--max-vocab", "100000",
-                                   "--out", data], **quiet)
+                                   "--out", data], **QUIET)
         subprocess.check_call([a.resflow, "train", "--train", data, "--epochs", "1",
-                               "--out", model], **quiet)
-        subprocess.check_call([a.resflow, "export", "--model", model, "--onnx", graph], **quiet)
+                               "--out", model], **QUIET)
+        subprocess.check_call([a.resflow, "export", "--model", model, "--onnx", graph], **QUIET)
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
-    meta = json.loads(sess.get_modelmeta().custom_metadata_map["resflow.layout"])
+    sess, meta = open_graph(ort, graph, opts)
     reqs = requests(meta, CANDIDATES, 8, np)
     kernel = json.loads(subprocess.check_output(
         [a.resflow, "bench", "score", "--candidates", "1", "--calls", "50", "--json"]))["kernel"]

@@ -3,57 +3,20 @@
 //! ignore), the unknown id 0 and the last id of every table, both fusions, every activation
 //! and BatchNorm mode; and the per-candidate NaN of an invalid candidate.
 
-use model::config::{Activation, BatchNormMode, FusionKind, ModelKind, TaskConfig};
+use model::config::{Activation, BatchNormMode, FusionKind, ModelKind};
 use model::rng::SplitMix64;
-use model::{Field, InputLayout, Model, ModelConfig, Pooling, RequestBuffers, Scorer};
+use model::{Field, InputLayout, Model, ModelConfig, RequestBuffers, Scorer};
+use testkit::fixtures::{small_config, small_layout};
 use tract_onnx::prelude::*;
 
 /// The exported graph against the scorer: the same arithmetic in other orders (Gemm
 /// against our GEMM, ReduceSum against a running sum), through a sigmoid.
 const TOLERANCE: f32 = tensor::tolerance::APPROXIMATE;
 
-fn layout(tasks: usize) -> InputLayout {
-    let field = |name: &str, vocab: u32, bag: Option<Pooling>| Field {
-        name: name.into(),
-        vocab,
-        bag,
-    };
-    InputLayout {
-        fields: vec![
-            field("user", 50, None),
-            field("age", 7, None),
-            // A bag between single-valued fields: the graph's column order differs from
-            // the layout's.
-            field("history", 300, Some(Pooling::Sum)),
-            field("item", 300, None),
-            field("shop", 40, None),
-            field("tags", 25, Some(Pooling::Mean)),
-            field("cat", 12, None),
-        ],
-        dense: 3,
-        tasks: ["click", "cart", "order"][..tasks]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    }
-}
-
+/// The shared small model's configuration as `kind`; `None` for a kind defined for fewer
+/// tasks (ESMM: two), which refuses three.
 fn config(kind: &str, tasks: usize) -> Option<ModelConfig> {
-    let c = ModelConfig {
-        embedding_dim: 8,
-        hidden: vec![24, 10],
-        tasks: ["click", "cart", "order"][..tasks]
-            .iter()
-            .map(|n| TaskConfig {
-                name: n.to_string(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
-            .collect(),
-        ..ModelConfig::default()
-    };
-    // A kind defined for fewer tasks (ESMM: two) refuses three.
-    c.with_model(kind).ok()
+    small_config(tasks).with_model(kind).ok()
 }
 
 /// One candidate: per field (layout order) its ids, and its dense features.
@@ -196,7 +159,7 @@ fn every_kind_matches_the_scorer() {
                 continue;
             };
             for n in [1, 17] {
-                let model = Model::random(c.clone(), layout(tasks), 3 + n as u64).unwrap();
+                let model = Model::random(c.clone(), small_layout(tasks), 3 + n as u64).unwrap();
                 check(
                     &format!("{kind}, {tasks} tasks, {n} candidates"),
                     model,
@@ -234,7 +197,7 @@ fn every_activation_batch_norm_mode_and_fusion() {
             c.batch_norm = bn;
             c.fusion.kind = fusion;
             c.fusion.weights = vec![0.7, 1.3];
-            let model = Model::random(c, layout(2), 11).unwrap();
+            let model = Model::random(c, small_layout(2), 11).unwrap();
             check(
                 &format!("{kind}, {activation:?}, {bn:?}, {fusion:?}"),
                 model,
@@ -247,7 +210,7 @@ fn every_activation_batch_norm_mode_and_fusion() {
 
 #[test]
 fn layouts_without_bags_singles_or_dense() {
-    let base = layout(2);
+    let base = small_layout(2);
     let only = |keep: &dyn Fn(&Field) -> bool, dense: usize| InputLayout {
         fields: base.fields.iter().filter(|f| keep(f)).cloned().collect(),
         dense,
@@ -266,7 +229,7 @@ fn layouts_without_bags_singles_or_dense() {
 
 #[test]
 fn an_invalid_candidate_scores_nan_and_the_others_do_not_change() {
-    let model = Model::random(config("resflow", 2).unwrap(), layout(2), 4).unwrap();
+    let model = Model::random(config("resflow", 2).unwrap(), small_layout(2), 4).unwrap();
     let l = model.layout.clone();
     let graph = load(&model);
     let cands = candidates(&l, 5, 1);
@@ -311,7 +274,7 @@ fn an_invalid_candidate_scores_nan_and_the_others_do_not_change() {
 
 #[test]
 fn the_graph_declares_its_inputs_and_outputs() {
-    let model = Model::random(config("ple", 3).unwrap(), layout(3), 1).unwrap();
+    let model = Model::random(config("ple", 3).unwrap(), small_layout(3), 1).unwrap();
     let bytes = onnx::to_bytes(&model).unwrap();
     let g = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
     let names = |outlets: &[OutletId]| -> Vec<String> {
@@ -347,7 +310,7 @@ fn the_graph_declares_its_inputs_and_outputs() {
 fn a_model_too_large_for_one_file_is_refused_before_any_work() {
     // A layout of 70 million rows of 8 floats (2.24 GB of tables): the size check reads the
     // layout before anything is built, so the tables are never allocated.
-    let mut big = Model::random(config("resflow", 2).unwrap(), layout(2), 1).unwrap();
+    let mut big = Model::random(config("resflow", 2).unwrap(), small_layout(2), 1).unwrap();
     big.layout.fields[0].vocab = 70_000_000;
     let err = onnx::to_bytes(&big).unwrap_err();
     assert!(

@@ -1,64 +1,14 @@
 //! The scorer against the naive forward pass, over model variants; request-level fields;
 //! the model file round trip; and every kind of bad request and bad file.
 
-use resflow::config::{BatchNormMode, FusionKind, Residual, TaskConfig};
+use resflow::config::{BatchNormMode, FusionKind, Residual};
 use resflow::rng::SplitMix64;
-use resflow::{
-    Bag, CandidateRef, Field, InputLayout, Model, ModelConfig, ModelError, Pooling, Request, Scorer,
-};
+use resflow::{Bag, CandidateRef, InputLayout, Model, ModelError, Request, Scorer};
+use testkit::fixtures::{small_config, small_layout};
 
 /// Agreement between the fast and the naive forward pass: different summation orders over
 /// a few hundred terms, then a sigmoid.
 const PROB_TOLERANCE: f32 = tensor::tolerance::PROBABILITY;
-
-fn layout(tasks: usize) -> InputLayout {
-    let mut fields: Vec<Field> = ["user", "age", "item", "shop", "cat"]
-        .iter()
-        .zip([50u32, 7, 300, 40, 12])
-        .map(|(n, v)| Field {
-            name: n.to_string(),
-            vocab: v,
-            bag: None,
-        })
-        .collect();
-    fields.insert(
-        2,
-        Field {
-            name: "history".into(),
-            vocab: 300,
-            bag: Some(Pooling::Sum),
-        },
-    );
-    fields.push(Field {
-        name: "tags".into(),
-        vocab: 25,
-        bag: Some(Pooling::Mean),
-    });
-    InputLayout {
-        fields,
-        dense: 3,
-        tasks: ["click", "cart", "order"][..tasks]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    }
-}
-
-fn config(tasks: usize) -> ModelConfig {
-    ModelConfig {
-        embedding_dim: 8,
-        hidden: vec![24, 10],
-        tasks: ["click", "cart", "order"][..tasks]
-            .iter()
-            .map(|n| TaskConfig {
-                name: n.to_string(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
-            .collect(),
-        ..ModelConfig::default()
-    }
-}
 
 /// A random request: per candidate, one id per single field and 0..4 ids per bag.
 struct Inputs {
@@ -214,13 +164,13 @@ fn scorer_matches_the_naive_forward_for_every_variant() {
             (false, true, true),
         ] {
             for n in [1, 2, 13, 70] {
-                let mut c = config(tasks);
+                let mut c = small_config(tasks);
                 c.residual = Residual {
                     hidden,
                     logits,
                     monotone,
                 };
-                let model = Model::random(c, layout(tasks), 11 + n as u64).unwrap();
+                let model = Model::random(c, small_layout(tasks), 11 + n as u64).unwrap();
                 assert_matches_naive(model, n, n as u64);
             }
         }
@@ -236,10 +186,10 @@ fn baselines_score_like_their_per_candidate_forward() {
             .unwrap()
             .two_tasks_only();
         let tasks = if two { 2 } else { 3 };
-        let mut c = config(tasks).with_model(kind).unwrap();
+        let mut c = small_config(tasks).with_model(kind).unwrap();
         c.request_fields = vec!["user".into()];
         for n in [1, 13, 70] {
-            let model = Model::random(c.clone(), layout(tasks), 7 + n as u64).unwrap();
+            let model = Model::random(c.clone(), small_layout(tasks), 7 + n as u64).unwrap();
             // The split plan scores what the same model without request fields scores.
             let mut whole = model.clone();
             whole.config.request_fields.clear();
@@ -259,7 +209,7 @@ fn baselines_score_like_their_per_candidate_forward() {
 
 #[test]
 fn request_fields_give_the_same_scores_as_per_candidate_fields() {
-    let base = Model::random(config(2), layout(2), 5).unwrap();
+    let base = Model::random(small_config(2), small_layout(2), 5).unwrap();
     assert_matches_naive(base.clone(), 40, 9);
     let mut split = base.clone();
     split.config.request_fields = vec!["user".into(), "history".into()];
@@ -286,9 +236,9 @@ fn request_fields_give_the_same_scores_as_per_candidate_fields() {
 
 #[test]
 fn monotone_chain_never_raises_a_later_probability() {
-    let mut c = config(3);
+    let mut c = small_config(3);
     c.residual.monotone = true;
-    let model = Model::random(c, layout(3), 3).unwrap();
+    let model = Model::random(c, small_layout(3), 3).unwrap();
     let (probs, _) = assert_matches_naive(model, 50, 4);
     for r in 0..50 {
         assert!(probs[r * 3 + 1] <= probs[r * 3] && probs[r * 3 + 2] <= probs[r * 3 + 1]);
@@ -297,21 +247,21 @@ fn monotone_chain_never_raises_a_later_probability() {
 
 #[test]
 fn multiplicative_fusion_and_weights() {
-    let mut c = config(2);
+    let mut c = small_config(2);
     c.fusion.kind = FusionKind::Multiplicative;
     c.fusion.weights = vec![1.0, 0.5];
-    assert_matches_naive(Model::random(c.clone(), layout(2), 8).unwrap(), 20, 1);
+    assert_matches_naive(Model::random(c.clone(), small_layout(2), 8).unwrap(), 20, 1);
     c.fusion.kind = FusionKind::Additive;
     c.fusion.weights = vec![1.0, 20.0];
-    assert_matches_naive(Model::random(c, layout(2), 8).unwrap(), 20, 1);
+    assert_matches_naive(Model::random(c, small_layout(2), 8).unwrap(), 20, 1);
 }
 
 #[test]
 fn model_file_round_trips_and_scores_identically() {
-    let mut c = config(3);
+    let mut c = small_config(3);
     c.batch_norm = BatchNormMode::Batch;
     c.request_fields = vec!["age".into()];
-    let model = Model::random(c, layout(3), 21).unwrap();
+    let model = Model::random(c, small_layout(3), 21).unwrap();
     let dir = std::env::temp_dir().join(format!("resflow-model-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -337,7 +287,7 @@ fn model_file_round_trips_and_scores_identically() {
 
 #[test]
 fn bad_model_files_are_clear_errors() {
-    let model = Model::random(config(2), layout(2), 1).unwrap();
+    let model = Model::random(small_config(2), small_layout(2), 1).unwrap();
     let bytes = model.to_bytes().unwrap();
     let err = |b: &[u8]| {
         Model::from_bytes(b, "m.safetensors")
@@ -379,7 +329,7 @@ fn bad_model_files_are_clear_errors() {
 
 #[test]
 fn bad_requests_are_clear_errors() {
-    let model = Model::random(config(2), layout(2), 1).unwrap();
+    let model = Model::random(small_config(2), small_layout(2), 1).unwrap();
     let scorer = Scorer::new(model).unwrap();
     let mut ws = scorer.workspace(4);
     let ids = vec![0u32; 2 * 5];
@@ -535,12 +485,14 @@ fn bad_requests_are_clear_errors() {
 
 #[test]
 fn unknown_request_field_is_a_config_error() {
-    let mut c = config(2);
+    let mut c = small_config(2);
     c.request_fields = vec!["nope".into()];
     // Refused when the model is made, and when a loaded model names such a field.
-    let e = Model::random(c, layout(2), 1).unwrap_err().to_string();
+    let e = Model::random(c, small_layout(2), 1)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"nope\""), "{e}");
-    let mut model = Model::random(config(2), layout(2), 1).unwrap();
+    let mut model = Model::random(small_config(2), small_layout(2), 1).unwrap();
     model.config.request_fields = vec!["nope".into()];
     let e = Scorer::new(model).unwrap_err().to_string();
     assert!(e.contains("\"nope\""), "{e}");

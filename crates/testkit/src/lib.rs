@@ -10,6 +10,12 @@
 //! step();
 //! assert_eq!(testkit::allocations(), before);
 //! ```
+//!
+//! With the feature `model`, [`fixtures`] holds the small model that several crates' tests
+//! score.
+
+#[cfg(feature = "model")]
+pub mod fixtures;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -27,8 +27,8 @@ use crate::error::ModelError;
 use crate::graph::{Graph, Node, op_error};
 use crate::layers::{Builder, Tower};
 
-/// The ESMM-shaped pair ESCM2 and DCMT both serve: a click tower `a` and a CVR tower `b`,
-/// heads `a` and `logit(sigmoid(a) sigmoid(b))`, the CVR logit `b` kept for the loss.
+/// The pair ESMM, ESCM2 and DCMT all serve: a click tower `a` and a CVR tower `b`, heads
+/// `a` and `logit(sigmoid(a) sigmoid(b))`, the CVR logit `b` kept for the loss.
 #[derive(Debug, Clone)]
 pub(crate) struct ClickThenConversion {
     ctr: Tower,

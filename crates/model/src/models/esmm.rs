@@ -14,16 +14,16 @@
 //! `p(ctcvr) <= p(ctr)` holds for every row by construction. Defined for two tasks.
 
 use super::Head;
+use super::escm2::ClickThenConversion;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::graph::{Graph, Node};
-use crate::layers::{Builder, Tower};
+use crate::layers::Builder;
 
-/// ESMM's parameters: the CTR and the CVR towers.
+/// ESMM's parameters: the CTR and the CVR towers (the pair that ESCM2 and DCMT serve too).
 #[derive(Debug, Clone)]
 pub(crate) struct Esmm {
-    ctr: Tower,
-    cvr: Tower,
+    towers: ClickThenConversion,
 }
 
 impl Esmm {
@@ -34,8 +34,7 @@ impl Esmm {
         b: &mut Builder<'_>,
     ) -> Result<Self, ModelError> {
         Ok(Self {
-            ctr: b.tower(&format!("{name}/ctr"), input, &config.hidden)?,
-            cvr: b.tower(&format!("{name}/cvr"), input, &config.hidden)?,
+            towers: ClickThenConversion::build(name, config, input, b)?,
         })
     }
 }
@@ -47,10 +46,6 @@ impl Head for Esmm {
         x: Node,
         logits: &mut Vec<Node>,
     ) -> Result<(), ModelError> {
-        let a = self.ctr.forward(g, x)?;
-        let b = self.cvr.forward(g, x)?;
-        logits.push(a);
-        logits.push(g.product_logit(a, b)?);
-        Ok(())
+        self.towers.forward(g, x, logits)
     }
 }
