@@ -18,7 +18,8 @@ use super::kernel::{Blocking, MicroKernel, tile};
 const MR: usize = 6;
 /// Registers per row of the C tile (NR = 16 floats).
 const NV: usize = 2;
-/// Prefetch distance for a transposed A, in steps of K: 608 x 128 x 1024 TN went from
+/// Prefetch distance for a transposed A read in place (which this tier no longer does, see
+/// `PACK_TRANSPOSED_A`), in steps of K: 608 x 128 x 1024 TN went from
 /// 74 to 85 GFLOP/s (distances 4 to 16 are within noise of each other).
 const PREFETCH: usize = 4;
 
@@ -31,9 +32,8 @@ impl MicroKernel for Avx2 {
     /// - `kc = 640`: the tower's K = 608 in one pass (96 GFLOP/s on 1024 x 128 x 608
     ///   against 94 with two passes of 304 and 93 with three of 203), and K = 1024 as two
     ///   passes of 512 (86.4 on 1024^3 against 82.4 with four of 256).
-    /// - `kc_cols = 256`: a transposed A touches one line per step, so a 256-step sliver
-    ///   (16 KiB) and a 256 x 16 B panel (16 KiB) fill the 32 KiB L1 (608 x 128 x 1024 TN:
-    ///   85 at 256, 78 at 512, 75 at 1024).
+    /// - `kc_cols = 256`: the depth for a transposed A, which this tier packs (below);
+    ///   128 to 640 measured within noise of each other packed (608 x 128 x 1024 TN).
     /// - `nc = 512`: 1024^3 at 86.4, 87.4 at 1024 (within noise), 83.9 at 256, 78.0 at 128.
     /// - `mc = 120`: used only when A must be packed (no unit stride at all).
     const BLOCKING: Blocking = Blocking {
@@ -42,6 +42,11 @@ impl MicroKernel for Avx2 {
         kc_cols: 256,
         nc: 512,
     };
+    /// Packed: 608 x 128 x 1024 TN, thread clock, two interleaved runs (2026-12-01, load
+    /// average 8-9): median 60.3-62.4 GFLOP/s packed against 47.7-50.5 read in place with
+    /// the prefetch. In place, each step reads 6 floats of a new line of X, and the lines of
+    /// a sliver, 2.4 KiB apart, crowd into half of L1's sets.
+    const PACK_TRANSPOSED_A: bool = true;
 
     unsafe fn tile(
         kc: usize,

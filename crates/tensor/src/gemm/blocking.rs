@@ -47,10 +47,11 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
     let (mr, nr) = (K::MR, K::NR);
     debug_assert!(matches!(b, BSource::Matrix(_)) || b.nr() == nr);
     debug_assert!(mr * nr <= 512);
-    // Read A in place when one of its strides is 1 (see "Packing, and when not to" in
-    // docs/tensor.md); a transposed A (columns contiguous) takes the shallower kc_cols.
+    // Read a row-major A in place, and a transposed A (columns contiguous) too on the tiers
+    // that measured it faster (see "Packing, and when not to" in docs/tensor.md); a
+    // transposed A takes the shallower kc_cols.
     let (rsa, csa, adata) = (a.row_stride(), a.col_stride(), a.data());
-    let direct = csa == 1 || rsa == 1;
+    let direct = csa == 1 || (rsa == 1 && !K::PACK_TRANSPOSED_A);
     let kc_block = if csa == 1 {
         blocking.kc
     } else {

@@ -50,6 +50,9 @@ pub(crate) trait MicroKernel {
     const NR: usize;
     /// Cache blocking chosen for this kernel (the measurements are beside each value).
     const BLOCKING: Blocking;
+    /// Whether a transposed A (`rsa = 1`, the weight gradient `X^T dY`) is packed rather
+    /// than read in place: a measured choice per tier (the figures are beside each value).
+    const PACK_TRANSPOSED_A: bool;
 
     /// Computes one full `MR x NR` tile, as described in the module documentation, with
     /// `alpha_beta = [alpha, beta]`.
@@ -93,9 +96,17 @@ pub(crate) trait MicroKernel {
 /// An FMA has a latency of 4 cycles and two issue per cycle (Zen 3, Zen 5), so at least 8
 /// independent chains keep both pipes busy; 12 (AVX2) and 24 (AVX-512) give slack.
 ///
+/// The K loop is unrolled by [`UNROLL`] steps, and each layout of A gets its own copy of the
+/// loop with A's step between columns (`csa`) known when it compiles: row-major A read in
+/// place (`csa = 1`) and a packed panel (`rsa = 1, csa = MR`) then address every broadcast
+/// as a fixed offset from a pointer that moves once per unrolled group. With `csa` only known
+/// at run time, the AVX2 loop spent 18 instructions of bookkeeping (address arithmetic, the
+/// prefetch test, the loop branch) beside its 12 FMAs, 41% of its instructions FMAs.
+///
 /// `PREFETCH` (in steps of K, 0 for none) asks for A's cache line that far ahead when A is
-/// read through a stride (`csa != 1`, a transposed view): every step then needs a new line,
-/// which the hardware prefetcher does not fetch early enough on its own.
+/// read through a stride (a transposed view, the only layout left for the run-time `csa`):
+/// every step then needs a new line, which the hardware prefetcher does not fetch early
+/// enough on its own.
 ///
 /// # Safety
 /// As [`MicroKernel::tile`], with `NR = NV * V::LANES`; the CPU supports `V`'s instructions.
@@ -112,29 +123,66 @@ pub(crate) unsafe fn tile<V: F32Vector, const MR: usize, const NV: usize, const 
     rsc: usize,
     csc: usize,
 ) {
+    // SAFETY: forwarded from the caller; each of the three copies reads A with the strides
+    // given.
+    unsafe {
+        if csa == 1 {
+            tile_loop::<V, MR, NV, 0, 1>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc)
+        } else if rsa == 1 && csa == MR {
+            tile_loop::<V, MR, NV, 0, MR>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc)
+        } else {
+            tile_loop::<V, MR, NV, PREFETCH, 0>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc)
+        }
+    }
+}
+
+/// Steps of K per trip of the micro-kernel's loop.
+const UNROLL: usize = 4;
+
+/// [`tile`] for one layout of A: `CSA` is A's column step when it is known at compile time,
+/// or 0 to use the run-time `csa`.
+///
+/// # Safety
+/// As [`tile`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_loop<
+    V: F32Vector,
+    const MR: usize,
+    const NV: usize,
+    const PREFETCH: usize,
+    const CSA: usize,
+>(
+    kc: usize,
+    alpha_beta: &[f32; 2],
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    csc: usize,
+) {
     let lanes = V::LANES;
+    let csa = if CSA != 0 { CSA } else { csa };
     // SAFETY: for the whole body, the caller's contract covers every pointer read or written here:
     // rows i < MR and steps p < kc of A, kc * NV * LANES floats of b, the MR x NR tile of C.
     // The prefetch hints may point past A; they never fault.
     unsafe {
         let mut acc = [[V::zero(); NV]; MR];
-        let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
+        let mut rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
         let mut bp = b;
-        let mut off = 0;
-        for _ in 0..kc {
-            let bv: [V; NV] = std::array::from_fn(|v| V::load(bp.add(v * lanes)));
-            if PREFETCH > 0 && csa != 1 {
-                prefetch(rows[0].wrapping_add(off + PREFETCH * csa));
-                prefetch(rows[MR - 1].wrapping_add(off + PREFETCH * csa));
+        for _ in 0..kc / UNROLL {
+            for u in 0..UNROLL {
+                step::<V, MR, NV, PREFETCH>(&mut acc, &rows, csa, bp, u);
             }
-            for (row, r) in acc.iter_mut().zip(&rows) {
-                let ai = V::broadcast(r.add(off));
-                for (x, &bj) in row.iter_mut().zip(&bv) {
-                    *x = V::mul_add(ai, bj, *x);
-                }
+            for r in rows.iter_mut() {
+                *r = r.add(UNROLL * csa);
             }
-            bp = bp.add(NV * lanes);
-            off += csa;
+            bp = bp.add(UNROLL * NV * lanes);
+        }
+        for u in 0..kc % UNROLL {
+            step::<V, MR, NV, PREFETCH>(&mut acc, &rows, csa, bp, u);
         }
         let [alpha, beta] = *alpha_beta;
         if csc == 1 {
@@ -165,6 +213,42 @@ pub(crate) unsafe fn tile<V: F32Vector, const MR: usize, const NV: usize, const 
                     let v = alpha * out[j / lanes][j % lanes];
                     *cij = if beta == 0.0 { v } else { v + beta * *cij };
                 }
+            }
+        }
+    }
+}
+
+/// One step of K, `u` steps past the rows' current position: the body of [`tile_loop`].
+///
+/// A function rather than a closure: a closure does not inherit its caller's
+/// `#[target_feature]`, and one left out of line ran the AVX2 kernel at 1 GFLOP/s.
+///
+/// # Safety
+/// As [`tile`], for step `u` of each row and of `bp`.
+#[inline(always)]
+unsafe fn step<V: F32Vector, const MR: usize, const NV: usize, const PREFETCH: usize>(
+    acc: &mut [[V; NV]; MR],
+    rows: &[*const f32; MR],
+    csa: usize,
+    bp: *const f32,
+    u: usize,
+) {
+    let lanes = V::LANES;
+    // SAFETY: the caller guarantees step u of every row of A and of the B panel is readable;
+    // the prefetch hints may point past A and never fault.
+    unsafe {
+        let mut bv = [V::zero(); NV];
+        for (v, x) in bv.iter_mut().enumerate() {
+            *x = V::load(bp.add(u * NV * lanes + v * lanes));
+        }
+        if PREFETCH > 0 {
+            prefetch(rows[0].wrapping_add((u + PREFETCH) * csa));
+            prefetch(rows[MR - 1].wrapping_add((u + PREFETCH) * csa));
+        }
+        for (row, r) in acc.iter_mut().zip(rows) {
+            let ai = V::broadcast(r.add(u * csa));
+            for (x, &bj) in row.iter_mut().zip(&bv) {
+                *x = V::mul_add(ai, bj, *x);
             }
         }
     }
@@ -212,6 +296,8 @@ impl MicroKernel for Portable {
         kc_cols: 256,
         nc: 1024,
     };
+    /// In place, as it always was: no measurement has been taken for this tier.
+    const PACK_TRANSPOSED_A: bool = false;
 
     unsafe fn tile(
         kc: usize,
