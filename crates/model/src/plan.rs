@@ -38,7 +38,7 @@
 
 use tensor::{GemmScratch, MatMut, MatRef, Matrix, PackedB, Tier, gemm_packed, gemm_with, ops};
 
-use crate::config::{Activation, ModelConfig};
+use crate::config::Activation;
 use crate::error::ModelError;
 use crate::graph::{Graph, Node, op_error};
 use crate::layers::{BatchNorm, Dense, Linear, ParamRef};
@@ -465,6 +465,15 @@ pub(crate) struct PlanBuffers {
 impl Plan {
     /// Records `model` and compiles it (see the module documentation).
     pub(crate) fn compile(model: &Model, split: &InputSplit) -> Result<Self, ModelError> {
+        Self::compile_merging(model, split, MERGE_BYTES)
+    }
+
+    /// [`Plan::compile`] with GEMMs merged up to `budget` bytes of packed weights (0: none).
+    fn compile_merging(
+        model: &Model,
+        split: &InputSplit,
+        budget: usize,
+    ) -> Result<Self, ModelError> {
         let net = model.net()?;
         let width = model.layout.input_width(model.config.embedding_dim);
         let mut rec = Recorder {
@@ -474,14 +483,14 @@ impl Plan {
         let input = rec.push(Kind::Input, &[], width);
         let mut logits = Vec::new();
         net.forward(&mut rec, input, &mut logits)?;
-        Self::emit(rec.ops, &logits, split, &model.config)
+        Self::emit(rec.ops, &logits, split, budget)
     }
 
     fn emit(
         ops: Vec<Op>,
         logits: &[Node],
         split: &InputSplit,
-        _config: &ModelConfig,
+        budget: usize,
     ) -> Result<Self, ModelError> {
         let mut uses = vec![0usize; ops.len()];
         for op in &ops {
@@ -493,7 +502,7 @@ impl Plan {
             uses[z.index()] += 1;
         }
         let split_on = !split.req_rows.is_empty();
-        let groups = merge_groups(&ops, split, MERGE_BYTES);
+        let groups = merge_groups(&ops, split, budget);
         let mut ops: Vec<Option<Op>> = ops.into_iter().map(Some).collect();
         let mut buffers: Vec<usize> = Vec::new();
         let mut rows: Vec<usize> = Vec::new();
@@ -1045,4 +1054,80 @@ fn rows_ref(m: &Matrix, n: usize) -> MatRef<'_> {
 fn rows_mut(m: &mut Matrix, n: usize) -> MatMut<'_> {
     let cols = m.cols();
     m.view_mut().sub(0, 0, n, cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ModelConfig, TaskConfig};
+    use crate::layout::{Field, InputLayout};
+
+    fn model() -> Model {
+        let layout = InputLayout {
+            fields: (0..4)
+                .map(|i| Field {
+                    name: format!("f{i}"),
+                    vocab: 50,
+                    bag: None,
+                })
+                .collect(),
+            dense: 3,
+            tasks: vec!["click".into(), "conversion".into()],
+        };
+        let config = ModelConfig {
+            tasks: ["click", "conversion"]
+                .iter()
+                .map(|n| TaskConfig {
+                    name: n.to_string(),
+                    pos_weight: 1.0,
+                    loss_weight: 1.0,
+                })
+                .collect(),
+            ..ModelConfig::default()
+        };
+        Model::random(config, layout, 7).unwrap()
+    }
+
+    fn gemms(plan: &Plan) -> usize {
+        plan.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Gemm { .. }))
+            .count()
+    }
+
+    /// Both towers' first layers read the input: merged, they are one GEMM fewer, and
+    /// every logit is the same, bit for bit, as with the GEMMs apart.
+    #[test]
+    fn merged_first_layers_score_bit_for_bit_like_separate_ones() {
+        let model = model();
+        let width = model.layout.input_width(model.config.embedding_dim);
+        let split = InputSplit {
+            cand_rows: (0..width).collect(),
+            req_rows: vec![],
+        };
+        let merged = Plan::compile_merging(&model, &split, MERGE_BYTES).unwrap();
+        let apart = Plan::compile_merging(&model, &split, 0).unwrap();
+        assert_eq!(gemms(&merged) + 1, gemms(&apart));
+        let mut rng = crate::rng::SplitMix64::new(3);
+        for n in [1, 5, BLOCK_ROWS] {
+            let x = Matrix::from_fn(n, width, |_, _| rng.uniform(1.0));
+            let x_req = Matrix::zeros(1, 0);
+            let mut logits = Vec::new();
+            for plan in [&merged, &apart] {
+                let mut ws = PlanBuffers::default();
+                plan.reserve(&mut ws, n);
+                plan.run_request(&mut ws, x_req.view()).unwrap();
+                plan.run(&mut ws, x.view(), n).unwrap();
+                logits.push(
+                    (0..2)
+                        .map(|t| plan.logit(&ws, t, n).to_vec())
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for (t, (a, b)) in logits[0].iter().zip(&logits[1]).enumerate() {
+                assert_eq!(bits(a), bits(b), "task {t}, {n} rows");
+            }
+        }
+    }
 }
