@@ -175,6 +175,8 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
         checkpoint_every: args.checkpoint_every,
         eval_every: args.eval_every,
         resume: args.resume,
+        // Each rank makes only the rows it owns.
+        shard_tables: args.shard_tables.then(|| replicas.rank()),
     };
     let mut session = Session::start(&train, eval.as_ref(), config, options)
         .map_err(|e| in_train_terms(e, &args))?;
@@ -220,13 +222,6 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
             "trained {} steps in {:.1} s: {:.0} samples/s with {ranks} ranks x {} threads",
             summary.steps, summary.seconds, summary.samples_per_s, summary.threads
         );
-        if session.trainer.shards_tables() {
-            let (held, whole) = session.trainer.table_bytes();
-            println!(
-                "rank 0 holds {held} B of embedding rows and their Adam moments (the whole \
-                 tables with theirs: {whole} B)"
-            );
-        }
         if let Some(t) = traffic.filter(|t| t.steps > 0) {
             println!(
                 "rank 0 sent per step: {} B dense, {} B sparse rows, {} B row lookups, {} B \
@@ -240,17 +235,25 @@ fn train_as(args: TrainArgs, replicas: &distributed::Replicas) -> Fallible {
             );
         }
     }
-    // Row-sharded tables: every rank sends its rows, so that rank 0 exports whole tables.
-    if args.out.is_some() {
-        session.trainer.sync_tables()?;
-    }
-    // The trained model is written before anything else can fail.
-    if let Some(out) = args.out.as_ref().filter(|_| replicas.writes()) {
-        session.trainer.export()?.save(out)?;
+    // The trained model is written before anything else can fail. Row-sharded tables:
+    // every rank sends its rows to rank 0, which alone holds the whole tables, for as long
+    // as it takes to write them.
+    if let Some(out) = &args.out
+        && let Some(model) = session.trainer.export_gathered()?
+    {
+        model.save(out)?;
         println!("model written to {}", out.display());
     }
     // Every rank evaluates its share; rank 0 reports.
     let eval = session.final_evaluation()?;
+    if session.trainer.shards_tables() {
+        let (held, whole) = session.trainer.table_bytes();
+        println!(
+            "rank {rank} holds {held} B of embedding rows and their Adam moments, at most {} \
+             B at once since it started (the whole tables with theirs: {whole} B)",
+            session.trainer.table_peak_bytes()
+        );
+    }
     if !replicas.writes() {
         return Ok(());
     }

@@ -2,55 +2,15 @@
 //! outside `mpirun`, or without an `mpirun` to launch with; and with the feature, two ranks
 //! of one thread writing the model one process of two threads writes, byte for byte.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn resflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_resflow"))
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("resflow-dist-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn generate(dir: &Path, rows: usize, seed: u64) {
-    ok(resflow()
-        .args([
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .unwrap());
-}
+use std::path::Path;
+#[cfg(feature = "mpi")]
+use std::process::Command;
 
 #[cfg(feature = "mpi")]
-fn config(dir: &Path) -> PathBuf {
-    let path = dir.join("config.json");
-    std::fs::write(
-        &path,
-        r#"{"embedding_dim": 8, "hidden": [32, 16], "batch_size": 256, "epochs": 2}"#,
-    )
-    .unwrap();
-    path
-}
+use common::mpi::{config, ok};
+use common::mpi::{generate, resflow, temp};
 
 #[test]
 fn distributed_is_refused_clearly_without_mpi_or_a_launcher() {
@@ -105,7 +65,7 @@ fn two_ranks_write_the_model_two_threads_write() {
     let dir = temp("equal");
     generate(&dir.join("train"), 6_000, 1);
     generate(&dir.join("eval"), 2_000, 2);
-    let cfg = config(&dir);
+    let cfg = config(&dir, true);
     let args = |name: &str| -> Vec<std::ffi::OsString> {
         [
             "train".into(),

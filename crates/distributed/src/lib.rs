@@ -63,8 +63,8 @@ pub struct Traffic {
     /// Row-sharded tables: the rows a step looks up, fetched from their owners (ids out,
     /// rows back).
     pub lookups: u64,
-    /// Row-sharded tables: whole tables sent to every rank before evaluations and the
-    /// export (not per step).
+    /// Row-sharded tables: rows fetched for evaluation batches, and rows sent to rank 0
+    /// for the export (not per step).
     pub sync: u64,
     /// Everything else: agreement flags, losses, BatchNorm statistics, counts, predictions.
     pub other: u64,

@@ -19,6 +19,7 @@ use autodiff::{Grads, Table};
 use resflow::Trainer;
 use resflow::compact::CompactTables;
 use resflow::reduce::{Reduce, owner};
+use tensor::Matrix;
 
 use crate::order::{chunk, fold_in_rank_order, pack_rows, unpack_rows};
 use crate::sharded::Sharding;
@@ -174,7 +175,7 @@ impl Cluster {
         let mut hook = self.reduce();
         hook.sharding = Some(Sharding::new(trainer.store.tables.len()));
         trainer.set_reduce(Box::new(hook))?;
-        if trainer.table_shards > 0 {
+        if trainer.awaits_table_shard() {
             let dir = checkpoint_dir.ok_or_else(|| {
                 Error::Setup("resuming row-sharded tables needs --checkpoint-dir".into())
             })?;
@@ -504,13 +505,31 @@ impl Reduce for MpiReduce {
         Ok(())
     }
 
-    fn sync_tables(&mut self, tables: &mut [Table]) -> Result<(), resflow::Error> {
+    fn fetch_eval_rows(
+        &mut self,
+        compact: &CompactTables,
+        work: &mut [Table],
+    ) -> Result<(), resflow::Error> {
         let Some(sh) = &mut self.sharding else {
             return Ok(());
         };
-        let sent = sh.sync(&self.world, self.rank, self.ranks, tables)?;
+        let sent = sh.fetch(&self.world, self.rank, self.ranks, compact, work)?;
         Counters::add(&self.traffic.sync, sent);
         Ok(())
+    }
+
+    fn gather_tables(
+        &mut self,
+        compact: &CompactTables,
+    ) -> Result<Option<Vec<Matrix>>, resflow::Error> {
+        let Some(sh) = &mut self.sharding else {
+            return Err(resflow::Error::Distributed(
+                "gathering row-sharded tables needs the sharded hook".into(),
+            ));
+        };
+        let (whole, sent) = sh.gather(&self.world, self.rank, self.ranks, compact)?;
+        Counters::add(&self.traffic.sync, sent);
+        Ok(whole)
     }
 
     fn owned_rows(&self, table: usize, table_rows: usize, rows: &mut Vec<u32>) {

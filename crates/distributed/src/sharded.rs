@@ -19,16 +19,17 @@
 //! and lazy Adam sums repeated ids in order of appearance: each owned row receives the same
 //! additions in the same order, so the parameters equal the replicated ones bit for bit.
 //! Each rank stores only its own rows ([`CompactTables`]); the fetch fills the step's
-//! working table. `sync` (before evaluation, export) sends every owner's rows to every rank,
-//! into tables made whole for the occasion.
+//! working table (an evaluation batch's too). `gather` (for the export) sends every
+//! owner's rows to rank 0 alone, which assembles the whole tables.
 
-use mpi::collective::CommunicatorCollectives;
+use mpi::collective::{CommunicatorCollectives, Root};
 use mpi::datatype::{Partition, PartitionMut};
-use mpi::topology::SimpleCommunicator;
+use mpi::topology::{Communicator, SimpleCommunicator};
 
 use autodiff::{SparseRows, Table};
 use resflow::compact::CompactTables;
 use resflow::reduce::owner;
+use tensor::Matrix;
 
 /// The buffers of the three exchanges (kept between steps).
 #[derive(Debug, Default)]
@@ -46,7 +47,6 @@ pub(crate) struct Sharding {
     rdispls: Vec<i32>,
     fdispls: Vec<i32>,
     frdispls: Vec<i32>,
-    owned: Vec<Vec<usize>>,
 }
 
 /// Bytes sent to other ranks by one exchange.
@@ -61,6 +61,12 @@ fn displs_of(counts: &[i32], displs: &mut Vec<i32>) -> Result<usize, resflow::Er
     }
     crate::mpi_reduce::count("a buffer", at)?;
     Ok(at)
+}
+
+fn too_big(floats: usize) -> resflow::Error {
+    resflow::Error::Distributed(format!(
+        "cannot allocate {floats} floats to gather a table's rows on rank 0"
+    ))
 }
 
 fn bad_peer(what: &str) -> resflow::Error {
@@ -317,58 +323,73 @@ impl Sharding {
         Ok(sent_ids + sent_rows)
     }
 
-    /// Every rank's owned rows to every rank: afterwards each table is whole and current
-    /// everywhere. Returns the bytes sent to others.
-    pub fn sync(
+    /// Every rank's owned rows to rank 0, one table at a time: rank 0 returns the whole
+    /// tables, the others `None`. A rank sends its rows in increasing id order, and rank 0
+    /// knows which ids each rank owns, so no ids travel. Rank 0 holds the whole tables and
+    /// one table's rows in flight; the others never hold more than their own rows.
+    /// Returns the bytes sent.
+    pub fn gather(
         &mut self,
         world: &SimpleCommunicator,
         rank: usize,
         ranks: usize,
-        tables: &mut [Table],
-    ) -> Result<Sent, resflow::Error> {
-        // Rows of every table, per owner, in increasing order (the same on every rank).
-        self.owned.resize_with(ranks, Vec::new);
-        self.counts.clear();
-        for q in 0..ranks {
-            self.owned[q].clear();
-        }
-        for (k, tb) in tables.iter().enumerate() {
-            for id in 0..tb.value.rows() {
-                self.owned[owner(k, id as u32, ranks)].push(k << 32 | id);
+        compact: &CompactTables,
+    ) -> Result<(Option<Vec<Matrix>>, Sent), resflow::Error> {
+        let root = world.process_at_rank(0);
+        let mut whole = Vec::new();
+        let mut sent = 0usize;
+        for k in 0..compact.owned.len() {
+            let own = &compact.owned[k].value;
+            let d = own.cols();
+            // The owned rows are sent as they are stored (copied only if padded).
+            let copy: Vec<f32>;
+            let send: &[f32] = if own.ld() == d {
+                own.as_slice()
+            } else {
+                copy = (0..own.rows()).flat_map(|i| own.row(i).to_vec()).collect();
+                &copy
+            };
+            if rank != 0 {
+                root.gather_varcount_into(send);
+                sent += 4 * send.len();
+                continue;
             }
-        }
-        for q in 0..ranks {
-            let n: usize = self.owned[q]
-                .iter()
-                .map(|&key| tables[key >> 32].value.cols())
-                .sum();
-            self.counts
-                .push(crate::mpi_reduce::count("a table shard", n)?);
-        }
-        self.send_f32.clear();
-        for &key in &self.owned[rank] {
-            self.send_f32
-                .extend_from_slice(tables[key >> 32].value.row(key & 0xFFFF_FFFF));
-        }
-        let total = displs_of(&self.counts, &mut self.displs)?;
-        self.recv_f32.resize(total, 0.0);
-        {
-            let mut all =
-                PartitionMut::new(&mut self.recv_f32[..], &self.counts[..], &self.displs[..]);
-            world.all_gather_varcount_into(&self.send_f32[..], &mut all);
-        }
-        for q in (0..ranks).filter(|&q| q != rank) {
-            let mut at = self.displs[q] as usize;
-            for &key in &self.owned[q] {
-                let row = tables[key >> 32].value.row_mut(key & 0xFFFF_FFFF);
-                let d = row.len();
-                row.copy_from_slice(&self.recv_f32[at..at + d]);
-                at += d;
+            // Rank 0: every rank's ids of table k, in increasing order.
+            let rows = compact.full_rows[k];
+            let mut per = vec![0usize; ranks];
+            for id in 0..rows as u32 {
+                per[owner(k, id, ranks)] += d;
             }
+            self.counts.clear();
+            for n in per {
+                self.counts
+                    .push(crate::mpi_reduce::count("a table's rows", n)?);
+            }
+            let total = displs_of(&self.counts, &mut self.displs)?;
+            self.recv_f32.clear();
+            self.recv_f32
+                .try_reserve_exact(total)
+                .map_err(|_| too_big(total))?;
+            self.recv_f32.resize(total, 0.0);
+            {
+                let mut all =
+                    PartitionMut::new(&mut self.recv_f32[..], &self.counts[..], &self.displs[..]);
+                root.gather_varcount_into_root(send, &mut all);
+            }
+            let mut m = compact.whole(k)?;
+            let mut at: Vec<usize> = self.displs.iter().map(|&x| x as usize).collect();
+            for id in 0..rows {
+                let q = owner(k, id as u32, ranks);
+                if q != 0 {
+                    m.row_mut(id)
+                        .copy_from_slice(&self.recv_f32[at[q]..at[q] + d]);
+                    at[q] += d;
+                }
+            }
+            whole.push(m);
         }
-        let sent = 4 * self.send_f32.len() * (ranks - 1);
-        // The index is as large as the tables: give it back.
-        self.owned = Vec::new();
-        Ok(sent)
+        // The buffer was as large as a table: give it back.
+        self.recv_f32 = Vec::new();
+        Ok(((rank == 0).then_some(whole), sent))
     }
 }

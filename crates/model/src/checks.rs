@@ -55,6 +55,23 @@ pub fn check_config_for_layout(
     check_allocatable(config, layout)
 }
 
+/// [`check_config_for_layout`] for one of `ranks` processes that share the embedding
+/// tables by rows: the memory check counts `1/ranks` of the tables.
+pub fn check_config_for_layout_share(
+    config: &ModelConfig,
+    layout: &InputLayout,
+    ranks: usize,
+) -> Result<(), ModelError> {
+    if ranks <= 1 {
+        return check_config_for_layout(config, layout);
+    }
+    let mut share = layout.clone();
+    for f in &mut share.fields {
+        f.vocab = f.vocab.div_ceil(ranks as u32);
+    }
+    check_config_for_layout(config, &share)
+}
+
 /// The settings in which `a` and `b` differ, as `path: a vs b` lines (JSON paths such as
 /// `hidden` or `optimizer.learning_rate`), leaving out the keys in `ignore`.
 pub fn config_differences(a: &ModelConfig, b: &ModelConfig, ignore: &[&str]) -> Vec<String> {

@@ -38,6 +38,15 @@ pub struct Array<'a> {
 }
 
 impl<'a> Array<'a> {
+    /// A tensor borrowing its values (nothing is copied before the file's bytes).
+    pub fn borrowed(name: String, shape: Vec<usize>, values: &'a [f32]) -> Self {
+        Self {
+            name,
+            shape,
+            values: std::borrow::Cow::Borrowed(values),
+        }
+    }
+
     /// A tensor owning its values.
     pub fn owned(name: String, shape: Vec<usize>, values: Vec<f32>) -> Self {
         Self {
@@ -73,9 +82,12 @@ pub fn serialize(
     if let Some(w) = arrays.windows(2).find(|w| w[0].name == w[1].name) {
         return Err(format!("tensor {:?} is written twice", w[0].name));
     }
+    // Offsets and checksums first, from the values themselves, so that the bytes are
+    // written once, into a buffer of their exact size (no growing copy of the data).
     let mut checksums = BTreeMap::new();
-    let mut data: Vec<u8> = Vec::new();
     let mut entries = serde_json::Map::new();
+    let mut at = 0usize;
+    let mut chunk: Vec<u8> = Vec::with_capacity(4 * 4096);
     for a in &arrays {
         if a.shape.iter().product::<usize>() != a.values.len() {
             return Err(format!(
@@ -91,18 +103,21 @@ pub fn serialize(
                 a.name, a.values[i]
             ));
         }
-        let start = data.len();
-        data.extend(a.values.iter().flat_map(|v| v.to_le_bytes()));
-        checksums.insert(
-            a.name.clone(),
-            format!("{:08x}", crc32fast::hash(&data[start..])),
-        );
+        let mut h = crc32fast::Hasher::new();
+        for part in a.values.chunks(4096) {
+            chunk.clear();
+            chunk.extend(part.iter().flat_map(|v| v.to_le_bytes()));
+            h.update(&chunk);
+        }
+        checksums.insert(a.name.clone(), format!("{:08x}", h.finalize()));
+        let start = at;
+        at += 4 * a.values.len();
         entries.insert(
             a.name.clone(),
             serde_json::json!({
                 "dtype": "F32",
                 "shape": a.shape,
-                "data_offsets": [start, data.len()],
+                "data_offsets": [start, at],
             }),
         );
     }
@@ -121,10 +136,14 @@ pub fn serialize(
     let mut header = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
     // Pad with spaces so that the data starts 8-byte aligned, as the format recommends.
     header.resize((header.len() + 8).div_ceil(8) * 8 - 8, b' ');
-    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    let mut out = Vec::new();
+    out.try_reserve_exact(8 + header.len() + at)
+        .map_err(|_| format!("cannot allocate {} bytes to write the file", at))?;
     out.extend_from_slice(&(header.len() as u64).to_le_bytes());
     out.extend_from_slice(&header);
-    out.extend_from_slice(&data);
+    for a in &arrays {
+        out.extend(a.values.iter().flat_map(|v| v.to_le_bytes()));
+    }
     Ok(out)
 }
 

@@ -43,7 +43,7 @@ pub use config::ModelConfig;
 pub use error::ModelError;
 pub use graph::{Graph, Node};
 pub use layout::{Field, InputLayout, Pooling};
-pub use model::{Model, Net, bn_scale_shift};
+pub use model::{Model, Net, TableInit, bn_scale_shift};
 pub use model_file::{FORMAT, VERSION, VERSION_2, from_folded_towers, write_atomically};
 pub use plan::Plan;
 pub use reference::{CandidateRef, concat_inputs};

@@ -101,6 +101,7 @@ impl Model {
         check_tasks(&config, &layout)?;
         // Fields named in the configuration exist; the sizes fit in memory.
         crate::checks::check_config_for_layout(&config, &layout)?;
+        // Row by row, one stream (see [`TableInit`], which draws any row alone).
         let mut rng = SplitMix64::new(config.seed);
         let dim = config.embedding_dim;
         let embeddings = layout
@@ -117,6 +118,41 @@ impl Model {
             embeddings,
             tensors,
         })
+    }
+
+    /// [`Model::init`] without its embedding tables, for a process that holds only some of
+    /// their rows (row-sharded training): every other tensor exactly as [`Model::init`]
+    /// draws it, the tables `0 x dim`, and the [`TableInit`] that draws any row of them as
+    /// [`Model::init`] would. The memory check counts `1/ranks` of the tables (with their
+    /// optimiser state), this process's part.
+    pub fn init_without_tables(
+        config: ModelConfig,
+        layout: InputLayout,
+        ranks: usize,
+    ) -> Result<(Self, TableInit), ModelError> {
+        config.validate()?;
+        layout.validate()?;
+        check_tasks(&config, &layout)?;
+        crate::checks::check_config_for_layout_share(&config, &layout, ranks)?;
+        let tables = TableInit::new(&config, &layout);
+        let mut rng = SplitMix64::new(config.seed);
+        rng.skip(tables.draws);
+        let dim = config.embedding_dim;
+        let embeddings = layout
+            .fields
+            .iter()
+            .map(|_| Matrix::zeros(0, dim))
+            .collect();
+        let mut b = Builder::init(rng);
+        Net::build(&config, &layout, &mut b)?;
+        let tensors = b.finish()?;
+        let model = Self {
+            config,
+            layout,
+            embeddings,
+            tensors,
+        };
+        Ok((model, tables))
     }
 
     /// A model with random parameters everywhere (not the initial zeros and ones: random
@@ -176,6 +212,28 @@ impl Model {
         Ok(net)
     }
 
+    /// [`Model::net`] without the tables' row counts (their widths are checked): for a
+    /// process of row-sharded training, whose tables hold only some rows.
+    pub fn dense_net(&self) -> Result<Net, ModelError> {
+        self.config.validate()?;
+        self.layout.validate()?;
+        check_tasks(&self.config, &self.layout)?;
+        let dim = self.config.embedding_dim;
+        if self.embeddings.len() != self.layout.fields.len()
+            || self.embeddings.iter().any(|t| t.cols() != dim)
+        {
+            return Err(ModelError::Layout(format!(
+                "{} embedding tables for {} fields of width {dim}",
+                self.embeddings.len(),
+                self.layout.fields.len()
+            )));
+        }
+        let mut b = Builder::load(&self.tensors)?;
+        let net = Net::build(&self.config, &self.layout, &mut b)?;
+        b.finish()?;
+        Ok(net)
+    }
+
     /// Checks that every tensor has the shape the configuration and layout imply.
     pub fn validate(&self) -> Result<(), ModelError> {
         self.net().map(|_| ())
@@ -205,6 +263,50 @@ impl Model {
     /// element-wise work are not counted; a FLOP count is twice this).
     pub fn multiply_adds(&self) -> usize {
         models::multiply_adds(&self.tensors)
+    }
+}
+
+/// The initial values of a model's embedding tables, any row on its own: [`Model::init`]
+/// draws the tables one after the other, row by row, from one SplitMix64 stream, so row
+/// `id` of table `k` is the `dim` draws starting at position `start_k + id dim` of that
+/// stream (`start_k` the floats of the tables before `k`). A generator jumps to any
+/// position in one multiply ([`SplitMix64::skip`]), so a process that owns some rows draws
+/// exactly their values, whichever process it is, without drawing the others.
+#[derive(Debug, Clone)]
+pub struct TableInit {
+    seed: u64,
+    dim: usize,
+    /// Per table: its first draw's position in the stream.
+    starts: Vec<u64>,
+    /// Draws of every table (the dense layers' draws follow them).
+    draws: u64,
+}
+
+impl TableInit {
+    /// The tables of `layout` with `config`'s seed and width.
+    pub fn new(config: &ModelConfig, layout: &InputLayout) -> Self {
+        let dim = config.embedding_dim;
+        let mut starts = Vec::with_capacity(layout.fields.len());
+        let mut at = 0u64;
+        for f in &layout.fields {
+            starts.push(at);
+            at += u64::from(f.vocab) * dim as u64;
+        }
+        Self {
+            seed: config.seed,
+            dim,
+            starts,
+            draws: at,
+        }
+    }
+
+    /// Writes row `id` of table `k` (`dim` floats) as [`Model::init`] draws it.
+    pub fn row(&self, k: usize, id: u32, out: &mut [f32]) {
+        let mut rng = SplitMix64::new(self.seed);
+        rng.skip(self.starts[k] + u64::from(id) * self.dim as u64);
+        for x in out.iter_mut().take(self.dim) {
+            *x = rng.uniform(0.05);
+        }
     }
 }
 
@@ -277,5 +379,52 @@ fn check_tasks(config: &ModelConfig, layout: &InputLayout) -> Result<(), ModelEr
                 .into(),
         )),
         Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Field;
+
+    fn layout() -> InputLayout {
+        InputLayout {
+            fields: [("a", 7), ("b", 1), ("c", 13)]
+                .iter()
+                .map(|&(name, vocab)| Field {
+                    name: name.into(),
+                    vocab,
+                    bag: None,
+                })
+                .collect(),
+            dense: 2,
+            tasks: vec!["click".into(), "buy".into()],
+        }
+    }
+
+    #[test]
+    fn any_row_and_the_rest_of_the_model_are_drawn_as_init_draws_them() {
+        let config = ModelConfig {
+            embedding_dim: 3,
+            seed: 11,
+            ..ModelConfig::default()
+        };
+        let whole = Model::init(config.clone(), layout()).unwrap();
+        let (part, tables) = Model::init_without_tables(config, layout(), 2).unwrap();
+        assert_eq!(part.tensors, whole.tensors);
+        assert!(part.embeddings.iter().all(|t| t.shape() == (0, 3)));
+        assert!(part.dense_net().is_ok());
+        assert!(
+            part.net().is_err(),
+            "the whole check still wants whole tables"
+        );
+        let mut row = [0.0f32; 3];
+        for (k, t) in whole.embeddings.iter().enumerate() {
+            // In any order: each row on its own.
+            for id in (0..t.rows() as u32).rev() {
+                tables.row(k, id, &mut row);
+                assert_eq!(&row[..], t.row(id as usize));
+            }
+        }
     }
 }

@@ -67,14 +67,18 @@ impl Model {
     /// Serialises the model to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         self.validate()?;
-        // Owned little-endian copies; the views below borrow them.
+        // The tables are most of the bytes: borrowed where their rows are contiguous.
         let mut arrays: Vec<Array<'_>> = Vec::new();
         for (table, field) in self.embeddings.iter().zip(&self.layout.fields) {
-            arrays.push(Array::owned(
+            let (name, shape) = (
                 format!("embedding/{}", field.name),
                 vec![table.rows(), table.cols()],
-                table.to_vec(),
-            ));
+            );
+            arrays.push(if table.ld() == table.cols() {
+                Array::borrowed(name, shape, table.as_slice())
+            } else {
+                Array::owned(name, shape, table.to_vec())
+            });
         }
         for (name, m) in &self.tensors {
             arrays.push(Array::owned(

@@ -14,6 +14,12 @@ impl SplitMix64 {
         Self(seed)
     }
 
+    /// Jumps over the next `n` outputs, as if `next_u64` had been called `n` times (the
+    /// state only advances by a constant per output, so any position is one multiply away).
+    pub fn skip(&mut self, n: u64) {
+        self.0 = self.0.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -51,6 +57,17 @@ mod tests {
         assert_eq!(r.next_u64(), 6457827717110365317);
         assert_eq!(r.next_u64(), 3203168211198807973);
         assert_eq!(r.next_u64(), 9817491932198370423);
+    }
+
+    #[test]
+    fn skipping_lands_where_drawing_does() {
+        let mut drawn = SplitMix64::new(99);
+        for _ in 0..1000 {
+            drawn.next_u64();
+        }
+        let mut jumped = SplitMix64::new(99);
+        jumped.skip(1000);
+        assert_eq!(drawn.next_u64(), jumped.next_u64());
     }
 
     #[test]

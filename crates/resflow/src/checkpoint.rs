@@ -145,16 +145,47 @@ impl Trainer {
 
     /// A trainer restored from the checkpoint in `dir`, with `threads` workers.
     pub fn load_checkpoint(dir: &Path, threads: usize) -> Result<Self, Error> {
+        Self::load_checkpoint_as(dir, threads, None)
+    }
+
+    /// [`Trainer::load_checkpoint`] as rank `rank` of `ranks` processes sharing the
+    /// embedding tables by rows (`shard`, `None`: alone or replicated). A checkpoint of
+    /// row-sharded tables then gives this process its own rows and their moments from its
+    /// table file ([`Trainer::load_table_shard`]), and the whole tables are never
+    /// allocated. (A checkpoint of whole tables is read whole; [`Trainer::set_reduce`]
+    /// then keeps the owned rows.)
+    pub fn load_checkpoint_as(
+        dir: &Path,
+        threads: usize,
+        shard: Option<(usize, usize)>,
+    ) -> Result<Self, Error> {
         let path = dir.join(CHECKPOINT_FILE);
         let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Self::checkpoint_from_bytes(&bytes, &path, threads)
+        let mut t = Self::checkpoint_from_bytes_as(&bytes, &path, threads, shard)?;
+        drop(bytes);
+        if t.compact_ref().is_some() {
+            t.load_table_shard(dir)?;
+        }
+        Ok(t)
     }
 
     /// A trainer restored from checkpoint `bytes` (`path` names them in errors).
     pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path, threads: usize) -> Result<Self, Error> {
+        Self::checkpoint_from_bytes_as(bytes, path, threads, None)
+    }
+
+    /// [`Trainer::checkpoint_from_bytes`]; with `shard` and a checkpoint of row-sharded
+    /// tables, the trainer holds this process's rows, zero until
+    /// [`Trainer::load_table_shard`] reads them.
+    fn checkpoint_from_bytes_as(
+        bytes: &[u8],
+        path: &Path,
+        threads: usize,
+        shard: Option<(usize, usize)>,
+    ) -> Result<Self, Error> {
         let path = path.to_path_buf();
         let (st, meta) =
             integrity::open(bytes).map_err(|e| bad(&path, format!("not a checkpoint: {e}")))?;
@@ -226,18 +257,27 @@ impl Trainer {
             }
             Ok(values)
         };
-        // Build the trainer from freshly initialised parameters of the same shapes, then
-        // overwrite every value.
-        let init = Model::init(config, layout).map_err(|e| bad(&path, e.to_string()))?;
-        let mut trainer = Trainer::from_params(&init, threads)?;
         // Row-sharded tables are not in this file: each process loads its rows later
-        // (`Trainer::load_table_shard`); until then they keep their initial values.
+        // (`Trainer::load_table_shard`).
         let table_shards = match meta.get(TABLE_SHARDS) {
             Some(n) => match n.parse::<usize>() {
                 Ok(n) if n >= 1 => n,
                 _ => return Err(bad(&path, format!("{TABLE_SHARDS}: {n:?}")).into()),
             },
             None => 0,
+        };
+        // Build the trainer from freshly initialised parameters of the same shapes, then
+        // overwrite every value. A process of row-sharded tables makes only its rows.
+        let mut trainer = match shard {
+            Some(s) if table_shards > 0 => {
+                let (model, _) = Model::init_without_tables(config, layout, s.1)
+                    .map_err(|e| bad(&path, e.to_string()))?;
+                Trainer::sharded(model, None, threads, s)?
+            }
+            _ => {
+                let init = Model::init(config, layout).map_err(|e| bad(&path, e.to_string()))?;
+                Trainer::from_params(&init, threads)?
+            }
         };
         trainer.table_shards = table_shards;
         for p in trainer.store.dense.iter_mut() {
@@ -325,6 +365,7 @@ impl Trainer {
         trainer.step = number("step")?;
         trainer.epoch = number("epoch")? as usize;
         trainer.batch_in_epoch = number("batch_in_epoch")?;
+        trainer.note_table_bytes();
         Ok(trainer)
     }
 }

@@ -156,7 +156,8 @@ impl Trainer {
     /// of the checkpoint in `dir` this trainer was resumed from. Refuses a checkpoint
     /// written by another number of processes, naming the number to use.
     pub fn load_table_shard(&mut self, dir: &Path) -> Result<(), Error> {
-        let (rank, ranks) = self.rank();
+        // The rank of the rows held (known before the trainer joins the others).
+        let (rank, ranks) = self.compact_ref().map_or_else(|| self.rank(), |c| c.rank());
         let n = self.table_shards;
         if n != ranks {
             return Err(Error::Distributed(format!(
@@ -257,6 +258,8 @@ impl Trainer {
             lv[t] = vs;
         }
         self.optimisers().1.restore(lm, lv, lazy_steps);
+        self.mark_shard_loaded();
+        self.note_table_bytes();
         Ok(())
     }
 

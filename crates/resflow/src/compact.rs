@@ -22,7 +22,7 @@
 //! additions and updates are the replicated mode's, bit for bit.
 
 use autodiff::{SparseRows, Table};
-use model::ModelError;
+use model::{ModelError, TableInit};
 use shards::Batch;
 use tensor::Matrix;
 
@@ -85,6 +85,44 @@ impl CompactTables {
                 value,
             });
             t.value = Matrix::zeros(0, d);
+        }
+        Ok(c)
+    }
+
+    /// The rows this process owns of tables of `rows` rows each, `dim` wide, named
+    /// `names`, drawn from `init` ([`TableInit::row`]: the values the whole model's
+    /// initialisation gives them, whichever process draws them), or left zero with `None`
+    /// (a checkpoint's rows overwrite them). Only the owned rows are ever allocated.
+    pub fn draw(
+        init: Option<&TableInit>,
+        tables: &[(String, usize)],
+        dim: usize,
+        fields: Vec<usize>,
+        (rank, ranks): (usize, usize),
+    ) -> Result<Self, Error> {
+        let mut c = Self {
+            fields,
+            rank,
+            ranks,
+            work_ids: vec![Vec::new(); tables.len()],
+            ..Self::default()
+        };
+        for (k, (name, rows)) in tables.iter().enumerate() {
+            let ids: Vec<u32> = (0..*rows as u32)
+                .filter(|&id| owner(k, id, ranks) == rank)
+                .collect();
+            let mut value = alloc(ids.len(), dim)?;
+            if let Some(init) = init {
+                for (i, &id) in ids.iter().enumerate() {
+                    init.row(k, id, value.row_mut(i));
+                }
+            }
+            c.full_rows.push(*rows);
+            c.owned_ids.push(ids);
+            c.owned.push(Table {
+                name: name.clone(),
+                value,
+            });
         }
         Ok(c)
     }
@@ -350,6 +388,45 @@ mod tests {
             4 * 2 + 6 * 3,
             "every row is owned by exactly one rank"
         );
+    }
+
+    #[test]
+    fn drawn_rows_are_the_whole_initialisation_s_rows() {
+        let layout = model::InputLayout {
+            fields: [("a", 9u32), ("b", 17)]
+                .iter()
+                .map(|&(name, vocab)| model::Field {
+                    name: name.into(),
+                    vocab,
+                    bag: None,
+                })
+                .collect(),
+            dense: 1,
+            tasks: vec!["click".into(), "buy".into()],
+        };
+        let config = model::ModelConfig {
+            embedding_dim: 4,
+            ..model::ModelConfig::default()
+        };
+        let whole = model::Model::init(config.clone(), layout.clone()).unwrap();
+        let init = TableInit::new(&config, &layout);
+        let tables = vec![("a".to_string(), 9), ("b".to_string(), 17)];
+        let mut held = 0;
+        for rank in 0..3 {
+            let c = CompactTables::draw(Some(&init), &tables, 4, vec![0, 1], (rank, 3)).unwrap();
+            for k in 0..2 {
+                for (i, &id) in c.owned_ids[k].iter().enumerate() {
+                    assert_eq!(owner(k, id, 3), rank);
+                    assert_eq!(
+                        c.owned[k].value.row(i),
+                        whole.embeddings[k].row(id as usize)
+                    );
+                }
+            }
+            held += c.owned_floats();
+            assert_eq!(c.full_floats(), (9 + 17) * 4);
+        }
+        assert_eq!(held, (9 + 17) * 4, "every row is drawn by exactly one rank");
     }
 
     #[test]

@@ -150,6 +150,15 @@ impl Network {
         Self::with_tables(&model, net, tables.into_iter())
     }
 
+    /// [`Network::from_owned_params`] for a model whose tables hold only some rows (or
+    /// none: [`Model::init_without_tables`]), as a process of row-sharded training keeps
+    /// them; their row counts are not checked against the layout.
+    pub fn from_partial_params(mut model: Model) -> Result<(Self, ParamStore), Error> {
+        let net = model.dense_net()?;
+        let tables = std::mem::take(&mut model.embeddings);
+        Self::with_tables(&model, net, tables.into_iter())
+    }
+
     /// The network of `model` (already validated into `net`) with these tables.
     fn with_tables(
         model: &Model,

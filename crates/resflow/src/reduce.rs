@@ -25,10 +25,12 @@
 //! Two more calls then bracket a step: [`Reduce::fetch_rows`] before the forward pass (the
 //! rows this process's share looks up, from their owners) and, inside
 //! [`Reduce::gradients`], the gradient rows go to their owners instead of to everyone.
-//! [`Reduce::sync_tables`] makes every table whole on every process (before an evaluation
-//! or an export). A process stores only its owned rows ([`crate::compact`]).
+//! A process stores only its owned rows ([`crate::compact`]); an evaluation fetches the
+//! rows it reads as a step does, and [`Reduce::gather_tables`] assembles the whole tables on
+//! rank 0 alone, for the export.
 
 use autodiff::{Grads, Table};
+use tensor::Matrix;
 
 use crate::compact::CompactTables;
 
@@ -79,10 +81,23 @@ pub trait Reduce: Send {
         Ok(())
     }
 
-    /// Row-sharded tables: makes every row of `tables` current on every process (each
-    /// owner sends its rows to all). A no-op with replicated tables.
-    fn sync_tables(&mut self, _tables: &mut [Table]) -> Result<(), Error> {
-        Ok(())
+    /// [`Reduce::fetch_rows`] for an evaluation batch (counted apart from the steps).
+    fn fetch_eval_rows(
+        &mut self,
+        compact: &CompactTables,
+        work: &mut [Table],
+    ) -> Result<(), Error> {
+        self.fetch_rows(compact, work)
+    }
+
+    /// Row-sharded tables: every process's rows of `compact` sent to rank 0, which
+    /// returns the whole tables (`Some`, in table order); the other processes return
+    /// `None`. One process owns every row, so alone it returns its own rows as they are.
+    fn gather_tables(&mut self, compact: &CompactTables) -> Result<Option<Vec<Matrix>>, Error> {
+        (0..compact.owned.len())
+            .map(|k| compact.whole(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// Row-sharded tables: the rows of `table` (store index) this process owns, in

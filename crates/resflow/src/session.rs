@@ -256,6 +256,11 @@ pub struct SessionOptions {
     pub eval_every: Option<u64>,
     /// Continue from the checkpoint in `checkpoint_dir`.
     pub resume: bool,
+    /// `(rank, ranks)`: this process is rank `rank` of `ranks` sharing the embedding
+    /// tables by rows (`--shard-tables`), and makes (or resumes) only the rows it owns
+    /// ([`Trainer::new_sharded`]); attach it to the others with a hook that shards the
+    /// tables over the same ranks before training.
+    pub shard_tables: Option<(usize, usize)>,
 }
 
 impl SessionOptions {
@@ -372,7 +377,7 @@ impl<'a> Session<'a> {
                 if !dir.join(CHECKPOINT_FILE).exists() {
                     return Err(RunError::NoCheckpoint { dir: dir.clone() }.into());
                 }
-                let t = Trainer::load_checkpoint(dir, threads)?;
+                let t = Trainer::load_checkpoint_as(dir, threads, options.shard_tables)?;
                 if given {
                     let differences =
                         crate::checks::config_differences(&t.network.config, &config, &["epochs"]);
@@ -387,7 +392,10 @@ impl<'a> Session<'a> {
                 t
             }
             (None, true) => return Err(RunError::ResumeWithoutDir.into()),
-            _ => Trainer::new(config, layout.clone(), threads)?,
+            _ => match options.shard_tables {
+                Some(shard) => Trainer::new_sharded(config, layout.clone(), threads, shard)?,
+                None => Trainer::new(config, layout.clone(), threads)?,
+            },
         };
         trainer
             .network

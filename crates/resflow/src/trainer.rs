@@ -280,6 +280,12 @@ pub struct Trainer {
     /// Row-sharded tables: the owned rows and the step's working ids (`store.tables` then
     /// holds the working tables). `None` otherwise.
     compact: Option<CompactTables>,
+    /// The most bytes of embedding rows and their moments this trainer has held at once
+    /// ([`Trainer::table_peak_bytes`]).
+    table_peak: usize,
+    /// Row-sharded tables resumed from a checkpoint: whether this process's rows are
+    /// loaded ([`Trainer::load_table_shard`]).
+    shard_loaded: bool,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -297,16 +303,70 @@ impl Trainer {
     pub fn new(config: ModelConfig, layout: InputLayout, threads: usize) -> Result<Self, Error> {
         // The tables move into the store: a copy would double the model's memory at start.
         let (network, store) = Network::from_owned_params(Model::init(config, layout)?)?;
-        Self::with_network(network, store, threads)
+        Self::with_network(network, store, threads, None)
     }
 
     /// A trainer starting from `params` (optimiser state fresh).
     pub fn from_params(params: &Model, threads: usize) -> Result<Self, Error> {
         let (network, store) = Network::from_params(params)?;
-        Self::with_network(network, store, threads)
+        Self::with_network(network, store, threads, None)
     }
 
-    fn with_network(network: Network, store: ParamStore, threads: usize) -> Result<Self, Error> {
+    /// A freshly initialised model of which this process, rank `rank` of `ranks` sharing
+    /// the embedding tables by rows, holds only the rows it owns (and lazy Adam's moments
+    /// for them): the whole tables are never allocated. Each owned row gets the value
+    /// [`Trainer::new`] gives it ([`model::TableInit`]), so the processes together hold
+    /// exactly the single-process model. Train it with a [`Reduce`] that shards the tables
+    /// over the same ranks ([`Trainer::set_reduce`]).
+    pub fn new_sharded(
+        config: ModelConfig,
+        layout: InputLayout,
+        threads: usize,
+        (rank, ranks): (usize, usize),
+    ) -> Result<Self, Error> {
+        let (model, init) = Model::init_without_tables(config, layout, ranks)?;
+        Self::sharded(model, Some(&init), threads, (rank, ranks))
+    }
+
+    /// A trainer of `model` (whose tables are empty) holding the owned rows of rank `rank`
+    /// of `ranks`, drawn from `init`, or zero with `None` (a checkpoint overwrites them).
+    pub(crate) fn sharded(
+        model: Model,
+        init: Option<&model::TableInit>,
+        threads: usize,
+        shard: (usize, usize),
+    ) -> Result<Self, Error> {
+        if shard.0 >= shard.1 {
+            return Err(Error::Distributed(format!(
+                "rank {} of {} processes",
+                shard.0, shard.1
+            )));
+        }
+        let dim = model.config.embedding_dim;
+        let rows: Vec<usize> = model
+            .layout
+            .fields
+            .iter()
+            .map(|f| f.vocab as usize)
+            .collect();
+        let (network, store) = Network::from_partial_params(model)?;
+        let tables: Vec<(String, usize)> = store
+            .tables
+            .iter()
+            .zip(rows)
+            .map(|(t, r)| (t.name.clone(), r))
+            .collect();
+        let fields = network.tables.iter().map(|t| t.index()).collect();
+        let compact = CompactTables::draw(init, &tables, dim, fields, shard)?;
+        Self::with_network(network, store, threads, Some(compact))
+    }
+
+    fn with_network(
+        network: Network,
+        mut store: ParamStore,
+        threads: usize,
+        mut compact: Option<CompactTables>,
+    ) -> Result<Self, Error> {
         let o = network.config.optimizer;
         let adam_config = adam_config_of(&network.config);
         let threads = threads.max(1);
@@ -324,12 +384,29 @@ impl Trainer {
             })
             .collect();
         // The moments are faulted in now, on the workers' threads (see `autodiff::optim`).
+        // Row-sharded tables: lazy Adam's moments are the owned rows' only.
         let (adam, lazy) = pool.install(|| -> Result<_, Error> {
-            Ok((
-                Adam::try_new(adam_config, &store)?,
-                LazyAdam::try_new(adam_config, &store, o.sparse_embeddings)?,
-            ))
+            let lazy = match &mut compact {
+                Some(c) => {
+                    let probe = ParamStore {
+                        dense: Vec::new(),
+                        tables: std::mem::take(&mut c.owned),
+                    };
+                    let lazy = LazyAdam::try_new(adam_config, &probe, o.sparse_embeddings);
+                    c.owned = probe.tables;
+                    lazy?
+                }
+                None => LazyAdam::try_new(adam_config, &store, o.sparse_embeddings)?,
+            };
+            Ok((Adam::try_new(adam_config, &store)?, lazy))
         })?;
+        if compact.is_some() {
+            // The working tables are filled by each step.
+            store
+                .tables
+                .iter_mut()
+                .for_each(|t| t.value = Matrix::zeros(0, t.value.cols()));
+        }
         let balancer = Balancer::new(&network.config)?;
         if balancer.wants_task_gradients() && network.shared_params().is_none() {
             return Err(ModelError::Config(
@@ -353,8 +430,32 @@ impl Trainer {
             pool: Arc::new(pool),
             reduce: Box::new(Local),
             bn_packed: Vec::new(),
-            compact: None,
-        })
+            compact,
+            table_peak: 0,
+            shard_loaded: false,
+        }
+        .noting_table_bytes())
+    }
+
+    fn noting_table_bytes(mut self) -> Self {
+        self.note_table_bytes();
+        self
+    }
+
+    /// Raises the peak of [`Trainer::table_peak_bytes`] to what is held now.
+    pub(crate) fn note_table_bytes(&mut self) {
+        self.table_peak = self.table_peak.max(self.table_bytes().0);
+    }
+
+    /// The most bytes of embedding rows and their lazy Adam moments this trainer has held
+    /// at once since it was made: counted after its construction, after it was attached to
+    /// other processes, after a checkpoint was loaded, and after every step's and
+    /// evaluation batch's working rows were prepared. Row-sharded from the start, about
+    /// `1/N` of [`Trainer::table_bytes`]'s whole; made whole first, the whole. (Gathering
+    /// the whole tables on rank 0 for the export, [`Trainer::export_gathered`], is not
+    /// counted.)
+    pub fn table_peak_bytes(&self) -> usize {
+        self.table_peak
     }
 
     /// Trains as one of several processes: each takes its share of every global batch
@@ -373,7 +474,27 @@ impl Trainer {
                     .into(),
             ));
         }
+        let ranks = (reduce.rank(), reduce.ranks());
+        match &self.compact {
+            Some(c) if !reduce.shards_tables() || c.rank() != ranks => {
+                return Err(Error::Distributed(format!(
+                    "this trainer holds rank {} of {}'s rows of row-sharded tables; it needs                      a hook that shards the tables over the same ranks (this one: rank {} of                      {}, {})",
+                    c.rank().0,
+                    c.rank().1,
+                    ranks.0,
+                    ranks.1,
+                    if reduce.shards_tables() {
+                        "sharded"
+                    } else {
+                        "replicated"
+                    }
+                )));
+            }
+            _ => {}
+        }
         if reduce.shards_tables() && self.compact.is_none() {
+            // A trainer made with whole tables (a replicated checkpoint resumed with
+            // sharded tables): its tables are whole until here.
             // Keep only the owned rows, and lazy Adam's moments only for them. A fresh
             // optimiser's moments are zero: they go before the rows are copied, so that the
             // whole moments and the owned rows never coexist.
@@ -413,6 +534,7 @@ impl Trainer {
             self.compact = Some(c);
         }
         self.reduce = reduce;
+        self.note_table_bytes();
         Ok(())
     }
 
@@ -423,7 +545,11 @@ impl Trainer {
         let (m, v) = self.lazy.moments();
         let moments: usize = m.iter().chain(v).map(Vec::len).sum();
         match &self.compact {
-            Some(c) => (4 * (c.owned_floats() + moments), 4 * 3 * c.full_floats()),
+            // The owned rows, their moments, and the step's working rows.
+            Some(c) => (
+                Self::held_bytes(c, &self.lazy, &self.store),
+                4 * 3 * c.full_floats(),
+            ),
             None => {
                 let t: usize = self
                     .store
@@ -434,6 +560,28 @@ impl Trainer {
                 (4 * (t + moments), 4 * 3 * t)
             }
         }
+    }
+
+    /// [`Trainer::table_bytes`]'s first figure for row-sharded tables.
+    fn held_bytes(c: &CompactTables, lazy: &LazyAdam, store: &ParamStore) -> usize {
+        let (m, v) = lazy.moments();
+        let moments: usize = m.iter().chain(v).map(Vec::len).sum();
+        let work: usize = store
+            .tables
+            .iter()
+            .map(|t| t.value.rows() * t.value.cols())
+            .sum();
+        4 * (c.owned_floats() + moments + work)
+    }
+
+    /// Whether this trainer was resumed from a checkpoint of row-sharded tables and its
+    /// own rows are not loaded yet ([`Trainer::load_table_shard`]).
+    pub fn awaits_table_shard(&self) -> bool {
+        self.table_shards > 0 && !self.shard_loaded
+    }
+
+    pub(crate) fn mark_shard_loaded(&mut self) {
+        self.shard_loaded = true;
     }
 
     /// Row-sharded tables stored compactly (checkpoints read them).
@@ -457,17 +605,22 @@ impl Trainer {
         shards::Share::of_rank(rank, ranks, self.threads())
     }
 
-    /// Makes every embedding row current on this process (row-sharded tables: every owner
-    /// sends its rows to all; collective). Nothing with replicated tables.
-    pub fn sync_tables(&mut self) -> Result<(), Error> {
-        if let Some(c) = &self.compact {
-            // Whole tables for the occasion; the next step's working tables replace them.
-            for (k, t) in self.store.tables.iter_mut().enumerate() {
-                t.value = Matrix::zeros(0, 0);
-                t.value = c.whole(k)?;
-            }
-        }
-        self.reduce.sync_tables(&mut self.store.tables)
+    /// The current model, for the one process that writes it (rank 0, or the only one):
+    /// [`Trainer::export`] there, `None` on the others. With row-sharded tables every
+    /// process sends its rows to rank 0, which alone assembles the whole tables
+    /// (collective: every process calls it).
+    pub fn export_gathered(&mut self) -> Result<Option<Model>, Error> {
+        let Some(c) = &self.compact else {
+            return (self.rank().0 == 0).then(|| self.export()).transpose();
+        };
+        let Some(tables) = self.reduce.gather_tables(c)? else {
+            return Ok(None);
+        };
+        // The working tables are small: the copy of them in `params` is dropped at once.
+        let mut model = self.params();
+        model.embeddings = tables;
+        model.validate()?;
+        Ok(Some(model))
     }
 
     /// Whether the embedding tables are row-sharded across processes.
@@ -526,11 +679,18 @@ impl Trainer {
         // working tables; the batch then reads them through working indices.
         let batch = match &mut self.compact {
             Some(c) => {
+                if !self.reduce.shards_tables() {
+                    return Err(not_attached());
+                }
                 let ready = c.prepare(batch, &mut self.store.tables);
                 let agreed = self.reduce.agree(ready.is_ok());
                 ready?;
                 agreed?;
                 self.reduce.fetch_rows(c, &mut self.store.tables)?;
+                let held = self
+                    .table_peak
+                    .max(Self::held_bytes(c, &self.lazy, &self.store));
+                self.table_peak = held;
                 &c.batch
             }
             None => batch,
@@ -786,18 +946,45 @@ impl Trainer {
         let mut batches = data.batches(8192, None);
         let mut batch = data.new_batch();
         let mut probs = Vec::new();
-        self.sync_tables()?;
         // Every process reads whole batches and scores its share of them (worker views
         // extended to processes); the probabilities are gathered in rank order.
         let share = self.share();
+        // Row-sharded tables: each process also gathers its share alone, and scores it
+        // through working tables fetched from the rows' owners, as a training step does.
+        let mut mine = self
+            .compact
+            .is_some()
+            .then(|| (data.batches(8192, None).with_share(share), data.new_batch()));
         while batches.next_into(&mut batch) {
-            let (net, store, workers, b) = (&self.network, &self.store, &mut self.workers, &batch);
+            let (b, first, parts) = match (&mut self.compact, &mut mine) {
+                (Some(c), Some((shares, part))) => {
+                    if !self.reduce.shards_tables() {
+                        return Err(not_attached());
+                    }
+                    if !shares.next_into(part) {
+                        return Err(Error::Distributed(
+                            "a share of an evaluation batch is missing".into(),
+                        ));
+                    }
+                    let ready = c.prepare(part, &mut self.store.tables);
+                    let agreed = self.reduce.agree(ready.is_ok());
+                    ready?;
+                    agreed?;
+                    self.reduce.fetch_eval_rows(c, &mut self.store.tables)?;
+                    (&c.batch, 0, share.count)
+                }
+                _ => (&batch, share.first, share.parts),
+            };
+            let (net, store, workers) = (&self.network, &self.store, &mut self.workers);
             self.pool.install(|| {
                 workers
                     .par_iter_mut()
                     .enumerate()
-                    .for_each(|(k, w)| w.predict(net, store, b, share.first + k, share.parts))
+                    .for_each(|(k, w)| w.predict(net, store, b, first + k, parts))
             });
+            if self.compact.is_some() {
+                self.note_table_bytes();
+            }
             let failed = self.workers.iter_mut().find_map(|w| w.error.take());
             let agreed = self.reduce.agree(failed.is_none());
             if let Some(e) = failed {
@@ -860,6 +1047,17 @@ impl Trainer {
         model.validate()?;
         Ok(model)
     }
+}
+
+/// A trainer holding some rows of row-sharded tables, used before it was attached to the
+/// processes holding the others.
+fn not_attached() -> Error {
+    Error::Distributed(
+        "this trainer holds only its rank's rows of row-sharded tables: attach it to the \
+         other processes (Trainer::set_reduce with a hook that shards the tables) before \
+         training or evaluating"
+            .into(),
+    )
 }
 
 /// The optimiser settings of `config`.

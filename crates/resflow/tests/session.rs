@@ -418,3 +418,30 @@ fn compare_trains_every_kind_per_seed() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+#[test]
+fn a_sharded_rank_makes_only_its_rows_and_refuses_to_train_alone() {
+    let (_dir, train) = data("shard-alone", 600, 1);
+    let layout = resflow::layout_of(train.schema());
+    let whole = Trainer::new(tiny(), layout.clone(), 1).unwrap();
+    let (_, full) = whole.table_bytes();
+    let mut held = 0;
+    for rank in 0..2 {
+        let mut t = Trainer::new_sharded(tiny(), layout.clone(), 1, (rank, 2)).unwrap();
+        let (mine, all) = t.table_bytes();
+        assert_eq!(all, full);
+        assert!(
+            (0.4..0.6).contains(&(mine as f64 / all as f64)),
+            "{mine} of {all}"
+        );
+        assert_eq!(t.table_peak_bytes(), mine, "nothing larger was ever held");
+        assert_eq!(t.params().tensors, whole.params().tensors);
+        held += mine;
+        // Without the other rank's rows a step would read zeros: refused.
+        let mut batch = train.new_batch();
+        assert!(train.batches(64, None).next_into(&mut batch));
+        let e = t.train_step(&batch).unwrap_err().to_string();
+        assert!(e.contains("attach it to the other processes"), "{e}");
+    }
+    assert_eq!(held, full, "the two ranks hold every row once");
+}

@@ -1,0 +1,3 @@
+//! What the command-line tests share.
+
+pub mod mpi;
