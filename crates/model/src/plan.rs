@@ -16,7 +16,12 @@
 //!              every candidate, `request_fields`) is one row, computed once per request
 //!              and added as the bias of the candidates' GEMM
 //!           4. a residual add in place when one operand has no other reader
-//!           5. every weight matrix packed once into the micro-kernel's panel order
+//!           5. GEMMs that read the same operand (both towers' first layers read the
+//!              input) merged into one, W = [W_1 | W_2], when the merged packed weights
+//!              stay within MERGE_BYTES: the operand is read once per block and the
+//!              micro-kernel runs longer on it; the epilogue runs on the merged rows and
+//!              each GEMM's columns are then copied to its own buffer
+//!           6. every weight matrix packed once into the micro-kernel's panel order
 //! run:      the request rows once; then the steps in order on blocks of BLOCK_ROWS
 //!           candidates, on a workspace's buffers (no allocation once warm)
 //! ```
@@ -33,7 +38,7 @@
 
 use tensor::{GemmScratch, MatMut, MatRef, Matrix, PackedB, Tier, gemm_packed, gemm_with, ops};
 
-use crate::config::{Activation, ModelConfig};
+use crate::config::Activation;
 use crate::error::ModelError;
 use crate::graph::{Graph, Node, op_error};
 use crate::layers::{BatchNorm, Dense, Linear, ParamRef};
@@ -341,6 +346,9 @@ enum Step {
         row: usize,
         epilogue: Option<Epilogue>,
         out: usize,
+        /// When several GEMMs with one operand run as one (see [`merge_groups`]): each
+        /// one's first column in `out` and its own buffer, which the columns are copied to.
+        parts: Vec<(usize, usize)>,
     },
     Act {
         x: usize,
@@ -431,8 +439,19 @@ pub struct Plan {
 /// (AVX2, 512 KiB L2), `resflow bench score --candidates 500 --clock thread`, three runs
 /// each on a loaded machine, 500 candidates with the split: p50 1.78 / 2.09 / 2.16 ms with
 /// blocks of 48, 1.74 / 2.28 / 2.69 with 96, against 2.23 / 2.28 / 2.44 for the whole
-/// request at once (before blocks and pre-packed weights).
+/// request at once (before blocks and pre-packed weights). Re-checked with the towers'
+/// first layers merged (six rounds in turn, load average 8-9, p50 median of six): 1.921 ms
+/// with blocks of 48 against 1.935 with 96, level.
 pub(crate) const BLOCK_ROWS: usize = 48;
+
+/// The most bytes of packed weights one merged GEMM may have ([`merge_groups`]).
+///
+/// With the request-level split, the two towers' first layers (288 x 128 each) merge into
+/// one 288 x 256 GEMM of 295 KB, which stays in the Zen 3's 512 KiB L2 beside a block's
+/// activations; without the split they are 608 x 128 each, 622 KB merged, more than the
+/// L2, and stay apart (`resflow bench gemm --clock thread`, loaded machine, best of 7:
+/// 48 x 256 x 608 ran at 61.7 GFLOP/s against 69.1 for 48 x 128 x 608).
+const MERGE_BYTES: usize = 384 * 1024;
 
 /// The buffers a plan runs on, for up to `capacity` rows.
 #[derive(Debug, Default)]
@@ -446,6 +465,15 @@ pub(crate) struct PlanBuffers {
 impl Plan {
     /// Records `model` and compiles it (see the module documentation).
     pub(crate) fn compile(model: &Model, split: &InputSplit) -> Result<Self, ModelError> {
+        Self::compile_merging(model, split, MERGE_BYTES)
+    }
+
+    /// [`Plan::compile`] with GEMMs merged up to `budget` bytes of packed weights (0: none).
+    fn compile_merging(
+        model: &Model,
+        split: &InputSplit,
+        budget: usize,
+    ) -> Result<Self, ModelError> {
         let net = model.net()?;
         let width = model.layout.input_width(model.config.embedding_dim);
         let mut rec = Recorder {
@@ -455,14 +483,14 @@ impl Plan {
         let input = rec.push(Kind::Input, &[], width);
         let mut logits = Vec::new();
         net.forward(&mut rec, input, &mut logits)?;
-        Self::emit(rec.ops, &logits, split, &model.config)
+        Self::emit(rec.ops, &logits, split, budget)
     }
 
     fn emit(
         ops: Vec<Op>,
         logits: &[Node],
         split: &InputSplit,
-        _config: &ModelConfig,
+        budget: usize,
     ) -> Result<Self, ModelError> {
         let mut uses = vec![0usize; ops.len()];
         for op in &ops {
@@ -473,13 +501,17 @@ impl Plan {
         for z in logits {
             uses[z.index()] += 1;
         }
+        let split_on = !split.req_rows.is_empty();
+        let groups = merge_groups(&ops, split, budget);
+        let mut ops: Vec<Option<Op>> = ops.into_iter().map(Some).collect();
         let mut buffers: Vec<usize> = Vec::new();
         let mut rows: Vec<usize> = Vec::new();
         let mut buf_of: Vec<Option<usize>> = vec![None; ops.len()];
         let mut steps = Vec::new();
-        let split_on = !split.req_rows.is_empty();
         let tier = Tier::active();
-        for (i, op) in ops.into_iter().enumerate() {
+        for i in 0..ops.len() {
+            // A GEMM merged into an earlier one already has its buffer.
+            let Some(op) = ops[i].take() else { continue };
             let buf = |x: &Node| -> Result<usize, ModelError> {
                 buf_of[x.index()].ok_or_else(|| op_error("plan", "an op reads the unfolded input"))
             };
@@ -501,8 +533,47 @@ impl Plan {
                     epilogue,
                 } => {
                     let x = op.inputs[0];
-                    let out = fresh(&mut buffers);
-                    if buf_of[x.index()].is_none() {
+                    let reads_input = buf_of[x.index()].is_none();
+                    let src = if reads_input {
+                        Src::Input
+                    } else {
+                        Src::Buf(buf(&x)?)
+                    };
+                    // This GEMM and the later ones merged into it: W = [W_1 | W_2 | ...].
+                    let mut members = vec![(i, weight, bias, epilogue)];
+                    for &j in &groups[i] {
+                        match ops[j].take().map(|o| o.kind) {
+                            Some(Kind::Gemm {
+                                weight,
+                                bias,
+                                epilogue,
+                            }) => members.push((j, weight, bias, epilogue)),
+                            _ => return Err(op_error("plan", "a merged op is not a GEMM")),
+                        }
+                    }
+                    let merged = Merged::new(&members);
+                    let out = if members.len() == 1 {
+                        fresh(&mut buffers)
+                    } else {
+                        buffers.push(merged.weight.cols());
+                        buffers.len() - 1
+                    };
+                    let mut parts = Vec::new();
+                    if members.len() > 1 {
+                        let mut col = 0;
+                        for (j, w, ..) in &members {
+                            buffers.push(w.cols());
+                            parts.push((col, buffers.len() - 1));
+                            buf_of[*j] = Some(buffers.len() - 1);
+                            col += w.cols();
+                        }
+                    }
+                    let Merged {
+                        weight,
+                        bias,
+                        epilogue,
+                    } = merged;
+                    if reads_input {
                         // Reads the input: split W by rows.
                         let gather = |sel: &[usize]| {
                             Matrix::from_fn(sel.len(), weight.cols(), |r, j| weight.get(sel[r], j))
@@ -511,23 +582,25 @@ impl Plan {
                         let req = split_on.then(|| gather(&split.req_rows));
                         rows.push(weight.cols());
                         Step::Gemm {
-                            src: Src::Input,
+                            src,
                             cand,
                             req,
                             bias,
                             row: rows.len() - 1,
                             epilogue,
                             out,
+                            parts,
                         }
                     } else {
                         Step::Gemm {
-                            src: Src::Buf(buf(&x)?),
+                            src,
                             cand: Box::new(PackedB::new(tier, weight.view())?),
                             req: None,
                             bias,
                             row: usize::MAX,
                             epilogue,
                             out,
+                            parts,
                         }
                     }
                 }
@@ -595,7 +668,9 @@ impl Plan {
                     out: fresh(&mut buffers),
                 },
             };
-            buf_of[i] = Some(step_out(&step));
+            if buf_of[i].is_none() {
+                buf_of[i] = Some(step_out(&step));
+            }
             steps.push(step);
         }
         let logits = logits
@@ -689,6 +764,7 @@ impl Plan {
                     row,
                     epilogue,
                     out,
+                    parts,
                 } => {
                     let mut y = std::mem::take(&mut ws.bufs[*out]);
                     let cols = cand.cols();
@@ -707,6 +783,17 @@ impl Plan {
                     }
                     if let Some(e) = epilogue {
                         ops::prelu_scale_shift(y_rows, &e.slope, &e.scale, &e.shift);
+                    }
+                    // A merged GEMM: each part's columns to its own buffer.
+                    for &(col, b) in parts {
+                        let part = &mut ws.bufs[b];
+                        let c = part.cols();
+                        for (dst, src) in part.as_mut_slice()[..n * c]
+                            .chunks_exact_mut(c)
+                            .zip(y_rows.chunks_exact(cols))
+                        {
+                            dst.copy_from_slice(&src[col..col + c]);
+                        }
                     }
                     ws.bufs[*out] = y;
                 }
@@ -828,6 +915,99 @@ impl Plan {
     }
 }
 
+/// The GEMMs of one merged step, side by side: `W = [W_1 | W_2 | ...]`, the biases and
+/// epilogues concatenated (a GEMM without an epilogue gets the identity: slope 1, scale 1,
+/// shift 0, which leaves every value as it is).
+struct Merged {
+    weight: Matrix,
+    bias: Vec<f32>,
+    epilogue: Option<Epilogue>,
+}
+
+impl Merged {
+    fn new(members: &[(usize, Matrix, Vec<f32>, Option<Epilogue>)]) -> Self {
+        if let [(_, weight, bias, epilogue)] = members {
+            return Self {
+                weight: weight.clone(),
+                bias: bias.clone(),
+                epilogue: epilogue.clone(),
+            };
+        }
+        let k = members[0].1.rows();
+        let total: usize = members.iter().map(|m| m.1.cols()).sum();
+        // Column j of the merged W: member `owner[j]`'s column `j - start[owner[j]]`.
+        let mut owner = Vec::with_capacity(total);
+        let mut start = Vec::with_capacity(members.len());
+        for (m, member) in members.iter().enumerate() {
+            start.push(owner.len());
+            owner.extend(std::iter::repeat_n(m, member.1.cols()));
+        }
+        let weight = Matrix::from_fn(k, total, |r, j| {
+            members[owner[j]].1.get(r, j - start[owner[j]])
+        });
+        let bias = members.iter().flat_map(|m| m.2.iter().copied()).collect();
+        let epilogue = members.iter().any(|m| m.3.is_some()).then(|| {
+            let mut e = Epilogue {
+                slope: Vec::with_capacity(total),
+                scale: Vec::with_capacity(total),
+                shift: Vec::with_capacity(total),
+            };
+            for (_, w, _, ep) in members {
+                match ep {
+                    Some(ep) => {
+                        e.slope.extend_from_slice(&ep.slope);
+                        e.scale.extend_from_slice(&ep.scale);
+                        e.shift.extend_from_slice(&ep.shift);
+                    }
+                    None => {
+                        e.slope.extend(std::iter::repeat_n(1.0, w.cols()));
+                        e.scale.extend(std::iter::repeat_n(1.0, w.cols()));
+                        e.shift.extend(std::iter::repeat_n(0.0, w.cols()));
+                    }
+                }
+            }
+            e
+        });
+        Self {
+            weight,
+            bias,
+            epilogue,
+        }
+    }
+}
+
+/// Which GEMMs run as one: for each op, the later GEMMs merged into it (empty for every
+/// other op). GEMMs that read the same operand (both towers' first layers read the input)
+/// become one GEMM of their widths side by side, so each block of the operand is read
+/// once and the micro-kernel runs on it for longer, as long as the merged packed weights
+/// stay within `budget` bytes (a GEMM is never split).
+fn merge_groups(ops: &[Op], split: &InputSplit, budget: usize) -> Vec<Vec<usize>> {
+    let mut groups = vec![Vec::new(); ops.len()];
+    // For each operand, the GEMM currently collecting merges and its bytes so far.
+    let mut open: std::collections::HashMap<usize, (usize, usize)> = Default::default();
+    for (i, op) in ops.iter().enumerate() {
+        let Kind::Gemm { weight, .. } = &op.kind else {
+            continue;
+        };
+        let x = op.inputs[0].index();
+        let k = match ops[x].kind {
+            Kind::Input if !split.req_rows.is_empty() => split.cand_rows.len(),
+            _ => weight.rows(),
+        };
+        let bytes = k * weight.cols() * std::mem::size_of::<f32>();
+        match open.get_mut(&x) {
+            Some((lead, total)) if *total + bytes <= budget => {
+                groups[*lead].push(i);
+                *total += bytes;
+            }
+            _ => {
+                open.insert(x, (i, bytes));
+            }
+        }
+    }
+    groups
+}
+
 fn step_out(step: &Step) -> usize {
     match step {
         Step::Gemm { out, .. }
@@ -874,4 +1054,80 @@ fn rows_ref(m: &Matrix, n: usize) -> MatRef<'_> {
 fn rows_mut(m: &mut Matrix, n: usize) -> MatMut<'_> {
     let cols = m.cols();
     m.view_mut().sub(0, 0, n, cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ModelConfig, TaskConfig};
+    use crate::layout::{Field, InputLayout};
+
+    fn model() -> Model {
+        let layout = InputLayout {
+            fields: (0..4)
+                .map(|i| Field {
+                    name: format!("f{i}"),
+                    vocab: 50,
+                    bag: None,
+                })
+                .collect(),
+            dense: 3,
+            tasks: vec!["click".into(), "conversion".into()],
+        };
+        let config = ModelConfig {
+            tasks: ["click", "conversion"]
+                .iter()
+                .map(|n| TaskConfig {
+                    name: n.to_string(),
+                    pos_weight: 1.0,
+                    loss_weight: 1.0,
+                })
+                .collect(),
+            ..ModelConfig::default()
+        };
+        Model::random(config, layout, 7).unwrap()
+    }
+
+    fn gemms(plan: &Plan) -> usize {
+        plan.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Gemm { .. }))
+            .count()
+    }
+
+    /// Both towers' first layers read the input: merged, they are one GEMM fewer, and
+    /// every logit is the same, bit for bit, as with the GEMMs apart.
+    #[test]
+    fn merged_first_layers_score_bit_for_bit_like_separate_ones() {
+        let model = model();
+        let width = model.layout.input_width(model.config.embedding_dim);
+        let split = InputSplit {
+            cand_rows: (0..width).collect(),
+            req_rows: vec![],
+        };
+        let merged = Plan::compile_merging(&model, &split, MERGE_BYTES).unwrap();
+        let apart = Plan::compile_merging(&model, &split, 0).unwrap();
+        assert_eq!(gemms(&merged) + 1, gemms(&apart));
+        let mut rng = crate::rng::SplitMix64::new(3);
+        for n in [1, 5, BLOCK_ROWS] {
+            let x = Matrix::from_fn(n, width, |_, _| rng.uniform(1.0));
+            let x_req = Matrix::zeros(1, 0);
+            let mut logits = Vec::new();
+            for plan in [&merged, &apart] {
+                let mut ws = PlanBuffers::default();
+                plan.reserve(&mut ws, n);
+                plan.run_request(&mut ws, x_req.view()).unwrap();
+                plan.run(&mut ws, x.view(), n).unwrap();
+                logits.push(
+                    (0..2)
+                        .map(|t| plan.logit(&ws, t, n).to_vec())
+                        .collect::<Vec<_>>(),
+                );
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for (t, (a, b)) in logits[0].iter().zip(&logits[1]).enumerate() {
+                assert_eq!(bits(a), bits(b), "task {t}, {n} rows");
+            }
+        }
+    }
 }

@@ -467,16 +467,25 @@ impl Scorer {
         let n = req.candidates;
         let dim = self.model.config.embedding_dim;
         let s_c = self.cand_single.len();
-        // Embedding rows are random reads: start the loads a few candidates ahead so the
-        // cache misses overlap instead of queueing one after another.
+        // Embedding rows are random reads: start the loads a few candidates ahead (every
+        // line of every row, bags' rows too) so the cache misses overlap instead of
+        // queueing one after another.
         const AHEAD: usize = 4;
         for r in r0..r0 + rows {
             if r + AHEAD < n {
+                let ahead = r + AHEAD;
                 for (k, plan) in self.cand_single.iter().enumerate() {
-                    let id = req.ids[(r + AHEAD) * s_c + k] as usize;
-                    let table = &self.model.embeddings[plan.field];
-                    if id < table.rows() {
-                        tensor::arch::prefetch(table.row(id));
+                    let id = req.ids[ahead * s_c + k] as usize;
+                    if id < self.model.embeddings[plan.field].rows() {
+                        prefetch_row(self.table_row(plan.field, id));
+                    }
+                }
+                for (bag, plan) in req.bags.iter().zip(&self.cand_bags) {
+                    let (lo, hi) = (bag.offsets[ahead] as usize, bag.offsets[ahead + 1] as usize);
+                    for &id in &bag.ids[lo..hi] {
+                        if (id as usize) < self.model.embeddings[plan.field].rows() {
+                            prefetch_row(self.table_row(plan.field, id as usize));
+                        }
                     }
                 }
             }
@@ -487,7 +496,7 @@ impl Scorer {
                 .zip(&req.ids[r * s_c..(r + 1) * s_c])
             {
                 // Ids were checked by check_ids: a single-valued field is one row, copied.
-                let src = self.model.embeddings[plan.field].row(id as usize);
+                let src = self.table_row(plan.field, id as usize);
                 copy_row(&mut row[plan.column..plan.column + dim], src);
             }
             for (bag, plan) in req.bags.iter().zip(&self.cand_bags) {
@@ -523,6 +532,12 @@ impl Scorer {
         Ok(())
     }
 
+    /// Row `id` of `field`'s embedding table.
+    #[inline(always)]
+    fn table_row(&self, field: usize, id: usize) -> &[f32] {
+        self.model.embeddings[field].row(id)
+    }
+
     /// Writes the pooled embedding of `ids` for `plan`'s field into `out`.
     fn lookup(
         &self,
@@ -532,11 +547,10 @@ impl Scorer {
         out: &mut [f32],
     ) -> Result<(), ModelError> {
         let field = &self.model.layout.fields[plan.field];
-        let table = &self.model.embeddings[plan.field];
         if let [id] = ids {
             // A single-valued field: one row, copied.
             if *id < field.vocab {
-                out.copy_from_slice(table.row(*id as usize));
+                out.copy_from_slice(self.table_row(plan.field, *id as usize));
                 return Ok(());
             }
         }
@@ -550,7 +564,7 @@ impl Scorer {
                     vocab: field.vocab,
                 });
             }
-            for (o, &e) in out.iter_mut().zip(table.row(id as usize)) {
+            for (o, &e) in out.iter_mut().zip(self.table_row(plan.field, id as usize)) {
                 *o += e;
             }
         }
@@ -560,6 +574,15 @@ impl Scorer {
             out.iter_mut().for_each(|o| *o *= w);
         }
         Ok(())
+    }
+}
+
+/// Asks for an embedding row's cache lines: one prefetch per 64 bytes from its start (a
+/// 32-float row on a 64-byte boundary is exactly two lines).
+#[inline(always)]
+fn prefetch_row(row: &[f32]) {
+    for line in row.chunks(16) {
+        tensor::arch::prefetch(line);
     }
 }
 
