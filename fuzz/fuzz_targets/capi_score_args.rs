@@ -39,11 +39,7 @@ fn model() -> &'static (usize, Scorer) {
             hidden: vec![4],
             tasks: ["click", "conversion"]
                 .iter()
-                .map(|n| TaskConfig {
-                    name: n.to_string(),
-                    pos_weight: 1.0,
-                    loss_weight: 1.0,
-                })
+                .map(|n| TaskConfig::unweighted(*n))
                 .collect(),
             request_fields: vec!["user".into(), "user_tags".into()],
             ..ModelConfig::default()

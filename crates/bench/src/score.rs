@@ -117,11 +117,7 @@ fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {
     let config = ModelConfig {
         tasks: ["click", "conversion"]
             .iter()
-            .map(|n| TaskConfig {
-                name: n.to_string(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
+            .map(|n| TaskConfig::unweighted(*n))
             .collect(),
         request_fields: if split {
             ALICCP_REQUEST_FIELDS

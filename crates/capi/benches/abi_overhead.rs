@@ -36,11 +36,7 @@ fn main() {
     let config = ModelConfig {
         tasks: ["click", "conversion"]
             .iter()
-            .map(|n| TaskConfig {
-                name: n.to_string(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
+            .map(|n| TaskConfig::unweighted(*n))
             .collect(),
         request_fields: bench::score::ALICCP_REQUEST_FIELDS
             .iter()

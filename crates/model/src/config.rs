@@ -414,6 +414,18 @@ pub struct TaskConfig {
     pub loss_weight: f32,
 }
 
+impl TaskConfig {
+    /// The task of label `name` with unit weights (`pos_weight = loss_weight = 1`), as a
+    /// config file that names only the label gets it.
+    pub fn unweighted(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            pos_weight: 1.0,
+            loss_weight: 1.0,
+        }
+    }
+}
+
 fn one() -> f32 {
     1.0
 }

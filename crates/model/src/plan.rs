@@ -1077,11 +1077,7 @@ mod tests {
         let config = ModelConfig {
             tasks: ["click", "conversion"]
                 .iter()
-                .map(|n| TaskConfig {
-                    name: n.to_string(),
-                    pos_weight: 1.0,
-                    loss_weight: 1.0,
-                })
+                .map(|n| TaskConfig::unweighted(*n))
                 .collect(),
             ..ModelConfig::default()
         };

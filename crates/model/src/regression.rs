@@ -245,14 +245,7 @@ impl RegressionConfig {
                 .map(|t| format!("{}>{t}", self.target))
                 .collect(),
         };
-        names
-            .into_iter()
-            .map(|name| TaskConfig {
-                name,
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
-            .collect()
+        names.into_iter().map(TaskConfig::unweighted).collect()
     }
 
     /// The decoder of a resolved configuration.

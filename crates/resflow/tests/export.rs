@@ -41,11 +41,7 @@ fn setup(mode: BatchNormMode, activation: Activation) -> Model {
         activation,
         tasks: ["click", "cart", "order"]
             .iter()
-            .map(|n| TaskConfig {
-                name: n.to_string(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
+            .map(|n| TaskConfig::unweighted(*n))
             .collect(),
         ..ModelConfig::default()
     };

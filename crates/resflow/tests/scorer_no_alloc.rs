@@ -40,11 +40,7 @@ fn check(kind: &str) {
         hidden: vec![32, 16],
         tasks: ["click", "order"]
             .iter()
-            .map(|n| TaskConfig {
-                name: n.to_string(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
+            .map(|n| TaskConfig::unweighted(*n))
             .collect(),
         request_fields: vec!["user".into()],
         ..ModelConfig::default()

@@ -41,11 +41,7 @@ pub fn small_config(tasks: usize) -> ModelConfig {
         hidden: vec![24, 10],
         tasks: TASKS[..tasks]
             .iter()
-            .map(|n| TaskConfig {
-                name: n.to_string(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
+            .map(|n| TaskConfig::unweighted(*n))
             .collect(),
         ..ModelConfig::default()
     }

@@ -45,11 +45,7 @@ pub fn test_model_of(kind: &str, seed: u64) -> Model {
         tasks: layout
             .tasks
             .iter()
-            .map(|name| TaskConfig {
-                name: name.clone(),
-                pos_weight: 1.0,
-                loss_weight: 1.0,
-            })
+            .map(|name| TaskConfig::unweighted(name.clone()))
             .collect(),
         request_fields: vec!["user".into(), "user_tags".into(), "scene".into()],
         ..ModelConfig::default()
