@@ -429,7 +429,6 @@ pub struct Plan {
     /// The buffer of each task's logit (`N x 1`).
     logits: Vec<usize>,
     split: bool,
-    fused: bool,
 }
 
 /// Candidates that go through the plan together (a multiple of every tier's MR: 4, 6
@@ -466,11 +465,7 @@ pub(crate) struct PlanBuffers {
 impl Plan {
     /// Records `model` and compiles it (see the module documentation).
     pub(crate) fn compile(model: &Model, split: &InputSplit) -> Result<Self, ModelError> {
-        let budget = std::env::var("RESFLOW_MERGE_BYTES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(MERGE_BYTES);
-        Self::compile_merging(model, split, budget)
+        Self::compile_merging(model, split, MERGE_BYTES)
     }
 
     /// [`Plan::compile`] with GEMMs merged up to `budget` bytes of packed weights (0: none).
@@ -583,7 +578,7 @@ impl Plan {
                         let gather = |sel: &[usize]| {
                             Matrix::from_fn(sel.len(), weight.cols(), |r, j| weight.get(sel[r], j))
                         };
-                        let cand = Box::new(pack(tier, gather(&split.cand_rows).view())?);
+                        let cand = Box::new(PackedB::new(tier, gather(&split.cand_rows).view())?);
                         let req = split_on.then(|| gather(&split.req_rows));
                         rows.push(weight.cols());
                         Step::Gemm {
@@ -599,7 +594,7 @@ impl Plan {
                     } else {
                         Step::Gemm {
                             src,
-                            cand: Box::new(pack(tier, weight.view())?),
+                            cand: Box::new(PackedB::new(tier, weight.view())?),
                             req: None,
                             bias,
                             row: usize::MAX,
@@ -691,7 +686,6 @@ impl Plan {
             rows,
             logits,
             split: split_on,
-            fused: std::env::var("RESFLOW_FUSED").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -774,22 +768,7 @@ impl Plan {
                 } => {
                     let mut y = std::mem::take(&mut ws.bufs[*out]);
                     let cols = cand.cols();
-                    if self.fused {
-                        let a = match src {
-                            Src::Input => x_cand,
-                            Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
-                        };
-                        let e = tensor::Epilogue {
-                            bias: match req {
-                                Some(_) => ws.rows[*row].row(0),
-                                None => bias,
-                            },
-                            slope: epilogue.as_ref().map(|e| &e.slope[..]),
-                            affine: epilogue.as_ref().map(|e| (&e.scale[..], &e.shift[..])),
-                            residual: None,
-                        };
-                        tensor::gemm_packed_fused(a, cand, &e, rows_mut(&mut y, n), &mut ws.gemm)?;
-                    } else {
+                    {
                         let a = match src {
                             Src::Input => x_cand,
                             Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
@@ -797,15 +776,13 @@ impl Plan {
                         gemm_packed(1.0, a, cand, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?;
                     }
                     let y_rows = &mut y.as_mut_slice()[..n * cols];
-                    if !self.fused {
-                        match req {
-                            // The request part, computed once by run_request: x_req W_req + b.
-                            Some(_) => ops::add_bias_rows(y_rows, ws.rows[*row].row(0)),
-                            None => ops::add_bias_rows(y_rows, bias),
-                        }
-                        if let Some(e) = epilogue {
-                            ops::prelu_scale_shift(y_rows, &e.slope, &e.scale, &e.shift);
-                        }
+                    match req {
+                        // The request part, computed once by run_request: x_req W_req + b.
+                        Some(_) => ops::add_bias_rows(y_rows, ws.rows[*row].row(0)),
+                        None => ops::add_bias_rows(y_rows, bias),
+                    }
+                    if let Some(e) = epilogue {
+                        ops::prelu_scale_shift(y_rows, &e.slope, &e.scale, &e.shift);
                     }
                     // A merged GEMM: each part's columns to its own buffer.
                     for &(col, b) in parts {
@@ -1029,20 +1006,6 @@ fn merge_groups(ops: &[Op], split: &InputSplit, budget: usize) -> Vec<Vec<usize>
         }
     }
     groups
-}
-
-/// TEMPORARY: weights packed with a serving depth of pass.
-fn pack(tier: Tier, w: MatRef<'_>) -> Result<PackedB, ModelError> {
-    let d = tensor::default_blocking(tier);
-    let kc = std::env::var("RESFLOW_SERVING_KC")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d.kc);
-    Ok(PackedB::with_blocking(
-        tier,
-        w,
-        tensor::Blocking { kc, ..d },
-    )?)
 }
 
 fn step_out(step: &Step) -> usize {

@@ -257,29 +257,8 @@ impl PackedB {
     ///
     /// Errors when the CPU cannot run `tier`.
     pub fn new(tier: Tier, b: MatRef<'_>) -> Result<Self, TensorError> {
-        Self::with_blocking(tier, b, default_blocking(tier))
-    }
-
-    /// Packs `b` (`k x n`) for `tier`'s kernel with the depth of pass `blocking.kc` and the
-    /// block of columns `blocking.nc` (both balanced against `k` and `n` as the driver
-    /// does); [`gemm_packed`] then runs those passes. A serving plan multiplies blocks of
-    /// few rows and picks a depth that keeps one panel of B beside one sliver of A in L1.
-    /// The products are the same, bit for bit, as [`gemm_with_blocking`] with the same
-    /// `kc` and `nc` and a row-major A.
-    ///
-    /// Errors when `blocking.kc` or `blocking.nc` is 0, or the CPU cannot run `tier`.
-    pub fn with_blocking(
-        tier: Tier,
-        b: MatRef<'_>,
-        blocking: Blocking,
-    ) -> Result<Self, TensorError> {
-        if blocking.kc == 0 || blocking.nc == 0 {
-            return Err(TensorError::Shape {
-                op: "PackedB",
-                detail: format!("block sizes must be at least 1, got {blocking:?}"),
-            });
-        }
         tier.require()?;
+        let blocking = default_blocking(tier);
         let nr = match tier {
             Tier::Portable => <kernel::Portable as kernel::MicroKernel>::NR,
             #[cfg(target_arch = "x86_64")]
