@@ -747,16 +747,11 @@ impl Plan {
     /// Runs the plan on `n` gathered rows `x_cand` (`n x C`, `n` at most the rows
     /// [`Plan::reserve`] made room for), after [`Plan::run_request`] for their request,
     /// leaving task `t`'s logits in [`Plan::logit`]`(ws, t)`.
-    ///
-    /// `between` is called [`Plan::pauses`]`(n)` times, between pieces of the GEMMs that
-    /// read the input (the largest ones): the scorer starts the loads of the next block's
-    /// embedding rows there, so that they arrive while the core multiplies.
     pub(crate) fn run(
         &self,
         ws: &mut PlanBuffers,
         x_cand: MatRef<'_>,
         n: usize,
-        between: &mut dyn FnMut(),
     ) -> Result<(), ModelError> {
         debug_assert!(n <= ws.capacity);
         for step in &self.steps {
@@ -773,20 +768,12 @@ impl Plan {
                 } => {
                     let mut y = std::mem::take(&mut ws.bufs[*out]);
                     let cols = cand.cols();
-                    match src {
-                        // In pieces of PIECE_ROWS rows, with a pause after each.
-                        Src::Input => {
-                            for (r0, rows) in pieces(n) {
-                                let a = x_cand.sub(r0, 0, rows, x_cand.cols());
-                                let c = y.view_mut().sub(r0, 0, rows, cols);
-                                gemm_packed(1.0, a, cand, 0.0, c, &mut ws.gemm)?;
-                                between();
-                            }
-                        }
-                        Src::Buf(b) => {
-                            let a = rows_ref(&ws.bufs[*b], n);
-                            gemm_packed(1.0, a, cand, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?;
-                        }
+                    {
+                        let a = match src {
+                            Src::Input => x_cand,
+                            Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
+                        };
+                        gemm_packed(1.0, a, cand, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?;
                     }
                     let y_rows = &mut y.as_mut_slice()[..n * cols];
                     match req {
@@ -922,24 +909,6 @@ impl Plan {
         Ok(())
     }
 
-    /// How many times [`Plan::run`] on `n` rows calls its `between`.
-    pub(crate) fn pauses(&self, n: usize) -> usize {
-        let input_gemms = self
-            .steps
-            .iter()
-            .filter(|s| {
-                matches!(
-                    s,
-                    Step::Gemm {
-                        src: Src::Input,
-                        ..
-                    }
-                )
-            })
-            .count();
-        input_gemms * pieces(n).count()
-    }
-
     /// Task `t`'s logits after [`Plan::run`] on `n` rows.
     pub(crate) fn logit<'w>(&self, ws: &'w PlanBuffers, t: usize, n: usize) -> &'w [f32] {
         &ws.bufs[self.logits[t]].as_slice()[..n]
@@ -1037,25 +1006,6 @@ fn merge_groups(ops: &[Op], split: &InputSplit, budget: usize) -> Vec<Vec<usize>
         }
     }
     groups
-}
-
-/// Rows of one piece of a GEMM that reads the input (a multiple of every tier's MR).
-const PIECE_ROWS: usize = 12;
-
-/// `(first row, rows)` of the pieces of `n` rows: PIECE_ROWS each, the last one taking a
-/// remainder of one row (a single row would go to the GEMV kernel, which sums in another
-/// order than the blocked product).
-fn pieces(n: usize) -> impl Iterator<Item = (usize, usize)> {
-    let count = if n % PIECE_ROWS == 1 && n > 1 {
-        n / PIECE_ROWS
-    } else {
-        n.div_ceil(PIECE_ROWS)
-    };
-    (0..count).map(move |i| {
-        let r0 = i * PIECE_ROWS;
-        let rows = if i + 1 == count { n - r0 } else { PIECE_ROWS };
-        (r0, rows)
-    })
 }
 
 fn step_out(step: &Step) -> usize {
@@ -1163,7 +1113,7 @@ mod tests {
                 let mut ws = PlanBuffers::default();
                 plan.reserve(&mut ws, n);
                 plan.run_request(&mut ws, x_req.view()).unwrap();
-                plan.run(&mut ws, x.view(), n, &mut || {}).unwrap();
+                plan.run(&mut ws, x.view(), n).unwrap();
                 logits.push(
                     (0..2)
                         .map(|t| plan.logit(&ws, t, n).to_vec())

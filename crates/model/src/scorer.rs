@@ -281,19 +281,10 @@ impl Scorer {
         for r0 in (0..n).step_by(block) {
             let rows = block.min(n - r0);
             self.gather(ws, req, r0, rows)?;
-            // While this block's GEMMs run, the next block's embedding rows are fetched a
-            // few candidates at each of the plan's pauses.
-            let mut ahead = r0 + rows..n.min(r0 + rows + block);
-            let per_pause = ahead.len().div_ceil(self.plan.pauses(rows).max(1));
             self.plan.run(
                 &mut ws.plan,
                 ws.x_cand.view().sub(0, 0, rows, self.cand_width),
                 rows,
-                &mut || {
-                    for r in ahead.by_ref().take(per_pause) {
-                        self.prefetch_candidate(req, r);
-                    }
-                },
             )?;
             // Probabilities, interleaved N x T.
             for t in 0..tasks {
@@ -473,6 +464,7 @@ impl Scorer {
         r0: usize,
         rows: usize,
     ) -> Result<(), ModelError> {
+        let n = req.candidates;
         let dim = self.model.config.embedding_dim;
         let s_c = self.cand_single.len();
         // Embedding rows are random reads: start the loads a few candidates ahead (every
@@ -480,9 +472,22 @@ impl Scorer {
         // queueing one after another.
         const AHEAD: usize = 4;
         for r in r0..r0 + rows {
-            if r0 == 0 && r + AHEAD < rows {
-                // The first block's rows were not fetched during an earlier block's GEMMs.
-                self.prefetch_candidate(req, r + AHEAD);
+            if r + AHEAD < n {
+                let ahead = r + AHEAD;
+                for (k, plan) in self.cand_single.iter().enumerate() {
+                    let id = req.ids[ahead * s_c + k] as usize;
+                    if id < self.model.embeddings[plan.field].rows() {
+                        prefetch_row(self.table_row(plan.field, id));
+                    }
+                }
+                for (bag, plan) in req.bags.iter().zip(&self.cand_bags) {
+                    let (lo, hi) = (bag.offsets[ahead] as usize, bag.offsets[ahead + 1] as usize);
+                    for &id in &bag.ids[lo..hi] {
+                        if (id as usize) < self.model.embeddings[plan.field].rows() {
+                            prefetch_row(self.table_row(plan.field, id as usize));
+                        }
+                    }
+                }
             }
             let row = ws.x_cand.row_mut(r - r0);
             for (plan, &id) in self
@@ -506,27 +511,6 @@ impl Scorer {
             }
         }
         Ok(())
-    }
-
-    /// Starts the loads of candidate `r`'s embedding rows (every line of every row, bags'
-    /// rows too), without waiting for them.
-    #[inline(always)]
-    fn prefetch_candidate(&self, req: &Request<'_>, r: usize) {
-        let s_c = self.cand_single.len();
-        for (k, plan) in self.cand_single.iter().enumerate() {
-            let id = req.ids[r * s_c + k] as usize;
-            if id < self.model.embeddings[plan.field].rows() {
-                prefetch_row(self.table_row(plan.field, id));
-            }
-        }
-        for (bag, plan) in req.bags.iter().zip(&self.cand_bags) {
-            let (lo, hi) = (bag.offsets[r] as usize, bag.offsets[r + 1] as usize);
-            for &id in &bag.ids[lo..hi] {
-                if (id as usize) < self.model.embeddings[plan.field].rows() {
-                    prefetch_row(self.table_row(plan.field, id as usize));
-                }
-            }
-        }
     }
 
     /// Builds `x_req`, the request-level fields' embeddings.
