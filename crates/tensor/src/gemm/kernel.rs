@@ -317,7 +317,7 @@ impl MicroKernel for Portable {
 
 /// A hint to load the cache line holding `p` into L1; never faults, whatever `p` is.
 #[inline(always)]
-fn prefetch(p: *const f32) {
+pub(super) fn prefetch(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching never faults or changes memory, and SSE (which provides the
     // instruction) is part of the x86-64 baseline.
