@@ -467,25 +467,31 @@ impl Scorer {
         let n = req.candidates;
         let dim = self.model.config.embedding_dim;
         let s_c = self.cand_single.len();
-        // Embedding rows are random reads: start the loads a few candidates ahead (every
-        // line of every row, bags' rows too) so the cache misses overlap instead of
-        // queueing one after another.
-        const AHEAD: usize = 4;
+        // Embedding rows are random reads: their loads are started ahead so the cache
+        // misses overlap instead of queueing one after another. Single-valued ids are
+        // row-major, `n x s_c`: flat position `j` is candidate `j / s_c`, field `j % s_c`,
+        // and copying the row at `j` first asks for the one at `j + ROW_AHEAD`, so the
+        // same number of rows is in flight whatever the number of fields. The first
+        // block starts by asking for the first ROW_AHEAD rows; later blocks' first rows
+        // were asked for at the end of the block before.
+        const ROW_AHEAD: usize = 12;
+        // Bags' rows are asked for BAG_AHEAD candidates ahead.
+        const BAG_AHEAD: usize = 2;
+        let total = n * s_c;
+        if s_c > 0 && r0 == 0 {
+            for (j, &id) in req.ids[..ROW_AHEAD.min(total)].iter().enumerate() {
+                prefetch_row(self.table_row(self.cand_single[j % s_c].field, id as usize));
+            }
+        }
+        let mut ahead = r0 * s_c + ROW_AHEAD;
+        let mut k_ahead = if s_c > 0 { ahead % s_c } else { 0 };
         for r in r0..r0 + rows {
-            if r + AHEAD < n {
-                let ahead = r + AHEAD;
-                for (k, plan) in self.cand_single.iter().enumerate() {
-                    let id = req.ids[ahead * s_c + k] as usize;
-                    if id < self.model.embeddings[plan.field].rows() {
-                        prefetch_row(self.table_row(plan.field, id));
-                    }
-                }
+            if r + BAG_AHEAD < n {
+                let a = r + BAG_AHEAD;
                 for (bag, plan) in req.bags.iter().zip(&self.cand_bags) {
-                    let (lo, hi) = (bag.offsets[ahead] as usize, bag.offsets[ahead + 1] as usize);
+                    let (lo, hi) = (bag.offsets[a] as usize, bag.offsets[a + 1] as usize);
                     for &id in &bag.ids[lo..hi] {
-                        if (id as usize) < self.model.embeddings[plan.field].rows() {
-                            prefetch_row(self.table_row(plan.field, id as usize));
-                        }
+                        prefetch_row(self.table_row(plan.field, id as usize));
                     }
                 }
             }
@@ -495,6 +501,16 @@ impl Scorer {
                 .iter()
                 .zip(&req.ids[r * s_c..(r + 1) * s_c])
             {
+                if ahead < total {
+                    // Ids were checked by check_ids, so the row exists.
+                    let f = self.cand_single[k_ahead].field;
+                    prefetch_row(self.table_row(f, req.ids[ahead] as usize));
+                    ahead += 1;
+                    k_ahead += 1;
+                    if k_ahead == s_c {
+                        k_ahead = 0;
+                    }
+                }
                 // Ids were checked by check_ids: a single-valued field is one row, copied.
                 let src = self.table_row(plan.field, id as usize);
                 copy_row(&mut row[plan.column..plan.column + dim], src);

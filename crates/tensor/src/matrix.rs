@@ -199,6 +199,7 @@ impl AlignedVec {
     }
 
     /// The floats as a slice.
+    #[inline]
     pub fn as_slice(&self) -> &[f32] {
         &bytemuck::cast_slice::<Line, f32>(&self.lines)[..self.len]
     }
@@ -315,6 +316,7 @@ impl Matrix {
     }
 
     /// Row `i` (its `cols` floats, without padding).
+    #[inline]
     pub fn row(&self, i: usize) -> &[f32] {
         &self.buf.as_slice()[i * self.ld..i * self.ld + self.cols]
     }
