@@ -46,7 +46,12 @@ pub struct Tape {
     /// from earlier steps (never shrunk), so recording allocates nothing once warm.
     pub(crate) values: Vec<f32>,
     used: usize,
+    /// The gradient arena, at the values' offsets. Never shrunk, and not cleared as a
+    /// whole: [`Tape::backward`] zeroes each slot just before the first op adds into it.
     pub(crate) grads: Vec<f32>,
+    /// How much of `grads` the last backward pass made valid (0 before one, after
+    /// `reset`).
+    grads_valid: usize,
     /// Per-op saved data (BatchNorm statistics, labels, sample weights, bag offsets).
     pub(crate) aux: Vec<f32>,
     /// Embedding ids.
@@ -61,6 +66,8 @@ pub struct Tape {
     pub(crate) narrow: Vec<f32>,
     /// Per node: does the loss being differentiated depend on it?
     reaches_loss: Vec<bool>,
+    /// Per node, during a backward pass: is its gradient slot zeroed (or written) yet?
+    grad_zeroed: Vec<bool>,
     /// During [`Tape::backward_to`], per node: does it depend on one of the targets? (Empty
     /// otherwise: every gradient is wanted.)
     towards: Vec<bool>,
@@ -79,7 +86,7 @@ impl Tape {
     pub fn reset(&mut self) {
         self.nodes.clear();
         self.used = 0;
-        self.grads.clear();
+        self.grads_valid = 0;
         self.aux.clear();
         self.ids.clear();
         self.offsets.clear();
@@ -121,7 +128,7 @@ impl Tape {
     /// The gradient of the last [`Tape::backward`]'s loss with respect to `v`.
     pub fn grad(&self, v: Var) -> &[f32] {
         let n = &self.nodes[v.0 as usize];
-        if self.grads.len() < n.off + n.rows * n.cols {
+        if self.grads_valid < n.off + n.rows * n.cols {
             return &[];
         }
         &self.grads[n.off..n.off + n.rows * n.cols]
@@ -267,27 +274,65 @@ impl Tape {
                 detail: format!("the loss must be 1x1, got {r}x{c}"),
             });
         }
-        self.grads.clear();
-        self.grads.resize(self.used, 0.0);
+        // The arena is not cleared as a whole (a memset of every value's slot, a few MB,
+        // streamed through the caches ahead of the pass): each slot is zeroed when the
+        // pass first reaches a node that reads it, just before that node's backward step
+        // adds into it, while its lines are about to be used. Ops add into their inputs'
+        // slots only, and every input of a visited node is zeroed before the node's step,
+        // so each slot is zero before its first `+=`, as with a cleared arena: the same
+        // sums in the same order, bit for bit.
+        if self.grads.len() < self.used {
+            self.grads.resize(self.used, 0.0);
+        }
+        self.grads_valid = 0;
+        let last = loss.0 as usize;
+        let mut zeroed = std::mem::take(&mut self.grad_zeroed);
+        zeroed.clear();
+        zeroed.resize(self.nodes.len(), false);
         let (off, _) = self.slot(loss);
         self.grads[off] = 1.0;
+        zeroed[last] = true;
         // Only nodes the loss depends on get a backward step (others would add zeros, and
         // embeddings would report rows the loss never used).
         let mut reach = std::mem::take(&mut self.reaches_loss);
         reach.clear();
-        reach.resize(loss.0 as usize + 1, false);
-        reach[loss.0 as usize] = true;
-        for k in (0..=loss.0 as usize).rev() {
+        reach.resize(last + 1, false);
+        reach[last] = true;
+        let mut result = Ok(());
+        for k in (0..=last).rev() {
             let node = self.nodes[k];
             if !reach[k] {
                 continue;
             }
-            crate::ops::for_each_input(&self.lists, &node.op, |v| reach[v.0 as usize] = true);
+            let (nodes, grads_arena) = (&self.nodes, &mut self.grads);
+            crate::ops::for_each_input(&self.lists, &node.op, |v| {
+                let i = v.0 as usize;
+                reach[i] = true;
+                if !zeroed[i] {
+                    zeroed[i] = true;
+                    let n = &nodes[i];
+                    grads_arena[n.off..n.off + n.rows * n.cols].fill(0.0);
+                }
+            });
             if node.needs_grad && self.towards.get(k).is_none_or(|&t| t) {
-                crate::ops::backward(self, node, grads)?;
+                result = crate::ops::backward(self, node, grads);
+                if result.is_err() {
+                    break;
+                }
             }
         }
+        // Nodes the pass never reached (data, values after the loss) report a zero
+        // gradient, as [`Tape::grad`] promises.
+        if result.is_ok() {
+            for (n, z) in self.nodes.iter().zip(&zeroed) {
+                if !z {
+                    self.grads[n.off..n.off + n.rows * n.cols].fill(0.0);
+                }
+            }
+            self.grads_valid = self.used;
+        }
         self.reaches_loss = reach;
-        Ok(())
+        self.grad_zeroed = zeroed;
+        result
     }
 }
