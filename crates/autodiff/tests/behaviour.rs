@@ -441,7 +441,11 @@ fn a_reused_tape_gives_a_fresh_tapes_gradients_bit_for_bit() {
     assert_eq!(got.sparse[0].rows, want.sparse[0].rows);
     // The concatenation's blocks are its inputs' gradients, and the embedding that two
     // ops read has the sum of both.
-    let (ge, gc, ge2) = (reused.grad(vars[1]), reused.grad(vars[2]), reused.grad(vars[9]));
+    let (ge, gc, ge2) = (
+        reused.grad(vars[1]),
+        reused.grad(vars[2]),
+        reused.grad(vars[9]),
+    );
     for r in 0..5 {
         assert_eq!(&gc[r * 11 + 7..r * 11 + 11], &ge2[r * 4..r * 4 + 4]);
     }

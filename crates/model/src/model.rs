@@ -442,7 +442,11 @@ mod tests {
         let want: Vec<Vec<f32>> = l
             .fields
             .iter()
-            .map(|f| (0..f.vocab as usize * 32).map(|_| rng.uniform(0.05)).collect())
+            .map(|f| {
+                (0..f.vocab as usize * 32)
+                    .map(|_| rng.uniform(0.05))
+                    .collect()
+            })
             .collect();
         let mut b = Builder::init(rng);
         Net::build(&config, &l, &mut b).unwrap();

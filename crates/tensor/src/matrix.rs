@@ -163,9 +163,8 @@ fn filled_lines(
     // SAFETY: a `Line` is `repr(C)` around `[f32; 16]`, so `n_lines` uninitialised lines
     // are exactly `16 n_lines` uninitialised, suitably aligned floats of the same
     // allocation; the slice borrows `lines` mutably for as long as it lives.
-    let floats: &mut [std::mem::MaybeUninit<f32>] = unsafe {
-        std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), n_lines * 16)
-    };
+    let floats: &mut [std::mem::MaybeUninit<f32>] =
+        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), n_lines * 16) };
     let (body, tail) = floats.split_at_mut(len);
     for x in tail {
         x.write(0.0);
@@ -966,7 +965,11 @@ mod tests {
                 })
                 .unwrap();
                 assert_eq!(got.shape(), (rows, cols));
-                assert_eq!(got.as_slice(), want.as_slice(), "{rows}x{cols}, {threads} threads");
+                assert_eq!(
+                    got.as_slice(),
+                    want.as_slice(),
+                    "{rows}x{cols}, {threads} threads"
+                );
                 assert_eq!(got.as_slice().as_ptr() as usize % 64, 0);
                 // The padding of the last cache line is zero, as in a zeroed matrix.
                 let padded = bytemuck::cast_slice::<Line, f32>(&got.buf.lines);
