@@ -1,7 +1,8 @@
 //! The AVX2 + FMA tier: the generic kernels of `kernel.rs` and `gemv.rs` on `__m256`
 //! (8 floats, 16 registers), compiled under `#[target_feature(enable = "avx2,fma")]`.
 //!
-//! Only the register type and the sizes below differ from the AVX-512 tier (`avx512.rs`).
+//! Only the register type and the sizes below differ from the AVX-512 tier (`avx512.rs`);
+//! `simd_tier!` (kernel.rs) writes the kernel type and the entry points from them.
 //! The figures beside each choice were measured on an AMD EPYC Zen 3 (32 KiB L1d, 512 KiB
 //! L2 per core), one thread, GFLOP/s best of the interleaved rounds of
 //! `resflow bench gemm --clock thread --shape ...` (add `--blocking MC,KC,KC_COLS,NC` to
@@ -9,7 +10,7 @@
 
 use std::arch::x86_64::__m256;
 
-use super::kernel::{Blocking, MicroKernel, tile};
+use super::kernel::{Blocking, simd_tier};
 
 /// Rows of the C tile. 6 x 16 keeps 12 accumulators + 2 B registers + 1 broadcast in the
 /// 16 ymm registers. On 1024 x 128 x 608 NN it ran at 94.6 GFLOP/s; 4 x 24, 3 x 32 and
@@ -23,87 +24,35 @@ const NV: usize = 2;
 /// 74 to 85 GFLOP/s (distances 4 to 16 are within noise of each other).
 const PREFETCH: usize = 4;
 
-/// The AVX2 + FMA micro-kernel (6 x 16).
-pub(crate) struct Avx2;
+/// - `kc = 640`: the tower's K = 608 in one pass (96 GFLOP/s on 1024 x 128 x 608
+///   against 94 with two passes of 304 and 93 with three of 203), and K = 1024 as two
+///   passes of 512 (86.4 on 1024^3 against 82.4 with four of 256).
+/// - `kc_cols = 256`: the depth for a transposed A, which this tier packs (below);
+///   128 to 640 measured within noise of each other packed (608 x 128 x 1024 TN).
+/// - `nc = 512`: 1024^3 at 86.4, 87.4 at 1024 (within noise), 83.9 at 256, 78.0 at 128.
+/// - `mc = 120`: used only when A must be packed (no unit stride at all).
+const BLOCKING: Blocking = Blocking {
+    mc: 120,
+    kc: 640,
+    kc_cols: 256,
+    nc: 512,
+};
 
-impl MicroKernel for Avx2 {
-    const MR: usize = MR;
-    const NR: usize = NV * 8;
-    /// - `kc = 640`: the tower's K = 608 in one pass (96 GFLOP/s on 1024 x 128 x 608
-    ///   against 94 with two passes of 304 and 93 with three of 203), and K = 1024 as two
-    ///   passes of 512 (86.4 on 1024^3 against 82.4 with four of 256).
-    /// - `kc_cols = 256`: the depth for a transposed A, which this tier packs (below);
-    ///   128 to 640 measured within noise of each other packed (608 x 128 x 1024 TN).
-    /// - `nc = 512`: 1024^3 at 86.4, 87.4 at 1024 (within noise), 83.9 at 256, 78.0 at 128.
-    /// - `mc = 120`: used only when A must be packed (no unit stride at all).
-    const BLOCKING: Blocking = Blocking {
-        mc: 120,
-        kc: 640,
-        kc_cols: 256,
-        nc: 512,
-    };
-    /// Packed: 608 x 128 x 1024 TN, thread clock, two interleaved runs (2026-12-01, load
-    /// average 8-9): median 60.3-62.4 GFLOP/s packed against 47.7-50.5 read in place with
-    /// the prefetch. In place, each step reads 6 floats of a new line of X, and the lines of
-    /// a sliver, 2.4 KiB apart, crowd into half of L1's sets.
-    const PACK_TRANSPOSED_A: bool = true;
+/// Packed: 608 x 128 x 1024 TN, thread clock, two interleaved runs (2026-12-01, load
+/// average 8-9): median 60.3-62.4 GFLOP/s packed against 47.7-50.5 read in place with
+/// the prefetch. In place, each step reads 6 floats of a new line of X, and the lines of
+/// a sliver, 2.4 KiB apart, crowd into half of L1's sets.
+const PACK_TRANSPOSED_A: bool = true;
 
-    unsafe fn tile(
-        kc: usize,
-        alpha_beta: &[f32; 2],
-        a: *const f32,
-        rsa: usize,
-        csa: usize,
-        b: *const f32,
-        c: *mut f32,
-        rsc: usize,
-        csc: usize,
-    ) {
-        // SAFETY: the caller upholds the tile contract, which includes AVX2 + FMA support.
-        unsafe { tile_avx2(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
+simd_tier! {
+    /// The AVX2 + FMA micro-kernel (6 x 16).
+    Avx2 {
+        vector: __m256,
+        feature: "avx2,fma",
+        mr: MR,
+        nv: NV,
+        prefetch: PREFETCH,
+        blocking: BLOCKING,
+        pack_transposed_a: PACK_TRANSPOSED_A,
     }
-}
-
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2(
-    kc: usize,
-    alpha_beta: &[f32; 2],
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    c: *mut f32,
-    rsc: usize,
-    csc: usize,
-) {
-    // SAFETY: forwarded from the tile contract; this function enables AVX2 + FMA.
-    unsafe { tile::<__m256, MR, NV, PREFETCH>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
-}
-
-/// [`super::gemv::dot_rows`] on AVX2.
-///
-/// # Safety
-/// As [`super::gemv::dot_rows`]; the CPU supports AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_rows(
-    m: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    x: &[f32],
-    y: &mut [f32],
-) {
-    // SAFETY: forwarded; this function enables AVX2 + FMA.
-    unsafe { super::gemv::dot_rows::<__m256>(m, k, a, lda, x, y) }
-}
-
-/// [`super::gemv::axpy_cols`] on AVX2.
-///
-/// # Safety
-/// As [`super::gemv::axpy_cols`]; the CPU supports AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn axpy_cols(a: *const f32, lda: usize, x: &[f32], y: &mut [f32]) {
-    // SAFETY: forwarded; this function enables AVX2 + FMA.
-    unsafe { super::gemv::axpy_cols::<__m256>(a, lda, x, y) }
 }

@@ -221,49 +221,14 @@ pub fn gemm_packed_fused(
         },
         // SAFETY: PackedB::new checked that the CPU has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 => unsafe { fused_avx2(a, b, epilogue, &mut c, scratch) },
+        Tier::Avx2 => unsafe { super::avx2::fused(a, b, epilogue, &mut c, scratch) },
         // SAFETY: PackedB::new checked that the CPU has AVX-512F.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 => unsafe { fused_avx512(a, b, epilogue, &mut c, scratch) },
+        Tier::Avx512 => unsafe { super::avx512::fused(a, b, epilogue, &mut c, scratch) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("PackedB::new rejects x86 tiers elsewhere"),
     }
     Ok(())
-}
-
-/// [`fused`] on the AVX2 kernel, compiled for AVX2 so that the epilogue's loops (inlined
-/// into the driver) run on 8-float registers with blends instead of a branch per element.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fused_avx2(
-    a: MatRef<'_>,
-    b: &PackedB,
-    epilogue: &Epilogue<'_>,
-    c: &mut MatMut<'_>,
-    scratch: &mut GemmScratch,
-) {
-    // SAFETY: forwarded; this function enables AVX2 + FMA.
-    unsafe { fused::<super::avx2::Avx2>(a, b, epilogue, c, scratch) }
-}
-
-/// [`fused`] on the AVX-512 kernel, compiled for AVX-512F.
-///
-/// # Safety
-/// The CPU supports AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn fused_avx512(
-    a: MatRef<'_>,
-    b: &PackedB,
-    epilogue: &Epilogue<'_>,
-    c: &mut MatMut<'_>,
-    scratch: &mut GemmScratch,
-) {
-    // SAFETY: forwarded; this function enables AVX-512F.
-    unsafe { fused::<super::avx512::Avx512>(a, b, epilogue, c, scratch) }
 }
 
 /// The fused driver: `m, k >= 1`, `n >= 2`, A and C with unit column stride, B packed
@@ -272,7 +237,7 @@ unsafe fn fused_avx512(
 /// # Safety
 /// The CPU supports `K`'s instruction set.
 #[inline(always)]
-unsafe fn fused<K: MicroKernel>(
+pub(super) unsafe fn fused<K: MicroKernel>(
     a: MatRef<'_>,
     b: &PackedB,
     epilogue: &Epilogue<'_>,

@@ -18,7 +18,9 @@
 //! [`tile`] is that kernel written once, generic over the register type
 //! ([`F32Vector`]) and the tile shape: `MR` rows of C, each held in `NV` registers, so
 //! `NR = NV * LANES`. A tier (`avx2.rs`, `avx512.rs`, [`Portable`] below) is one
-//! instantiation of it under its own `#[target_feature]`, plus its cache blocking.
+//! instantiation of it under its own `#[target_feature]`, plus its cache blocking; the SIMD
+//! tiers are each one invocation of `simd_tier!`, which writes the kernel type and the
+//! tier's entry points the same way for all of them.
 
 use super::vector::{F32Vector, Lanes4};
 
@@ -79,6 +81,133 @@ pub(crate) trait MicroKernel {
         csc: usize,
     );
 }
+
+/// Describes one SIMD tier once: its register type, the `#[target_feature]` it is compiled
+/// under, its tile shape, prefetch distance, cache blocking and packing choice. The macro
+/// writes everything else the same way for every tier: the kernel type and its
+/// [`MicroKernel`] impl (which calls [`tile`] through a `#[target_feature]` function), and
+/// the tier's entry points for the GEMV kernels (`dot_rows`, `axpy_cols`) and the fused
+/// driver (`fused`), each compiled under the same features so that the generic code they
+/// inline runs on the tier's registers. A tier file (`avx2.rs`, `avx512.rs`) then holds only
+/// its measured choices and one invocation; the portable tier, which needs no target
+/// feature, implements the trait directly below.
+///
+/// ```text
+/// simd_tier! {
+///     /// docs of the kernel type
+///     Avx2 { vector: __m256, feature: "avx2,fma", mr: MR, nv: NV, prefetch: PREFETCH,
+///            blocking: BLOCKING, pack_transposed_a: PACK_TRANSPOSED_A }
+/// }
+/// ```
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_tier {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            vector: $vector:ty,
+            feature: $feature:literal,
+            mr: $mr:expr,
+            nv: $nv:expr,
+            prefetch: $prefetch:expr,
+            blocking: $blocking:expr,
+            pack_transposed_a: $pack:expr $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub(crate) struct $name;
+
+        impl super::kernel::MicroKernel for $name {
+            const MR: usize = $mr;
+            const NR: usize = $nv * <$vector as super::vector::F32Vector>::LANES;
+            const BLOCKING: super::kernel::Blocking = $blocking;
+            const PACK_TRANSPOSED_A: bool = $pack;
+
+            unsafe fn tile(
+                kc: usize,
+                alpha_beta: &[f32; 2],
+                a: *const f32,
+                rsa: usize,
+                csa: usize,
+                b: *const f32,
+                c: *mut f32,
+                rsc: usize,
+                csc: usize,
+            ) {
+                #[target_feature(enable = $feature)]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn tile_tier(
+                    kc: usize,
+                    alpha_beta: &[f32; 2],
+                    a: *const f32,
+                    rsa: usize,
+                    csa: usize,
+                    b: *const f32,
+                    c: *mut f32,
+                    rsc: usize,
+                    csc: usize,
+                ) {
+                    // SAFETY: forwarded from the tile contract; this function enables the
+                    // tier's features.
+                    unsafe {
+                        super::kernel::tile::<$vector, { $mr }, { $nv }, { $prefetch }>(
+                            kc, alpha_beta, a, rsa, csa, b, c, rsc, csc,
+                        )
+                    }
+                }
+                // SAFETY: the caller upholds the tile contract, which includes the CPU
+                // supporting the tier's features.
+                unsafe { tile_tier(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
+            }
+        }
+
+        /// [`super::gemv::dot_rows`] on this tier.
+        ///
+        /// # Safety
+        /// As [`super::gemv::dot_rows`]; the CPU supports the tier's features.
+        #[target_feature(enable = $feature)]
+        pub(crate) unsafe fn dot_rows(
+            m: usize,
+            k: usize,
+            a: *const f32,
+            lda: usize,
+            x: &[f32],
+            y: &mut [f32],
+        ) {
+            // SAFETY: forwarded; this function enables the tier's features.
+            unsafe { super::gemv::dot_rows::<$vector>(m, k, a, lda, x, y) }
+        }
+
+        /// [`super::gemv::axpy_cols`] on this tier.
+        ///
+        /// # Safety
+        /// As [`super::gemv::axpy_cols`]; the CPU supports the tier's features.
+        #[target_feature(enable = $feature)]
+        pub(crate) unsafe fn axpy_cols(a: *const f32, lda: usize, x: &[f32], y: &mut [f32]) {
+            // SAFETY: forwarded; this function enables the tier's features.
+            unsafe { super::gemv::axpy_cols::<$vector>(a, lda, x, y) }
+        }
+
+        /// The fused driver on this tier's kernel, compiled under its features so that the
+        /// epilogue's loops (inlined into the driver) run on the tier's registers with blends
+        /// instead of a branch per element.
+        ///
+        /// # Safety
+        /// As the fused driver; the CPU supports the tier's features.
+        #[target_feature(enable = $feature)]
+        pub(crate) unsafe fn fused(
+            a: crate::matrix::MatRef<'_>,
+            b: &super::PackedB,
+            epilogue: &super::Epilogue<'_>,
+            c: &mut crate::matrix::MatMut<'_>,
+            scratch: &mut super::GemmScratch,
+        ) {
+            // SAFETY: forwarded; this function enables the tier's features.
+            unsafe { super::fused::fused::<$name>(a, b, epilogue, c, scratch) }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(super) use simd_tier;
 
 /// The micro-kernel: `MR` rows of `NV` registers of accumulators, held across all of `kc`.
 ///
@@ -317,7 +446,7 @@ impl MicroKernel for Portable {
 
 /// A hint to load the cache line holding `p` into L1; never faults, whatever `p` is.
 #[inline(always)]
-fn prefetch(p: *const f32) {
+pub(super) fn prefetch(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching never faults or changes memory, and SSE (which provides the
     // instruction) is part of the x86-64 baseline.
