@@ -46,7 +46,12 @@ pub struct Tape {
     /// from earlier steps (never shrunk), so recording allocates nothing once warm.
     pub(crate) values: Vec<f32>,
     used: usize,
+    /// The gradient arena, at the values' offsets. Never shrunk, and not cleared as a
+    /// whole: [`Tape::backward`] zeroes each slot just before the first op adds into it.
     pub(crate) grads: Vec<f32>,
+    /// How much of `grads` the last backward pass made valid (0 before one, after
+    /// `reset`).
+    grads_valid: usize,
     /// Per-op saved data (BatchNorm statistics, labels, sample weights, bag offsets).
     pub(crate) aux: Vec<f32>,
     /// Embedding ids.
@@ -61,6 +66,9 @@ pub struct Tape {
     pub(crate) narrow: Vec<f32>,
     /// Per node: does the loss being differentiated depend on it?
     reaches_loss: Vec<bool>,
+    /// Per node, during a backward pass: does its gradient slot hold this pass's values
+    /// (zeroed, or written) yet? See [`Tape::take_fresh_grad`].
+    pub(crate) grad_ready: Vec<bool>,
     /// During [`Tape::backward_to`], per node: does it depend on one of the targets? (Empty
     /// otherwise: every gradient is wanted.)
     towards: Vec<bool>,
@@ -79,7 +87,7 @@ impl Tape {
     pub fn reset(&mut self) {
         self.nodes.clear();
         self.used = 0;
-        self.grads.clear();
+        self.grads_valid = 0;
         self.aux.clear();
         self.ids.clear();
         self.offsets.clear();
@@ -121,7 +129,7 @@ impl Tape {
     /// The gradient of the last [`Tape::backward`]'s loss with respect to `v`.
     pub fn grad(&self, v: Var) -> &[f32] {
         let n = &self.nodes[v.0 as usize];
-        if self.grads.len() < n.off + n.rows * n.cols {
+        if self.grads_valid < n.off + n.rows * n.cols {
             return &[];
         }
         &self.grads[n.off..n.off + n.rows * n.cols]
@@ -153,6 +161,24 @@ impl Tape {
             needs_grad,
         });
         (Var(self.nodes.len() as u32 - 1), off)
+    }
+
+    /// During a backward step of an op that writes fresh slots (concatenation,
+    /// BatchNorm): true when `v`'s gradient slot does not hold this pass's values yet, and
+    /// from now on counts as holding them, so the caller must write every element of it
+    /// as `0.0 + value` (the bits of `+=` into zero); false when the caller must add.
+    pub(crate) fn take_fresh_grad(&mut self, v: Var) -> bool {
+        let r = &mut self.grad_ready[v.0 as usize];
+        !std::mem::replace(r, true)
+    }
+
+    /// [`Tape::take_fresh_grad`] for a caller that only adds: zeroes the slot if it is not
+    /// ready.
+    pub(crate) fn ready_grad(&mut self, v: Var) {
+        if self.take_fresh_grad(v) {
+            let (off, len) = self.slot(v);
+            self.grads[off..off + len].fill(0.0);
+        }
     }
 
     /// Whether gradients flow into `v` (it depends on a parameter or an embedding).
@@ -267,27 +293,78 @@ impl Tape {
                 detail: format!("the loss must be 1x1, got {r}x{c}"),
             });
         }
-        self.grads.clear();
-        self.grads.resize(self.used, 0.0);
+        // The arena is not cleared as a whole (a memset of every value's slot, a few MB,
+        // streamed through the caches ahead of the pass). A slot becomes ready when the
+        // pass first reaches a node that adds into it: it is zeroed just before that
+        // node's backward step, while its lines are about to be used. Concatenation and
+        // BatchNorm instead write a slot that is not ready yet as `0 + value`, which is
+        // the bits `+=` into a zeroed slot would give, and skip the zeroing and its read
+        // (the embedding rows and the concatenated input are most of the arena). A node's
+        // own slot is zeroed before its step if none of its consumers wrote it. Every
+        // slot is therefore zero, or holds exactly what a cleared arena would, before each
+        // op reads or adds into it: the same sums in the same order, bit for bit.
+        if self.grads.len() < self.used {
+            self.grads.resize(self.used, 0.0);
+        }
+        self.grads_valid = 0;
+        let last = loss.0 as usize;
+        let mut ready = std::mem::take(&mut self.grad_ready);
+        ready.clear();
+        ready.resize(self.nodes.len(), false);
         let (off, _) = self.slot(loss);
         self.grads[off] = 1.0;
+        ready[last] = true;
         // Only nodes the loss depends on get a backward step (others would add zeros, and
         // embeddings would report rows the loss never used).
         let mut reach = std::mem::take(&mut self.reaches_loss);
         reach.clear();
-        reach.resize(loss.0 as usize + 1, false);
-        reach[loss.0 as usize] = true;
-        for k in (0..=loss.0 as usize).rev() {
+        reach.resize(last + 1, false);
+        reach[last] = true;
+        let mut result = Ok(());
+        for k in (0..=last).rev() {
             let node = self.nodes[k];
             if !reach[k] {
                 continue;
             }
-            crate::ops::for_each_input(&self.lists, &node.op, |v| reach[v.0 as usize] = true);
+            let (nodes, arena) = (&self.nodes, &mut self.grads);
+            let zero = |arena: &mut [f32], i: usize| {
+                let n = &nodes[i];
+                arena[n.off..n.off + n.rows * n.cols].fill(0.0);
+            };
+            if !ready[k] {
+                ready[k] = true;
+                zero(arena, k);
+            }
+            let writes_fresh = matches!(node.op, Op::Concat { .. } | Op::BatchNorm { .. });
+            crate::ops::for_each_input(&self.lists, &node.op, |v| {
+                let i = v.0 as usize;
+                reach[i] = true;
+                if !ready[i] && !writes_fresh {
+                    ready[i] = true;
+                    zero(arena, i);
+                }
+            });
             if node.needs_grad && self.towards.get(k).is_none_or(|&t| t) {
-                crate::ops::backward(self, node, grads)?;
+                self.grad_ready = std::mem::take(&mut ready);
+                result = crate::ops::backward(self, node, grads);
+                ready = std::mem::take(&mut self.grad_ready);
+                if result.is_err() {
+                    break;
+                }
             }
         }
+        // Nodes the pass never reached (data, values after the loss) or never wrote
+        // report a zero gradient, as [`Tape::grad`] promises.
+        if result.is_ok() {
+            for (n, r) in self.nodes.iter().zip(&ready) {
+                if !r {
+                    self.grads[n.off..n.off + n.rows * n.cols].fill(0.0);
+                }
+            }
+            self.grads_valid = self.used;
+        }
         self.reaches_loss = reach;
-        Ok(())
+        self.grad_ready = ready;
+        result
     }
 }

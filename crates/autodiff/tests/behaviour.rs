@@ -365,3 +365,101 @@ fn backward_to_targets_gives_their_gradients_and_nothing_else() {
     tape.backward(loss, &mut again).unwrap();
     assert_eq!(again.dense, all.dense);
 }
+
+#[test]
+fn a_reused_tape_gives_a_fresh_tapes_gradients_bit_for_bit() {
+    // The gradient arena is not cleared between steps: each slot is zeroed when the
+    // backward pass first reaches it, or written outright by a concatenation or a
+    // BatchNorm that reaches it first. A tape that ran other values first, with a value
+    // that feeds two ops (read by the concatenation last, so written by it first), a
+    // value only the concatenation reads, a concatenation only a BatchNorm reads, an input
+    // no gradient flows into and a value recorded after the loss, must give exactly a
+    // fresh tape's gradients.
+    let mut seed = 3u64;
+    let mut rnd = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+    };
+    let mut store = ParamStore::new();
+    let table = store.add_table("e", Matrix::from_fn(9, 4, |_, _| rnd()));
+    let w = store.add("w", Matrix::from_fn(11, 1, |_, _| rnd()));
+    let v = store.add("v", Matrix::from_fn(4, 1, |_, _| rnd()));
+    let gamma = store.add("gamma", Matrix::from_fn(1, 11, |_, _| 1.0 + 0.3 * rnd()));
+    let beta = store.add("beta", Matrix::from_fn(1, 11, |_, _| 0.3 * rnd()));
+    let dense: Vec<f32> = (0..15).map(|_| rnd()).collect();
+    let ids = [1u32, 8, 3, 3, 0];
+    let ids2 = [2u32, 2, 7, 4, 6];
+    let labels = [1.0, 0.0, 1.0, 0.0, 0.0];
+    let record = |tape: &mut Tape, store: &ParamStore| {
+        tape.reset();
+        let x = tape.input(5, 3, &dense).unwrap();
+        let e = tape.embedding(store, table, &ids).unwrap();
+        let (wv, vv) = (tape.param(store, w), tape.param(store, v));
+        let z2 = tape.linear(e, vv, None).unwrap();
+        let e2 = tape.embedding(store, table, &ids2).unwrap();
+        let c = tape.concat(&[e, x, e2]).unwrap();
+        let (g, b) = (tape.param(store, gamma), tape.param(store, beta));
+        let h = tape
+            .batch_norm(c, g, b, BatchNormMode::Train { eps: 1e-3 })
+            .unwrap();
+        let z1 = tape.linear(h, wv, None).unwrap();
+        let z = tape.add(z1, z2).unwrap();
+        let loss = tape
+            .bce_with_logits(
+                z,
+                BceTarget {
+                    labels: &labels,
+                    weights: None,
+                    pos_weight: 1.0,
+                    denom: None,
+                },
+            )
+            .unwrap();
+        let after = tape.relu(z).unwrap();
+        (loss, [x, e, c, wv, vv, z1, z2, z, after, e2, h, g, b])
+    };
+    let mut reused = Tape::new();
+    let mut g = Grads::zeros_like(&store);
+    // A first step with other parameters leaves other numbers in every slot.
+    let mut other = ParamStore::new();
+    other.add_table("e", Matrix::from_fn(9, 4, |_, _| 7.0));
+    other.add("w", Matrix::from_fn(11, 1, |_, _| -3.0));
+    other.add("v", Matrix::from_fn(4, 1, |_, _| 5.0));
+    other.add("gamma", Matrix::from_fn(1, 11, |_, _| 4.0));
+    other.add("beta", Matrix::from_fn(1, 11, |_, _| -2.0));
+    let (loss, _) = record(&mut reused, &other);
+    reused.backward(loss, &mut g).unwrap();
+    let (loss, vars) = record(&mut reused, &store);
+    let mut got = Grads::zeros_like(&store);
+    reused.backward(loss, &mut got).unwrap();
+    let mut fresh = Tape::new();
+    let (loss, fresh_vars) = record(&mut fresh, &store);
+    let mut want = Grads::zeros_like(&store);
+    fresh.backward(loss, &mut want).unwrap();
+    assert_eq!(got.dense, want.dense);
+    assert_eq!(got.sparse[0].ids, want.sparse[0].ids);
+    assert_eq!(got.sparse[0].rows, want.sparse[0].rows);
+    // The concatenation's blocks are its inputs' gradients, and the embedding that two
+    // ops read has the sum of both.
+    let (ge, gc, ge2) = (
+        reused.grad(vars[1]),
+        reused.grad(vars[2]),
+        reused.grad(vars[9]),
+    );
+    for r in 0..5 {
+        assert_eq!(&gc[r * 11 + 7..r * 11 + 11], &ge2[r * 4..r * 4 + 4]);
+    }
+    assert!((0..20).any(|i| ge[i] != gc[(i / 4) * 11 + i % 4]));
+    for (a, b) in vars.iter().zip(&fresh_vars) {
+        assert_eq!(reused.grad(*a), fresh.grad(*b));
+        assert_eq!(reused.grad(*a).len(), reused.value(*a).len());
+    }
+    // No gradient reaches the data or the value after the loss: zeros, not old numbers.
+    for v in [vars[0], vars[8]] {
+        assert!(reused.grad(v).iter().all(|&g| g == 0.0));
+    }
+    assert!(reused.grad(vars[1]).iter().any(|&g| g != 0.0));
+    // Before a backward pass, no gradient is reported.
+    let _ = record(&mut reused, &store);
+    assert!(reused.grad(vars[1]).is_empty());
+}

@@ -302,7 +302,10 @@ impl Trainer {
     /// A freshly initialised model for data of `layout`, trained with `threads` workers.
     pub fn new(config: ModelConfig, layout: InputLayout, threads: usize) -> Result<Self, Error> {
         // The tables move into the store: a copy would double the model's memory at start.
-        let (network, store) = Network::from_owned_params(Model::init(config, layout)?)?;
+        // They are written on as many threads as the workers (the same values whatever
+        // the count: `Model::init_on_threads`).
+        let model = Model::init_on_threads(config, layout, threads.max(1))?;
+        let (network, store) = Network::from_owned_params(model)?;
         Self::with_network(network, store, threads, None)
     }
 

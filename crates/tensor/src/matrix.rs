@@ -132,6 +132,95 @@ fn zeroed_lines(len: usize, what: &'static str) -> Result<Vec<Line>, TensorError
     Ok(lines)
 }
 
+/// Below this many floats [`filled_lines`] writes on the calling thread alone: spawning
+/// threads costs more than the writes of a small buffer.
+const PARALLEL_FILL_MIN_FLOATS: usize = 1 << 18;
+
+/// `rows * cols` floats (padded with zeros to whole cache lines) written row by row by
+/// `fill(row, values)`, each element written once, on up to `threads` threads, each taking
+/// a contiguous block of rows. A large buffer is reserved uninitialised and advised huge
+/// pages first (as in [`zeroed_lines`]), so the first write of each 2 MiB page maps it,
+/// and the kernel's clearing of those pages is shared by the threads too.
+fn filled_lines(
+    rows: usize,
+    cols: usize,
+    threads: usize,
+    what: &'static str,
+    fill: &(dyn Fn(usize, &mut [f32]) + Sync),
+) -> Result<Vec<Line>, TensorError> {
+    let len = rows.checked_mul(cols).ok_or(TensorError::Alloc {
+        what,
+        bytes: usize::MAX,
+    })?;
+    let n_lines = len.div_ceil(16);
+    let bytes = n_lines.saturating_mul(std::mem::size_of::<Line>());
+    let mut lines: Vec<Line> = Vec::new();
+    lines
+        .try_reserve_exact(n_lines)
+        .map_err(|_| TensorError::Alloc { what, bytes })?;
+    advise_range(lines.as_mut_ptr() as usize, bytes);
+    let spare = &mut lines.spare_capacity_mut()[..n_lines];
+    // SAFETY: a `Line` is `repr(C)` around `[f32; 16]`, so `n_lines` uninitialised lines
+    // are exactly `16 n_lines` uninitialised, suitably aligned floats of the same
+    // allocation; the slice borrows `lines` mutably for as long as it lives.
+    let floats: &mut [std::mem::MaybeUninit<f32>] =
+        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), n_lines * 16) };
+    let (body, tail) = floats.split_at_mut(len);
+    for x in tail {
+        x.write(0.0);
+    }
+    let fill_rows = |first: usize, block: &mut [std::mem::MaybeUninit<f32>]| {
+        if cols == 0 {
+            return;
+        }
+        for (i, row) in block.chunks_exact_mut(cols).enumerate() {
+            for x in row.iter_mut() {
+                x.write(0.0);
+            }
+            // SAFETY: every float of `row` was written just above, so it is initialised,
+            // and `row` is borrowed mutably here alone.
+            let row: &mut [f32] =
+                unsafe { std::slice::from_raw_parts_mut(row.as_mut_ptr().cast(), row.len()) };
+            fill(first + i, row);
+        }
+    };
+    let threads = if len < PARALLEL_FILL_MIN_FLOATS {
+        1
+    } else {
+        threads.clamp(1, rows.max(1))
+    };
+    if threads == 1 {
+        fill_rows(0, body);
+    } else {
+        let per = rows.div_ceil(threads);
+        std::thread::scope(|s| {
+            let mut rest = body;
+            let mut first = 0;
+            let mut mine = None;
+            while !rest.is_empty() {
+                let take = per.min(rows - first);
+                let (block, after) = rest.split_at_mut(take * cols);
+                rest = after;
+                if mine.is_none() {
+                    // The calling thread takes the first block itself.
+                    mine = Some((first, block));
+                } else {
+                    let fill_rows = &fill_rows;
+                    s.spawn(move || fill_rows(first, block));
+                }
+                first += take;
+            }
+            if let Some((first, block)) = mine {
+                fill_rows(first, block);
+            }
+        });
+    }
+    // SAFETY: the capacity is `n_lines` lines, and every float of them was written above
+    // (the body row by row, the padding after it with zeros).
+    unsafe { lines.set_len(n_lines) };
+    Ok(lines)
+}
+
 /// A growable 64-byte aligned buffer of f32, used for matrices and packing scratch.
 #[derive(Default)]
 pub struct AlignedVec {
@@ -244,6 +333,30 @@ impl Matrix {
             cols,
             ld: cols,
             buf: AlignedVec::try_zeros(len)?,
+        })
+    }
+
+    /// A `rows x cols` matrix whose row `i` is written by `fill(i, row)`, each element
+    /// once (no zeros first), the rows shared out in contiguous blocks over up to
+    /// `threads` threads when the matrix is large. `fill` must write a row from its index
+    /// alone, so the result does not depend on `threads`. Large matrices get huge pages,
+    /// as [`Matrix::try_zeros`] does. An error when the size overflows or the memory cannot
+    /// be allocated.
+    pub fn try_from_rows(
+        rows: usize,
+        cols: usize,
+        threads: usize,
+        fill: impl Fn(usize, &mut [f32]) + Sync,
+    ) -> Result<Self, TensorError> {
+        let lines = filled_lines(rows, cols, threads, "Matrix::try_from_rows", &fill)?;
+        Ok(Self {
+            rows,
+            cols,
+            ld: cols,
+            buf: AlignedVec {
+                lines,
+                len: rows * cols,
+            },
         })
     }
 
@@ -837,6 +950,35 @@ mod tests {
             let m = Matrix::zeros(n, n + 3);
             assert_eq!(m.as_slice().as_ptr() as usize % 64, 0);
         }
+    }
+
+    #[test]
+    fn rows_filled_on_any_number_of_threads_are_the_rows_drawn_in_order() {
+        let value = |i: usize, j: usize| ((i * 7919 + j * 31) % 1009) as f32 - 500.0;
+        // Small (one thread whatever is asked), and above the parallel threshold with a
+        // row count that does not divide evenly and a width that is not a whole line.
+        for (rows, cols) in [(0, 0), (0, 5), (3, 0), (1, 1), (17, 3), (10_007, 33)] {
+            let want = Matrix::from_fn(rows, cols, value);
+            for threads in [0, 1, 2, 3, 8] {
+                let got = Matrix::try_from_rows(rows, cols, threads, |i, row| {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x = value(i, j);
+                    }
+                })
+                .unwrap();
+                assert_eq!(got.shape(), (rows, cols));
+                assert_eq!(
+                    got.as_slice(),
+                    want.as_slice(),
+                    "{rows}x{cols}, {threads} threads"
+                );
+                assert_eq!(got.as_slice().as_ptr() as usize % 64, 0);
+                // The padding of the last cache line is zero, as in a zeroed matrix.
+                let padded = bytemuck::cast_slice::<Line, f32>(&got.buf.lines);
+                assert!(padded[rows * cols..].iter().all(|&x| x == 0.0));
+            }
+        }
+        assert!(Matrix::try_from_rows(usize::MAX, 2, 2, |_, _| {}).is_err());
     }
 
     #[test]

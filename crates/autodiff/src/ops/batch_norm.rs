@@ -181,6 +181,15 @@ pub(super) fn backward(
     let (n, c) = (node.rows, node.cols);
     let (sx, sg, sb) = (t.slot(x), t.slot(gamma), t.slot(beta));
     let (need_x, need_g, need_b) = (t.needs_grad(x), t.needs_grad(gamma), t.needs_grad(beta));
+    // The input's slot is written as `0 + dx` when nothing wrote it yet (the bits of `+=`
+    // into zero, without zeroing it first); gamma's and beta's are added into.
+    let fresh_x = need_x && t.take_fresh_grad(x);
+    if need_g {
+        t.ready_grad(gamma);
+    }
+    if need_b {
+        t.ready_grad(beta);
+    }
     let mut wide = std::mem::take(&mut t.wide);
     wide.clear();
     wide.resize(2 * c, 0.0);
@@ -248,10 +257,19 @@ pub(super) fn backward(
             for ((gr, dr), xr) in rows {
                 if train {
                     let cols = gr.iter_mut().zip(dr).zip(xr).zip(mu).zip(inv);
-                    for (((((g, &d), &x), &m), &i), ((&k, &b), &e)) in
-                        cols.zip(k.iter().zip(&*b).zip(&*e))
-                    {
-                        *g += k * d - b - e * ((x - m) * i);
+                    let cols = cols.zip(k.iter().zip(&*b).zip(&*e));
+                    if fresh_x {
+                        for (((((g, &d), &x), &m), &i), ((&k, &b), &e)) in cols {
+                            *g = 0.0 + (k * d - b - e * ((x - m) * i));
+                        }
+                    } else {
+                        for (((((g, &d), &x), &m), &i), ((&k, &b), &e)) in cols {
+                            *g += k * d - b - e * ((x - m) * i);
+                        }
+                    }
+                } else if fresh_x {
+                    for ((g, &d), &k) in gr.iter_mut().zip(dr).zip(&*k) {
+                        *g = 0.0 + k * d;
                     }
                 } else {
                     for ((g, &d), &k) in gr.iter_mut().zip(dr).zip(&*k) {

@@ -59,14 +59,19 @@ pub(super) fn backward(t: &mut Tape, node: Node, start: usize, len: usize) -> Re
         let x = t.lists[k];
         let (w, s, need) = (t.shape(x).1, t.slot(x), t.needs_grad(x));
         if need {
+            // Usually the concatenation is the input's only reader, and its slot is not
+            // written yet: `0 + d` then (the bits of `+=` into zero), with no zeroing.
+            let fresh = t.take_fresh_grad(x);
             let (_, before, gy) = parts(t, &node);
             let gx = &mut before[s.0..s.0 + s.1];
             for r in 0..n {
-                for (g, &d) in gx[r * w..(r + 1) * w]
+                let rows = gx[r * w..(r + 1) * w]
                     .iter_mut()
-                    .zip(&gy[r * c + col..r * c + col + w])
-                {
-                    *g += d;
+                    .zip(&gy[r * c + col..r * c + col + w]);
+                if fresh {
+                    rows.for_each(|(g, &d)| *g = 0.0 + d);
+                } else {
+                    rows.for_each(|(g, &d)| *g += d);
                 }
             }
         }
