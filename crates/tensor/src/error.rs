@@ -38,4 +38,24 @@ pub enum TensorError {
         /// The size asked for.
         bytes: usize,
     },
+    /// An input held NaN or an infinity where only finite numbers are accepted.
+    #[error("{op}: {what} ({row}, {col}) is not finite")]
+    NonFinite {
+        /// The operation that refused it.
+        op: &'static str,
+        /// Which operand (e.g. `weight`, `activation`).
+        what: &'static str,
+        /// Row of the element.
+        row: usize,
+        /// Column of the element.
+        col: usize,
+    },
+    /// The operands' magnitudes could make the result leave the finite f32 range.
+    #[error("{op}: result out of range: {detail}")]
+    Overflow {
+        /// The operation that refused the operands.
+        op: &'static str,
+        /// The magnitudes involved and the limit.
+        detail: String,
+    },
 }

@@ -7,6 +7,8 @@
 //!   for AVX-512, AVX2+FMA and a portable fallback chosen at run time in [`arch`];
 //! - [`ops`]: activations and element-wise kernels (ReLU, PReLU, sigmoid, tanh, softmax,
 //!   bias add, column sums, axpy) with their derivatives;
+//! - [`quant`]: an int8 GEMM for serving ([`PackedQ8`], [`QuantRows`], [`gemm_q8`]):
+//!   activations quantized per row at run time, weights per column once;
 //! - [`Pooling`]: how a bag of rows is combined (sum or mean), the one definition every
 //!   layer above uses.
 //!
@@ -20,6 +22,7 @@ pub mod gemm;
 mod matrix;
 pub mod ops;
 mod pooling;
+pub mod quant;
 pub mod tolerance;
 
 pub use arch::Tier;
@@ -33,3 +36,4 @@ pub use matrix::{
     try_zeroed_vec,
 };
 pub use pooling::Pooling;
+pub use quant::{PackedQ8, QuantRows, gemm_q8};

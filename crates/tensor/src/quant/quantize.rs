@@ -1,0 +1,114 @@
+//! The quantization formulas, written once: a scale from a largest magnitude, and one value
+//! rounded to an integer step of that scale.
+//!
+//! ```text
+//!   weights, per column j:   sb_j  = max_k |b_kj| / 63        qb_kj = round(b_kj / sb_j)       in [-63, 63]
+//!   activations, per row i:  sa_i  = max_k |a_ik| / 127       qa_ik = round(a_ik / sa_i) + 128 in [1, 255]
+//! ```
+//!
+//! `round` is round half to even (as ONNX's `QuantizeLinear`). A scale that comes out zero
+//! (an all-zero row or column, or a largest magnitude so small that dividing it by 63 or
+//! 127 underflows) is replaced by 1, which quantizes every element of the line to 0.
+
+/// Largest weight step: 7 bits, so that `vpmaddubsw`'s pair sum `2 * 255 * 63 = 32130`
+/// stays below `i16::MAX`.
+pub(crate) const WEIGHT_LEVELS: f32 = 63.0;
+
+/// Largest activation step from the zero point 128: the u8 values are `1..=255`.
+pub(crate) const ACTIVATION_LEVELS: f32 = 127.0;
+
+/// `1.5 * 2^23`: adding it to a float of magnitude below `2^22` leaves a number whose unit
+/// in the last place is 1, so the addition rounds to an integer (half to even, the
+/// default IEEE rounding), and subtracting it again is exact.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `x` rounded to the nearest integer, half to even, for `|x| <= levels <= 127`: the same
+/// value as [`f32::round_ties_even`], in two additions that vectorize on every target.
+#[inline(always)]
+pub(crate) fn round_even(x: f32) -> f32 {
+    (x + ROUND_MAGIC) - ROUND_MAGIC
+}
+
+/// The scale of a line whose largest magnitude is `max` (finite, `>= 0`), for `levels` steps.
+#[inline]
+pub(crate) fn scale(max: f32, levels: f32) -> f32 {
+    let s = max / levels;
+    if s > 0.0 { s } else { 1.0 }
+}
+
+/// The integer step of `x` on `scale`, clamped to `[-levels, levels]` (clamping matters
+/// only when the scale lost precision below f32's normal range).
+#[inline(always)]
+pub(crate) fn step(x: f32, scale: f32, levels: f32) -> f32 {
+    round_even((x / scale).max(-levels).min(levels))
+}
+
+/// The largest magnitude of `row`, or the index of its first non-finite element.
+#[inline]
+pub(crate) fn max_abs(row: &[f32]) -> Result<f32, usize> {
+    let mut max = 0.0f32;
+    let mut finite = true;
+    for &x in row {
+        let a = x.abs();
+        max = if a > max { a } else { max };
+        // NaN compares false, so it clears the flag as an infinity does.
+        finite &= a <= f32::MAX;
+    }
+    if finite {
+        Ok(max)
+    } else {
+        Err(row.iter().position(|x| !x.is_finite()).unwrap_or(0))
+    }
+}
+
+/// Quantizes one contiguous row of activations into `out` (`out.len() >= row.len()`; the
+/// rest of `out` is set to the zero point 128) and returns its scale, or the index of the
+/// first non-finite element.
+#[inline]
+pub(crate) fn quantize_row(row: &[f32], out: &mut [u8]) -> Result<f32, usize> {
+    let sa = scale(max_abs(row)?, ACTIVATION_LEVELS);
+    let (body, pad) = out.split_at_mut(row.len());
+    for (q, &x) in body.iter_mut().zip(row) {
+        *q = (step(x, sa, ACTIVATION_LEVELS) + 128.0) as u8;
+    }
+    pad.fill(128);
+    Ok(sa)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_even_is_round_ties_even_on_the_quantization_range() {
+        // Every float in [-128, 128] at a step of 1/1024 (which holds every half), and
+        // the neighbours of every half.
+        let mut x = -128.0f32;
+        while x <= 128.0 {
+            assert_eq!(round_even(x), x.round_ties_even(), "{x}");
+            for y in [x.next_up(), x.next_down()] {
+                assert_eq!(round_even(y), y.round_ties_even(), "{y}");
+            }
+            x += 1.0 / 1024.0;
+        }
+        assert_eq!(round_even(0.5), 0.0);
+        assert_eq!(round_even(1.5), 2.0);
+        assert_eq!(round_even(-2.5), -2.0);
+        assert_eq!(round_even(0.499_999_97), 0.0);
+    }
+
+    #[test]
+    fn scales_of_zero_and_tiny_lines_are_one() {
+        assert_eq!(scale(0.0, WEIGHT_LEVELS), 1.0);
+        assert_eq!(scale(f32::from_bits(1), WEIGHT_LEVELS), 1.0);
+        assert_eq!(scale(127.0, ACTIVATION_LEVELS), 1.0);
+    }
+
+    #[test]
+    fn max_abs_finds_the_first_non_finite() {
+        assert_eq!(max_abs(&[1.0, -3.0, 2.0]), Ok(3.0));
+        assert_eq!(max_abs(&[]), Ok(0.0));
+        assert_eq!(max_abs(&[1.0, f32::NAN, f32::INFINITY]), Err(1));
+        assert_eq!(max_abs(&[f32::NEG_INFINITY]), Err(0));
+    }
+}
