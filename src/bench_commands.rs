@@ -427,6 +427,12 @@ fn ops(args: OpsArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
     let tier = tier(&args.kernel)?;
+    // The int8 table runs on the shapes asked for, or on the scoring shapes.
+    let int8_shapes = if args.shapes.is_empty() {
+        bench::gemm::Q8_SHAPES.to_vec()
+    } else {
+        args.shapes.clone()
+    };
     let config = bench::gemm::GemmBenchConfig {
         tier,
         rounds: args.rounds.max(1),
@@ -438,6 +444,7 @@ fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         blockings: args.blockings,
         clock: args.clock,
+        int8_shapes,
     };
     if !args.json {
         eprintln!(
@@ -504,5 +511,6 @@ fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
             r.role
         );
     }
+    print!("{}", bench::gemm::int8_table(&report));
     Ok(())
 }

@@ -7,12 +7,18 @@
 //! literature. All sides run in one process on the same operands, interleaved round by
 //! round. Extra block sizes ([`GemmBenchConfig::blockings`]) add more sides of ours, which
 //! is how the blocking of each tier was chosen.
+//!
+//! A second, short table times the int8 GEMM of serving ([`tensor::gemm_q8`]) against our
+//! f32 GEMM on weights packed once ([`tensor::gemm_packed`]), on the scoring shapes
+//! ([`Q8_SHAPES`]): the int8 side once with the quantization of A included (what a
+//! scoring call pays) and once the kernel alone.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use tensor::{
-    Blocking, GemmScratch, MatMut, MatRef, Matrix, TensorError, Tier, gemm_with_blocking,
+    Blocking, GemmScratch, MatMut, MatRef, Matrix, PackedB, PackedQ8, QuantRows, TensorError, Tier,
+    gemm_packed, gemm_q8, gemm_with_blocking,
 };
 
 /// One GEMM problem: `C (m x n) = op(A) (m x k) * op(B) (k x n)`.
@@ -62,6 +68,71 @@ pub const SHAPES: [GemmShape; 8] = [
     shape(256, 256, 256, false, false, "square"),
     shape(1024, 1024, 1024, false, false, "large square"),
 ];
+
+/// The shapes of the int8 table: the products of scoring one request.
+pub const Q8_SHAPES: [GemmShape; 5] = [
+    shape(
+        48,
+        256,
+        288,
+        false,
+        false,
+        "scoring block, layer 1 of both towers (split)",
+    ),
+    shape(
+        48,
+        128,
+        608,
+        false,
+        false,
+        "scoring block, layer 1 of one tower (no split)",
+    ),
+    shape(
+        500,
+        256,
+        288,
+        false,
+        false,
+        "500 candidates, layer 1 of both towers (split)",
+    ),
+    shape(
+        48,
+        64,
+        128,
+        false,
+        false,
+        "scoring block, layer 2 of one tower",
+    ),
+    shape(256, 256, 256, false, false, "square"),
+];
+
+/// The int8 GEMM against our f32 GEMM on one shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Q8Result {
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Our f32 GEMM on packed weights (`gemm_packed`), best round, GFLOP/s.
+    pub f32_gflops: f64,
+    /// Its median round.
+    pub f32_median_gflops: f64,
+    /// Quantizing A and the int8 GEMM (`QuantRows::quantize` + `gemm_q8`), best round,
+    /// GOP/s (`2 M N K` per call).
+    pub int8_gops: f64,
+    /// Its median round.
+    pub int8_median_gops: f64,
+    /// The int8 GEMM alone on A quantized beforehand, best round, GOP/s.
+    pub kernel_gops: f64,
+    /// Its median round.
+    pub kernel_median_gops: f64,
+    /// `int8_gops / f32_gflops` (best rounds).
+    pub ratio: f64,
+    /// Where the shape comes from.
+    pub role: &'static str,
+}
 
 /// Results for one shape.
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +202,9 @@ pub struct GemmReport {
     pub openblas: Option<String>,
     /// One entry per shape.
     pub shapes: Vec<GemmResult>,
+    /// The int8 table: one entry per shape of [`GemmBenchConfig::int8_shapes`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub int8: Vec<Q8Result>,
 }
 
 /// How to run the benchmark.
@@ -148,6 +222,8 @@ pub struct GemmBenchConfig {
     pub blockings: Vec<Blocking>,
     /// The clock rounds are measured with (all sides run on the calling thread).
     pub clock: crate::Clock,
+    /// The shapes of the int8 table (empty: no table).
+    pub int8_shapes: Vec<GemmShape>,
 }
 
 impl Default for GemmBenchConfig {
@@ -159,6 +235,7 @@ impl Default for GemmBenchConfig {
             shapes: SHAPES.to_vec(),
             blockings: Vec::new(),
             clock: crate::Clock::Wall,
+            int8_shapes: Q8_SHAPES.to_vec(),
         }
     }
 }
@@ -303,6 +380,11 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
         .iter()
         .map(|s| bench_shape(config, s))
         .collect::<Result<_, _>>()?;
+    let int8 = config
+        .int8_shapes
+        .iter()
+        .map(|s| bench_q8_shape(config, s))
+        .collect::<Result<_, _>>()?;
     Ok(GemmReport {
         kernel: config.tier.name(),
         peak_gflops: peak,
@@ -314,7 +396,102 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
         reference: "matrixmultiply 0.3",
         openblas: openblas_config(),
         shapes,
+        int8,
     })
+}
+
+/// Runs one shape of the int8 table: f32 `gemm_packed`, int8 with quantization, int8
+/// kernel alone, interleaved.
+pub fn bench_q8_shape(config: &GemmBenchConfig, s: &GemmShape) -> Result<Q8Result, TensorError> {
+    let a = if s.trans_a {
+        operand(s.k, s.m, 1)
+    } else {
+        operand(s.m, s.k, 1)
+    };
+    let b = if s.trans_b {
+        operand(s.n, s.k, 2)
+    } else {
+        operand(s.k, s.n, 2)
+    };
+    let av = if s.trans_a { a.view().t() } else { a.view() };
+    let bv = if s.trans_b { b.view().t() } else { b.view() };
+    let tier = config.tier;
+    let packed = PackedB::new(tier, bv)?;
+    let packed_q8 = PackedQ8::new(tier, bv)?;
+    let (mut c32, mut c8, mut ck) = (
+        Matrix::zeros(s.m, s.n),
+        Matrix::zeros(s.m, s.n),
+        Matrix::zeros(s.m, s.n),
+    );
+    let mut scratch = GemmScratch::new();
+    let (mut rows, mut rows_k) = (QuantRows::new(), QuantRows::new());
+    // Check each call works before timing it.
+    gemm_packed(1.0, av, &packed, 0.0, c32.view_mut(), &mut scratch)?;
+    rows.quantize(av)?;
+    gemm_q8(&rows, &packed_q8, c8.view_mut())?;
+    rows_k.quantize(av)?;
+    let mut f32_side =
+        || gemm_packed(1.0, av, &packed, 0.0, c32.view_mut(), &mut scratch).expect("checked above");
+    let mut int8_side = || {
+        rows.quantize(av).expect("checked above");
+        gemm_q8(&rows, &packed_q8, c8.view_mut()).expect("checked above")
+    };
+    let mut kernel_side = || gemm_q8(&rows_k, &packed_q8, ck.view_mut()).expect("checked above");
+    let mut sides: Vec<&mut dyn FnMut()> = vec![&mut f32_side, &mut int8_side, &mut kernel_side];
+    let t = crate::time_interleaved(config.rounds, config.min_round, config.clock, &mut sides);
+    let ops = 2.0 * (s.m * s.n * s.k) as f64;
+    let g = |secs: f64| ops / secs / 1e9;
+    Ok(Q8Result {
+        m: s.m,
+        n: s.n,
+        k: s.k,
+        f32_gflops: g(t[0].best),
+        f32_median_gflops: g(t[0].median),
+        int8_gops: g(t[1].best),
+        int8_median_gops: g(t[1].median),
+        kernel_gops: g(t[2].best),
+        kernel_median_gops: g(t[2].median),
+        ratio: t[0].best / t[1].best,
+        role: s.role,
+    })
+}
+
+/// The int8 table as text (empty when the report has none): one line per shape, best
+/// (median) of the rounds.
+pub fn int8_table(report: &GemmReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if report.int8.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "int8 GEMM (gemm_q8, kernel {}) against our f32 GEMM on packed weights (gemm_packed); 2 M N K per call",
+        report.kernel
+    );
+    let _ = writeln!(
+        out,
+        "{:>5} {:>5} {:>5} | {:>15} | {:>19} | {:>19} | {:>5} | shape",
+        "M", "N", "K", "f32 GFLOP/s", "int8 GOP/s, with A q", "int8 kernel GOP/s", "ratio"
+    );
+    for r in &report.int8 {
+        let _ = writeln!(
+            out,
+            "{:>5} {:>5} {:>5} | {:>6.1} ({:>6.1}) | {:>10.1} ({:>6.1}) | {:>10.1} ({:>6.1}) | {:>5.2} | {}",
+            r.m,
+            r.n,
+            r.k,
+            r.f32_gflops,
+            r.f32_median_gflops,
+            r.int8_gops,
+            r.int8_median_gops,
+            r.kernel_gops,
+            r.kernel_median_gops,
+            r.ratio,
+            r.role
+        );
+    }
+    out
 }
 
 /// Best of five runs of the FMA-loop peak ([`tensor::arch::fma_loop_gflops`]) with the best

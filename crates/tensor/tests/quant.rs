@@ -122,7 +122,7 @@ fn run_q8(tier: Tier, a: MatRef<'_>, b: MatRef<'_>, c_transposed: bool) -> Vec<f
     let (m, n) = (a.rows(), b.cols());
     let packed = PackedQ8::new(tier, b).unwrap();
     let mut qa = QuantRows::new();
-    qa.quantize(a).unwrap();
+    qa.quantize_with(tier, a).unwrap();
     let ld = if c_transposed { m + 3 } else { n + 3 };
     let mut data = vec![f32::NAN; ld * if c_transposed { n } else { m }];
     {
@@ -162,7 +162,7 @@ fn check_exact(tier: Tier, m: usize, n: usize, k: usize, ta: bool, tb: bool, tc:
     }
     let (qa, sa) = ref_activations(a.view());
     let mut rows = QuantRows::new();
-    rows.quantize(a.view()).unwrap();
+    rows.quantize_with(tier, a.view()).unwrap();
     for i in 0..m {
         assert_eq!(rows.scale(i).to_bits(), sa[i].to_bits());
         let want: Vec<u8> = qa[i * k..(i + 1) * k].iter().map(|&q| q as u8).collect();
@@ -414,10 +414,14 @@ fn non_finite_inputs_are_refused_with_their_position() {
             );
         }
         let a = Matrix::from_fn(4, 6, |i, j| if (i, j) == (2, 5) { bad } else { 0.5 });
-        for view in [a.view(), a.view().t().to_matrix().view().t()] {
+        let at = a.view().t().to_matrix();
+        for (tier, view) in tiers()
+            .into_iter()
+            .flat_map(|t| [(t, a.view()), (t, at.view().t())])
+        {
             let mut q = QuantRows::new();
             assert_eq!(
-                q.quantize(view).unwrap_err(),
+                q.quantize_with(tier, view).unwrap_err(),
                 TensorError::NonFinite {
                     op: "QuantRows::quantize",
                     what: "activation",

@@ -153,10 +153,17 @@ impl QuantRows {
 
     /// Quantizes `a` (M x K, any strides) into this workspace, replacing what it held.
     ///
+    /// Runs on the process-wide tier ([`Tier::active`]); every tier gives the same bytes.
     /// Errors when K exceeds [`MAX_K`], an element is not finite, or the memory cannot be
     /// allocated; the workspace then holds an empty matrix.
     pub fn quantize(&mut self, a: MatRef<'_>) -> Result<(), TensorError> {
+        self.quantize_with(Tier::active(), a)
+    }
+
+    /// [`QuantRows::quantize`] on an explicit `tier` (errors when the CPU cannot run it).
+    pub fn quantize_with(&mut self, tier: Tier, a: MatRef<'_>) -> Result<(), TensorError> {
         const OP: &str = "QuantRows::quantize";
+        tier.require()?;
         let (m, k) = a.shape();
         (self.rows, self.cols, self.ld, self.max_scale) = (0, 0, 0, 0.0);
         check_k(OP, k)?;
@@ -173,19 +180,19 @@ impl QuantRows {
             row,
             col,
         };
-        let mut max_scale = 0.0f32;
-        for (i, sa) in self.scales.iter_mut().enumerate() {
-            let out = &mut self.q[i * ld..(i + 1) * ld];
-            let s = if k == 0 {
-                quantize::quantize_row(&[], out).map_err(|j| not_finite(i, j))?
-            } else if a.is_row_major() {
-                quantize::quantize_row(a.row(i), out).map_err(|j| not_finite(i, j))?
-            } else {
-                quantize_strided(a, i, out).map_err(|j| not_finite(i, j))?
-            };
-            *sa = s;
-            max_scale = max_scale.max(s);
-        }
+        let max_scale = if a.is_row_major() || k == 0 {
+            let lda = if m > 1 { a.row_stride() } else { k };
+            quantize::quantize_rows(tier, a.data(), lda, k, &mut self.q, ld, &mut self.scales)
+                .map_err(|(i, j)| not_finite(i, j))?
+        } else {
+            let mut max_scale = 0.0f32;
+            for (i, sa) in self.scales.iter_mut().enumerate() {
+                let out = &mut self.q[i * ld..(i + 1) * ld];
+                *sa = quantize_strided(a, i, out).map_err(|j| not_finite(i, j))?;
+                max_scale = max_scale.max(*sa);
+            }
+            max_scale
+        };
         (self.rows, self.cols, self.ld, self.max_scale) = (m, k, ld, max_scale);
         Ok(())
     }
