@@ -28,6 +28,15 @@
 // `group` value of `resflow_model_field`: the candidate-level fields (given per candidate).
 #define RESFLOW_CANDIDATE_FIELDS 1
 
+// `precision` value of the `_with_precision` load functions: every GEMM in f32 (what
+// `resflow_model_load` and `resflow_model_from_bytes` do).
+#define RESFLOW_PRECISION_F32 0
+
+// `precision` value of the `_with_precision` load functions: the hidden layers' GEMMs in
+// int8 (dynamic quantization: about twice the multiply rate on AVX2, probabilities within
+// the accuracy measured in docs/resflow.md).
+#define RESFLOW_PRECISION_INT8 1
+
 // Largest `max_candidates` a workspace accepts (a guard against a size that would ask
 // the allocator for more memory than any request needs).
 #define RESFLOW_MAX_CANDIDATES (1 << 20)
@@ -173,7 +182,8 @@ const char *resflow_version(void);
 // inconsistent), `RESFLOW_STATUS_ABI_MISMATCH` (`abi_version` is not
 // `RESFLOW_ABI_VERSION`: pass that macro), `RESFLOW_STATUS_UNSUPPORTED_CPU`.
 //
-// `path` is a NUL-terminated UTF-8 path.
+// `path` is a NUL-terminated UTF-8 path. The model scores in f32
+// (`resflow_model_load_with_precision` chooses).
 //
 // Thread safety: any thread; loads may run concurrently. Ownership: the caller owns the
 // handle and frees it with `resflow_model_free` after every workspace made from it.
@@ -184,9 +194,22 @@ enum ResflowStatus resflow_model_load(uint32_t abi_version,
                                       const char *path,
                                       struct ResflowModel **out);
 
+// `resflow_model_load` with the arithmetic of the scorer's GEMMs: `precision` is
+// `RESFLOW_PRECISION_F32` or `RESFLOW_PRECISION_INT8` (any other value:
+// `RESFLOW_STATUS_INVALID_ARGUMENT`). Statuses, `*out`, threading and ownership as for
+// `resflow_model_load`.
+//
+// # Safety
+// `path` is null or a NUL-terminated string; `out` is null or writable.
+enum ResflowStatus resflow_model_load_with_precision(uint32_t abi_version,
+                                                     const char *path,
+                                                     uint32_t precision,
+                                                     struct ResflowModel **out);
+
 // Loads a model from the bytes of a model file in memory (for hosts that fetch models
 // over the network or embed them). The bytes are copied; the buffer may be freed as soon
-// as the call returns. Statuses and `*out` as for `resflow_model_load`.
+// as the call returns. Statuses and `*out` as for `resflow_model_load`; the model scores
+// in f32 (`resflow_model_from_bytes_with_precision` chooses).
 //
 // Thread safety: any thread. Ownership: as for `resflow_model_load`.
 //
@@ -196,6 +219,17 @@ enum ResflowStatus resflow_model_from_bytes(uint32_t abi_version,
                                             const uint8_t *bytes,
                                             size_t len,
                                             struct ResflowModel **out);
+
+// `resflow_model_from_bytes` with the arithmetic of the scorer's GEMMs, as for
+// `resflow_model_load_with_precision`.
+//
+// # Safety
+// `bytes` is null or points to `len` readable bytes; `out` is null or writable.
+enum ResflowStatus resflow_model_from_bytes_with_precision(uint32_t abi_version,
+                                                           const uint8_t *bytes,
+                                                           size_t len,
+                                                           uint32_t precision,
+                                                           struct ResflowModel **out);
 
 // Frees a model handle. Freeing NULL does nothing.
 //

@@ -110,6 +110,11 @@ pub struct ScoreArgs {
     /// thread, which leaves out the time other processes held the core on a shared machine).
     #[arg(long, default_value = "wall", value_parser = parse_clock)]
     clock: bench::Clock,
+    /// Arithmetic of the plan's GEMMs, `f32` or `int8` (repeatable: each is timed in turn
+    /// for every size, and every precision but f32 is compared with f32's probabilities
+    /// on the same requests); default f32.
+    #[arg(long = "precision")]
+    precisions: Vec<resflow::Precision>,
 }
 
 /// Options of `resflow bench ops`.
@@ -369,7 +374,18 @@ fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         args.candidates
     };
-    let report = bench::score::run(&sizes, args.max_vocab.max(1), args.calls.max(1), args.clock)?;
+    let precisions = if args.precisions.is_empty() {
+        vec![resflow::Precision::F32]
+    } else {
+        args.precisions
+    };
+    let report = bench::score::run(
+        &sizes,
+        &precisions,
+        args.max_vocab.max(1),
+        args.calls.max(1),
+        args.clock,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
@@ -379,13 +395,28 @@ fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {
         report.kernel, report.max_vocab, report.clock
     );
     println!(
-        "{:>10} | {:>8} | {:>8} | {:>22} | {:>12}",
-        "candidates", "p50 ms", "p99 ms", "p50 ms, no field split", "candidates/s"
+        "{:>10} | {:>9} | {:>8} | {:>8} | {:>22} | {:>12} | {:>17}",
+        "candidates",
+        "precision",
+        "p50 ms",
+        "p99 ms",
+        "p50 ms, no field split",
+        "candidates/s",
+        "max |p - p_f32|"
     );
     for r in &report.requests {
+        let deviation = r
+            .deviation
+            .map_or("-".to_string(), |d| format!("{:.2e}", d.max_abs));
         println!(
-            "{:>10} | {:>8.3} | {:>8.3} | {:>22.3} | {:>12.0}",
-            r.candidates, r.p50_ms, r.p99_ms, r.p50_no_split_ms, r.candidates_per_s
+            "{:>10} | {:>9} | {:>8.3} | {:>8.3} | {:>22.3} | {:>12.0} | {:>17}",
+            r.candidates,
+            r.precision,
+            r.p50_ms,
+            r.p99_ms,
+            r.p50_no_split_ms,
+            r.candidates_per_s,
+            deviation
         );
     }
     Ok(())

@@ -76,6 +76,10 @@ pub struct EvalArgs {
     /// List-metric options.
     #[command(flatten)]
     list: crate::eval_options::ListMetricArgs,
+    /// Arithmetic of the scorer's GEMMs for a model file: `f32` (default) or `int8`, to
+    /// measure what int8 serving costs in AUC (a checkpoint is evaluated in f32 only).
+    #[arg(long, default_value = "f32")]
+    precision: resflow::Precision,
 }
 
 /// Options of `resflow export`.
@@ -108,6 +112,9 @@ pub struct ScoreArgs {
     /// model's P(y > t) per threshold), the fused score (a regression model: its predicted value).
     #[arg(long)]
     out: PathBuf,
+    /// Arithmetic of the scorer's GEMMs: `f32` (default) or `int8`.
+    #[arg(long, default_value = "f32")]
+    precision: resflow::Precision,
 }
 
 /// Options of `resflow demo`.
@@ -348,6 +355,13 @@ pub fn eval(args: EvalArgs) -> Fallible {
         .file("--report", args.report.as_deref())
         .check()?;
     let list = args.list.to_options()?;
+    if args.model.is_dir() && args.precision != resflow::Precision::F32 {
+        return Err(format!(
+            "--precision {}: a checkpoint is evaluated in f32; export it (`resflow export`) and evaluate the model file",
+            args.precision
+        )
+        .into());
+    }
     let data = open(&args.data)?;
     // A regression model is measured by the errors of its predicted value.
     let model = if args.model.is_dir() {
@@ -369,7 +383,8 @@ pub fn eval(args: EvalArgs) -> Fallible {
         }
     };
     if let Some(m) = regression_model {
-        let r = resflow::regression::evaluate(&resflow::Scorer::new(m)?, &data)
+        let scorer = resflow::Scorer::with_precision(m, args.precision)?;
+        let r = resflow::regression::evaluate(&scorer, &data)
             .map_err(|e| format!("--data {}: {e}", args.data.display()))?;
         print_regression(&format!("evaluation of {}", args.model.display()), &r);
         return write_report(
@@ -387,8 +402,8 @@ pub fn eval(args: EvalArgs) -> Fallible {
             .map_err(in_option_terms)?;
         t.evaluate(&data, &config)?
     } else {
-        resflow::evaluate_model(model.as_ref().expect("a model file"), &data, &list)
-            .map_err(in_option_terms)?
+        let model = model.as_ref().expect("a model file");
+        resflow::evaluate_model(model, &data, &list, args.precision).map_err(in_option_terms)?
     };
     print_eval(&format!("evaluation of {}", args.model.display()), &report);
     write_report(
@@ -441,7 +456,7 @@ pub fn score(args: ScoreArgs) -> Fallible {
         .check()?;
     let model = Model::load(&args.model)?;
     let data = open(&args.data)?;
-    let scorer = Scorer::new(model)?;
+    let scorer = Scorer::with_precision(model, args.precision)?;
     // The model's heads: the data's tasks, or a regression model's thresholds.
     let tasks: Vec<String> = (scorer.model().config.tasks.iter())
         .map(|t| t.name.clone())

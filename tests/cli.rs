@@ -305,6 +305,53 @@ fn gen_train_eval_export_score_round_trip() {
     let c = f.json("c.json");
     let auc = |v: &serde_json::Value| v["eval"]["tasks"][0]["auc"].as_f64().unwrap();
     assert!((auc(&m) - auc(&c)).abs() < 1e-6);
+    // The model file scored with int8 GEMMs: nearly the same AUC; a checkpoint is
+    // evaluated in f32 only, and says so.
+    run_ok(&[
+        "eval",
+        "--model",
+        &p("model.safetensors"),
+        "--data",
+        &p("eval"),
+        "--precision",
+        "int8",
+        "--report",
+        &p("q.json"),
+    ]);
+    let q = f.json("q.json");
+    for t in 0..2 {
+        let auc = |v: &serde_json::Value| v["eval"]["tasks"][t]["auc"].as_f64().unwrap();
+        assert!(
+            (auc(&q) - auc(&m)).abs() < 0.01,
+            "task {t}: int8 AUC {} against f32 {}",
+            auc(&q),
+            auc(&m)
+        );
+    }
+    fails_clearly(
+        &[
+            "eval",
+            "--model",
+            &p("ckpt"),
+            "--data",
+            &p("eval"),
+            "--precision",
+            "int8",
+        ],
+        "export it",
+    );
+    fails_clearly(
+        &[
+            "eval",
+            "--model",
+            &p("model.safetensors"),
+            "--data",
+            &p("eval"),
+            "--precision",
+            "int4",
+        ],
+        "int4",
+    );
     run_ok(&[
         "export",
         "--checkpoint",

@@ -10,7 +10,7 @@
 
 use resflow::config::TaskConfig;
 use resflow::{
-    Field, InputLayout, Model, ModelConfig, ModelError, Pooling, RequestBuffers, Scorer,
+    Field, InputLayout, Model, ModelConfig, ModelError, Pooling, Precision, RequestBuffers, Scorer,
 };
 
 use crate::timing::Clock;
@@ -45,11 +45,13 @@ pub fn aliccp_layout(max_vocab: u32) -> InputLayout {
     }
 }
 
-/// Latency figures for one request size.
+/// Latency figures for one request size in one precision.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreResult {
     /// Candidates per request.
     pub candidates: usize,
+    /// The arithmetic of the plan's GEMMs (`f32` or `int8`).
+    pub precision: &'static str,
     /// Median latency, milliseconds.
     pub p50_ms: f64,
     /// 99th percentile latency, milliseconds.
@@ -60,6 +62,19 @@ pub struct ScoreResult {
     pub p99_no_split_ms: f64,
     /// Candidates scored per second at the median.
     pub candidates_per_s: f64,
+    /// Against the f32 scorer on the same requests (none for f32 itself).
+    pub deviation: Option<Deviation>,
+}
+
+/// How far one precision's probabilities are from the f32 scorer's on the same requests.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Deviation {
+    /// Largest absolute difference of a probability.
+    pub max_abs: f64,
+    /// Mean absolute difference.
+    pub mean_abs: f64,
+    /// Probabilities compared (requests x candidates x tasks, both layouts).
+    pub compared: usize,
 }
 
 /// The whole benchmark.
@@ -113,7 +128,9 @@ pub fn latencies_on(
     Ok(out)
 }
 
-fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {
+/// The benchmark's model: random weights on the capped Ali-CCP layout, with or without the
+/// request-level split.
+pub fn model(max_vocab: u32, split: bool) -> Result<Model, ModelError> {
     let config = ModelConfig {
         tasks: ["click", "conversion"]
             .iter()
@@ -129,33 +146,89 @@ fn model(max_vocab: u32, split: bool) -> Result<Scorer, ModelError> {
         },
         ..ModelConfig::default()
     };
-    Scorer::new(Model::random(config, aliccp_layout(max_vocab), 1)?)
+    Model::random(config, aliccp_layout(max_vocab), 1)
 }
 
-/// Runs the benchmark for each request size.
+/// Probabilities of `scorer` on the benchmark's requests of `n` candidates (seed `seed`).
+fn probabilities(scorer: &Scorer, n: usize, seed: u64) -> Result<Vec<f32>, ModelError> {
+    let tasks = scorer.tasks();
+    let mut ws = scorer.workspace(n);
+    let mut all = Vec::new();
+    for i in 0..8u64 {
+        let data = RequestBuffers::random(scorer, n, seed.wrapping_mul(8).wrapping_add(i));
+        let (mut probs, mut fused) = (vec![0.0f32; n * tasks], vec![0.0f32; n]);
+        data.with_request(|req| scorer.score(&mut ws, req, &mut probs, &mut fused))?;
+        all.extend_from_slice(&probs);
+    }
+    Ok(all)
+}
+
+/// [`Deviation`] of `scorer` from `reference` on the benchmark's requests.
+fn deviation(pairs: &[(&Scorer, &Scorer)], n: usize, seed: u64) -> Result<Deviation, ModelError> {
+    let (mut max_abs, mut sum, mut compared) = (0.0f64, 0.0f64, 0usize);
+    for (scorer, reference) in pairs {
+        let (a, b) = (
+            probabilities(scorer, n, seed)?,
+            probabilities(reference, n, seed)?,
+        );
+        for (p, q) in a.iter().zip(&b) {
+            let d = f64::from((p - q).abs());
+            max_abs = max_abs.max(d);
+            sum += d;
+        }
+        compared += a.len();
+    }
+    Ok(Deviation {
+        max_abs,
+        mean_abs: sum / compared.max(1) as f64,
+        compared,
+    })
+}
+
+/// Runs the benchmark for each request size and each of `precisions` (in turn for each
+/// size, so their figures are taken side by side), each against the f32 scorer's
+/// probabilities on the same requests.
 pub fn run(
     sizes: &[usize],
+    precisions: &[Precision],
     max_vocab: u32,
     calls: usize,
     clock: Clock,
 ) -> Result<ScoreReport, ModelError> {
-    let split = model(max_vocab, true)?;
-    let whole = model(max_vocab, false)?;
+    let (split_model, whole_model) = (model(max_vocab, true)?, model(max_vocab, false)?);
+    let build = |p: Precision| -> Result<(Scorer, Scorer), ModelError> {
+        Ok((
+            Scorer::with_precision(split_model.clone(), p)?,
+            Scorer::with_precision(whole_model.clone(), p)?,
+        ))
+    };
+    let reference = build(Precision::F32)?;
+    let scorers = precisions
+        .iter()
+        .map(|&p| build(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut requests = Vec::new();
     for &n in sizes {
         // Fewer calls for large requests keep the run short.
         let calls = (calls * 100 / n.max(100)).max(50);
-        let with = latencies_on(&split, n, calls, n as u64, clock)?;
-        let without = latencies_on(&whole, n, calls / 2 + 1, n as u64, clock)?;
-        let p50 = percentile(&with, 0.5);
-        requests.push(ScoreResult {
-            candidates: n,
-            p50_ms: p50 * 1e3,
-            p99_ms: percentile(&with, 0.99) * 1e3,
-            p50_no_split_ms: percentile(&without, 0.5) * 1e3,
-            p99_no_split_ms: percentile(&without, 0.99) * 1e3,
-            candidates_per_s: n as f64 / p50,
-        });
+        for (&precision, (split, whole)) in precisions.iter().zip(&scorers) {
+            let with = latencies_on(split, n, calls, n as u64, clock)?;
+            let without = latencies_on(whole, n, calls / 2 + 1, n as u64, clock)?;
+            let p50 = percentile(&with, 0.5);
+            let deviation = (precision != Precision::F32)
+                .then(|| deviation(&[(split, &reference.0), (whole, &reference.1)], n, n as u64))
+                .transpose()?;
+            requests.push(ScoreResult {
+                candidates: n,
+                precision: precision.name(),
+                p50_ms: p50 * 1e3,
+                p99_ms: percentile(&with, 0.99) * 1e3,
+                p50_no_split_ms: percentile(&without, 0.5) * 1e3,
+                p99_no_split_ms: percentile(&without, 0.99) * 1e3,
+                candidates_per_s: n as f64 / p50,
+                deviation,
+            });
+        }
     }
     Ok(ScoreReport {
         kernel: tensor::Tier::active().name(),

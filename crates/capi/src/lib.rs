@@ -1,7 +1,8 @@
 //! The C ABI of resflow, for C and C++ ranking services that score candidates in-process.
 //!
 //! ```text
-//! resflow_model_load / resflow_model_from_bytes -> ResflowModel*      (immutable, shared)
+//! resflow_model_load / resflow_model_from_bytes -> ResflowModel*      (immutable, shared;
+//!     the _with_precision forms choose f32 or int8 GEMMs)
 //! resflow_workspace_new(model, max_candidates)  -> ResflowWorkspace*  (one per thread)
 //! resflow_score(model, workspace, &request, probs, n*T, fused, n)     (no allocation)
 //! resflow_schema_load(dataset dir) -> ResflowSchema*: raw values prepared as the
@@ -23,9 +24,11 @@ mod status;
 use std::ffi::c_char;
 
 pub use model::{
-    RESFLOW_CANDIDATE_FIELDS, RESFLOW_MAX_BAG_FIELDS, RESFLOW_REQUEST_FIELDS, ResflowFieldInfo,
-    ResflowModel, ResflowModelInfo, resflow_model_field, resflow_model_free,
-    resflow_model_from_bytes, resflow_model_info, resflow_model_load, resflow_model_task_name,
+    RESFLOW_CANDIDATE_FIELDS, RESFLOW_MAX_BAG_FIELDS, RESFLOW_PRECISION_F32,
+    RESFLOW_PRECISION_INT8, RESFLOW_REQUEST_FIELDS, ResflowFieldInfo, ResflowModel,
+    ResflowModelInfo, resflow_model_field, resflow_model_free, resflow_model_from_bytes,
+    resflow_model_from_bytes_with_precision, resflow_model_info, resflow_model_load,
+    resflow_model_load_with_precision, resflow_model_task_name,
 };
 pub use prepare::{
     ResflowSchema, resflow_schema_encode, resflow_schema_free, resflow_schema_load,

@@ -7,7 +7,7 @@
 use std::ffi::{CStr, CString, c_char};
 use std::path::Path;
 
-use model::{Model, Scorer};
+use model::{Model, Precision, Scorer};
 
 use crate::handle::{free_handle, new_handle};
 use crate::status::{Failure, ResflowStatus, guard, guard_ptr};
@@ -21,6 +21,24 @@ pub const RESFLOW_MAX_BAG_FIELDS: usize = 64;
 pub const RESFLOW_REQUEST_FIELDS: u32 = 0;
 /// `group` value of `resflow_model_field`: the candidate-level fields (given per candidate).
 pub const RESFLOW_CANDIDATE_FIELDS: u32 = 1;
+
+/// `precision` value of the `_with_precision` load functions: every GEMM in f32 (what
+/// `resflow_model_load` and `resflow_model_from_bytes` do).
+pub const RESFLOW_PRECISION_F32: u32 = 0;
+/// `precision` value of the `_with_precision` load functions: the hidden layers' GEMMs in
+/// int8 (dynamic quantization: about twice the multiply rate on AVX2, probabilities within
+/// the accuracy measured in docs/resflow.md).
+pub const RESFLOW_PRECISION_INT8: u32 = 1;
+
+fn precision(value: u32) -> Result<Precision, Failure> {
+    match value {
+        RESFLOW_PRECISION_F32 => Ok(Precision::F32),
+        RESFLOW_PRECISION_INT8 => Ok(Precision::Int8),
+        other => Err(Failure::invalid(format!(
+            "precision {other}: expected RESFLOW_PRECISION_F32 (0) or RESFLOW_PRECISION_INT8 (1)"
+        ))),
+    }
+}
 
 /// One categorical field as the host sees it.
 pub(crate) struct FieldEntry {
@@ -40,8 +58,8 @@ pub struct ResflowModel {
 }
 
 impl ResflowModel {
-    /// Wraps a model, checking what the C API needs of it.
-    pub(crate) fn new(model: Model) -> Result<Self, Failure> {
+    /// Wraps a model, checking what the C API needs of it, its plan in `precision`.
+    pub(crate) fn new(model: Model, precision: Precision) -> Result<Self, Failure> {
         // The kernel tier is chosen once per process, from `RESFLOW_KERNEL` if set: report
         // a bad value here rather than as a panic at the first score call.
         tensor::Tier::from_env().map_err(|e| {
@@ -49,7 +67,7 @@ impl ResflowModel {
             failure.message = format!("RESFLOW_KERNEL: {}", failure.message);
             failure
         })?;
-        let scorer = Scorer::new(model)?;
+        let scorer = Scorer::with_precision(model, precision)?;
         let cstring = |s: &str| {
             CString::new(s).map_err(|_| {
                 Failure::new(
@@ -131,7 +149,8 @@ pub(crate) fn check_abi(abi_version: u32) -> Result<(), Failure> {
 /// inconsistent), `RESFLOW_STATUS_ABI_MISMATCH` (`abi_version` is not
 /// `RESFLOW_ABI_VERSION`: pass that macro), `RESFLOW_STATUS_UNSUPPORTED_CPU`.
 ///
-/// `path` is a NUL-terminated UTF-8 path.
+/// `path` is a NUL-terminated UTF-8 path. The model scores in f32
+/// (`resflow_model_load_with_precision` chooses).
 ///
 /// Thread safety: any thread; loads may run concurrently. Ownership: the caller owns the
 /// handle and frees it with `resflow_model_free` after every workspace made from it.
@@ -144,8 +163,27 @@ pub unsafe extern "C" fn resflow_model_load(
     path: *const c_char,
     out: *mut *mut ResflowModel,
 ) -> ResflowStatus {
+    // SAFETY: the same contract as this function's.
+    unsafe { resflow_model_load_with_precision(abi_version, path, RESFLOW_PRECISION_F32, out) }
+}
+
+/// `resflow_model_load` with the arithmetic of the scorer's GEMMs: `precision` is
+/// `RESFLOW_PRECISION_F32` or `RESFLOW_PRECISION_INT8` (any other value:
+/// `RESFLOW_STATUS_INVALID_ARGUMENT`). Statuses, `*out`, threading and ownership as for
+/// `resflow_model_load`.
+///
+/// # Safety
+/// `path` is null or a NUL-terminated string; `out` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn resflow_model_load_with_precision(
+    abi_version: u32,
+    path: *const c_char,
+    precision: u32,
+    out: *mut *mut ResflowModel,
+) -> ResflowStatus {
     let load = || {
         check_abi(abi_version)?;
+        let precision = self::precision(precision)?;
         if path.is_null() {
             return Err(Failure::null("path"));
         }
@@ -154,7 +192,7 @@ pub unsafe extern "C" fn resflow_model_load(
         let path = path
             .to_str()
             .map_err(|_| Failure::invalid("path is not UTF-8"))?;
-        ResflowModel::new(Model::load(Path::new(path))?)
+        ResflowModel::new(Model::load(Path::new(path))?, precision)
     };
     // SAFETY: by contract `out` is null or writable.
     unsafe { new_handle(out, load) }
@@ -162,7 +200,8 @@ pub unsafe extern "C" fn resflow_model_load(
 
 /// Loads a model from the bytes of a model file in memory (for hosts that fetch models
 /// over the network or embed them). The bytes are copied; the buffer may be freed as soon
-/// as the call returns. Statuses and `*out` as for `resflow_model_load`.
+/// as the call returns. Statuses and `*out` as for `resflow_model_load`; the model scores
+/// in f32 (`resflow_model_from_bytes_with_precision` chooses).
 ///
 /// Thread safety: any thread. Ownership: as for `resflow_model_load`.
 ///
@@ -175,11 +214,31 @@ pub unsafe extern "C" fn resflow_model_from_bytes(
     len: usize,
     out: *mut *mut ResflowModel,
 ) -> ResflowStatus {
+    // SAFETY: the same contract as this function's.
+    unsafe {
+        resflow_model_from_bytes_with_precision(abi_version, bytes, len, RESFLOW_PRECISION_F32, out)
+    }
+}
+
+/// `resflow_model_from_bytes` with the arithmetic of the scorer's GEMMs, as for
+/// `resflow_model_load_with_precision`.
+///
+/// # Safety
+/// `bytes` is null or points to `len` readable bytes; `out` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn resflow_model_from_bytes_with_precision(
+    abi_version: u32,
+    bytes: *const u8,
+    len: usize,
+    precision: u32,
+    out: *mut *mut ResflowModel,
+) -> ResflowStatus {
     let load = || {
         check_abi(abi_version)?;
+        let precision = self::precision(precision)?;
         // SAFETY: by contract `bytes` points to `len` readable bytes.
         let bytes = unsafe { crate::slice(bytes, len, "bytes") }?;
-        ResflowModel::new(Model::from_bytes(bytes, "model bytes")?)
+        ResflowModel::new(Model::from_bytes(bytes, "model bytes")?, precision)
     };
     // SAFETY: by contract `out` is null or writable.
     unsafe { new_handle(out, load) }

@@ -247,6 +247,67 @@ fn abi_scores_equal_scorer_and_do_not_allocate() {
 
 #[cfg_attr(miri, ignore = "runs the GEMM kernels: too slow under Miri")]
 #[test]
+fn int8_handles_score_like_the_int8_scorer() {
+    let model = test_model(4);
+    let bytes = model.to_bytes().unwrap();
+    let scorer = Scorer::with_precision(model, resflow::Precision::Int8).unwrap();
+    let mut handle = null_mut();
+    // SAFETY: `bytes` is live for its length; `handle` is writable.
+    let st = unsafe {
+        resflow_model_from_bytes_with_precision(
+            RESFLOW_ABI_VERSION,
+            bytes.as_ptr(),
+            bytes.len(),
+            RESFLOW_PRECISION_INT8,
+            &mut handle,
+        )
+    };
+    assert_eq!(st, ResflowStatus::Ok, "{}", last_error());
+    let ws = workspace(handle, 64);
+    let tasks = scorer.tasks();
+    let d = RequestData::random(&scorer, 40, 9);
+    let c = CRequest::new(&d);
+    let (mut probs, mut fused) = (vec![f32::NAN; 40 * tasks], vec![f32::NAN; 40]);
+    assert_eq!(
+        score(handle, ws, &c.view(&d), &mut probs, &mut fused),
+        ResflowStatus::Ok
+    );
+    let before = allocations();
+    assert_eq!(
+        score(handle, ws, &c.view(&d), &mut probs, &mut fused),
+        ResflowStatus::Ok
+    );
+    assert_eq!(allocations() - before, 0, "the warm int8 call allocated");
+    let (want_p, want_f) = common::score_request(&d, &scorer);
+    assert_eq!(probs, want_p);
+    assert_eq!(fused, want_f);
+    // An unknown precision is refused before the bytes are read.
+    let mut out = null_mut();
+    // SAFETY: as above.
+    let st = unsafe {
+        resflow_model_from_bytes_with_precision(
+            RESFLOW_ABI_VERSION,
+            bytes.as_ptr(),
+            bytes.len(),
+            7,
+            &mut out,
+        )
+    };
+    assert_eq!(st, ResflowStatus::InvalidArgument);
+    assert!(
+        out.is_null() && last_error().contains("precision 7"),
+        "{}",
+        last_error()
+    );
+    // SAFETY: handles from this test, freed once, workspace first.
+    unsafe {
+        resflow_workspace_free(ws);
+        resflow_model_free(handle);
+    }
+}
+
+#[cfg_attr(miri, ignore = "runs the GEMM kernels: too slow under Miri")]
+#[test]
 fn two_threads_share_one_model() {
     let (model, scorer) = load(5);
     let addr = model as usize;

@@ -13,6 +13,7 @@
 //! reference.rs           the plain reference forward pass (tests)
 //! plan.rs                the serving plan: a model's forward pass compiled (BN folded, fused
 //!                        epilogues, the request-level split of the first layers)
+//! precision.rs           the plan's arithmetic: f32, or int8 GEMMs (dynamic quantization)
 //! scorer.rs              Scorer, Request, Workspace: a request in, probabilities out
 //! request.rs             RequestBuffers: a request that owns its buffers
 //! ```
@@ -32,6 +33,7 @@ mod model;
 mod model_file;
 pub mod models;
 pub mod plan;
+mod precision;
 mod reference;
 pub mod regression;
 mod request;
@@ -46,6 +48,7 @@ pub use layout::{Field, InputLayout, Pooling};
 pub use model::{Model, Net, TableInit, bn_scale_shift};
 pub use model_file::{FORMAT, VERSION, VERSION_2, from_folded_towers, write_atomically};
 pub use plan::Plan;
+pub use precision::{INT8_MIN_COLS, Precision};
 pub use reference::{CandidateRef, concat_inputs};
 pub use request::{BagBuffer, RequestBuffers};
 pub use scorer::{Bag, Request, Scorer, Workspace};

@@ -36,13 +36,17 @@
 //! residual link adds the previous task's output *after* it, so the next layer sees
 //! `scale a_t + shift + o_(t-1)`, and no change of W scales `a_t` without `o_(t-1)`.
 
-use tensor::{GemmScratch, MatMut, MatRef, Matrix, PackedB, Tier, gemm_packed, gemm_with, ops};
+use tensor::{
+    GemmScratch, MatMut, MatRef, Matrix, PackedB, PackedQ8, QuantRows, Tier, gemm_packed, gemm_q8,
+    gemm_with, ops,
+};
 
 use crate::config::Activation;
 use crate::error::ModelError;
 use crate::graph::{Graph, Node, op_error};
 use crate::layers::{BatchNorm, Dense, Linear, ParamRef};
 use crate::model::{Model, bn_scale_shift};
+use crate::precision::{INT8_MIN_COLS, Precision};
 
 /// What a recorded op computes.
 #[derive(Debug, Clone)]
@@ -337,7 +341,7 @@ enum Step {
         src: Src,
         /// The candidates' rows of W (all of W when the GEMM does not read the input),
         /// packed for the micro-kernel (boxed: it is far larger than the other steps).
-        cand: Box<PackedB>,
+        cand: Box<Weights>,
         /// Request rows of W (none when the model has no request-level field, or the
         /// GEMM does not read the input).
         req: Option<Matrix>,
@@ -408,6 +412,37 @@ enum Step {
     },
 }
 
+/// A GEMM's packed weights, in the plan's [`Precision`].
+#[derive(Debug, Clone)]
+enum Weights {
+    F32(PackedB),
+    /// Quantized per column; the operand is quantized per row at run time.
+    Int8(PackedQ8),
+}
+
+impl Weights {
+    /// Packs `w` in int8 when `precision` asks for it and the GEMM is wide enough.
+    fn new(tier: Tier, precision: Precision, w: MatRef<'_>) -> Result<Self, ModelError> {
+        Ok(if int8(precision, w.cols()) {
+            Weights::Int8(PackedQ8::new(tier, w)?)
+        } else {
+            Weights::F32(PackedB::new(tier, w)?)
+        })
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Weights::F32(w) => w.cols(),
+            Weights::Int8(w) => w.cols(),
+        }
+    }
+}
+
+/// Whether a GEMM `cols` wide runs in int8 under `precision`.
+fn int8(precision: Precision, cols: usize) -> bool {
+    precision == Precision::Int8 && cols >= INT8_MIN_COLS
+}
+
 /// How the input concatenation splits between the candidates' gathered input and the
 /// request row: the rows of a first-layer W that go to each, in their column order.
 #[derive(Debug, Clone, Default)]
@@ -429,6 +464,7 @@ pub struct Plan {
     /// The buffer of each task's logit (`N x 1`).
     logits: Vec<usize>,
     split: bool,
+    precision: Precision,
 }
 
 /// Candidates that go through the plan together (a multiple of every tier's MR: 4, 6
@@ -460,18 +496,25 @@ pub(crate) struct PlanBuffers {
     bufs: Vec<Matrix>,
     rows: Vec<Matrix>,
     gemm: GemmScratch,
+    /// The int8 GEMMs' operand, quantized per row.
+    quant: QuantRows,
 }
 
 impl Plan {
-    /// Records `model` and compiles it (see the module documentation).
-    pub(crate) fn compile(model: &Model, split: &InputSplit) -> Result<Self, ModelError> {
-        Self::compile_merging(model, split, MERGE_BYTES)
+    /// Records `model` and compiles it (see the module documentation) for `precision`.
+    pub(crate) fn compile(
+        model: &Model,
+        split: &InputSplit,
+        precision: Precision,
+    ) -> Result<Self, ModelError> {
+        Self::compile_merging(model, split, precision, MERGE_BYTES)
     }
 
     /// [`Plan::compile`] with GEMMs merged up to `budget` bytes of packed weights (0: none).
     fn compile_merging(
         model: &Model,
         split: &InputSplit,
+        precision: Precision,
         budget: usize,
     ) -> Result<Self, ModelError> {
         let net = model.net()?;
@@ -483,13 +526,14 @@ impl Plan {
         let input = rec.push(Kind::Input, &[], width);
         let mut logits = Vec::new();
         net.forward(&mut rec, input, &mut logits)?;
-        Self::emit(rec.ops, &logits, split, budget)
+        Self::emit(rec.ops, &logits, split, precision, budget)
     }
 
     fn emit(
         ops: Vec<Op>,
         logits: &[Node],
         split: &InputSplit,
+        precision: Precision,
         budget: usize,
     ) -> Result<Self, ModelError> {
         let mut uses = vec![0usize; ops.len()];
@@ -502,7 +546,7 @@ impl Plan {
             uses[z.index()] += 1;
         }
         let split_on = !split.req_rows.is_empty();
-        let groups = merge_groups(&ops, split, budget);
+        let groups = merge_groups(&ops, split, precision, budget);
         let mut ops: Vec<Option<Op>> = ops.into_iter().map(Some).collect();
         let mut buffers: Vec<usize> = Vec::new();
         let mut rows: Vec<usize> = Vec::new();
@@ -578,7 +622,11 @@ impl Plan {
                         let gather = |sel: &[usize]| {
                             Matrix::from_fn(sel.len(), weight.cols(), |r, j| weight.get(sel[r], j))
                         };
-                        let cand = Box::new(PackedB::new(tier, gather(&split.cand_rows).view())?);
+                        let cand = Box::new(Weights::new(
+                            tier,
+                            precision,
+                            gather(&split.cand_rows).view(),
+                        )?);
                         let req = split_on.then(|| gather(&split.req_rows));
                         rows.push(weight.cols());
                         Step::Gemm {
@@ -594,7 +642,7 @@ impl Plan {
                     } else {
                         Step::Gemm {
                             src,
-                            cand: Box::new(PackedB::new(tier, weight.view())?),
+                            cand: Box::new(Weights::new(tier, precision, weight.view())?),
                             req: None,
                             bias,
                             row: usize::MAX,
@@ -686,7 +734,21 @@ impl Plan {
             rows,
             logits,
             split: split_on,
+            precision,
         })
+    }
+
+    /// The arithmetic of the plan's GEMMs.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Number of GEMM steps that run in int8 (0 in f32).
+    pub fn int8_gemms(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Gemm { cand, .. } if matches!(**cand, Weights::Int8(_))))
+            .count()
     }
 
     /// Number of steps (GEMMs and element-wise passes).
@@ -773,7 +835,15 @@ impl Plan {
                             Src::Input => x_cand,
                             Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
                         };
-                        gemm_packed(1.0, a, cand, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?;
+                        match &**cand {
+                            Weights::F32(w) => {
+                                gemm_packed(1.0, a, w, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?
+                            }
+                            Weights::Int8(w) => {
+                                ws.quant.quantize(a)?;
+                                gemm_q8(&ws.quant, w, rows_mut(&mut y, n))?;
+                            }
+                        }
                     }
                     let y_rows = &mut y.as_mut_slice()[..n * cols];
                     match req {
@@ -981,7 +1051,12 @@ impl Merged {
 /// become one GEMM of their widths side by side, so each block of the operand is read
 /// once and the micro-kernel runs on it for longer, as long as the merged packed weights
 /// stay within `budget` bytes (a GEMM is never split).
-fn merge_groups(ops: &[Op], split: &InputSplit, budget: usize) -> Vec<Vec<usize>> {
+fn merge_groups(
+    ops: &[Op],
+    split: &InputSplit,
+    precision: Precision,
+    budget: usize,
+) -> Vec<Vec<usize>> {
     let mut groups = vec![Vec::new(); ops.len()];
     // For each operand, the GEMM currently collecting merges and its bytes so far.
     let mut open: std::collections::HashMap<usize, (usize, usize)> = Default::default();
@@ -994,7 +1069,13 @@ fn merge_groups(ops: &[Op], split: &InputSplit, budget: usize) -> Vec<Vec<usize>
             Kind::Input if !split.req_rows.is_empty() => split.cand_rows.len(),
             _ => weight.rows(),
         };
-        let bytes = k * weight.cols() * std::mem::size_of::<f32>();
+        // Packed int8 weights take a byte per weight, f32 ones four.
+        let per = if int8(precision, weight.cols()) {
+            1
+        } else {
+            std::mem::size_of::<f32>()
+        };
+        let bytes = k * weight.cols() * per;
         match open.get_mut(&x) {
             Some((lead, total)) if *total + bytes <= budget => {
                 groups[*lead].push(i);
@@ -1101,8 +1182,8 @@ mod tests {
             cand_rows: (0..width).collect(),
             req_rows: vec![],
         };
-        let merged = Plan::compile_merging(&model, &split, MERGE_BYTES).unwrap();
-        let apart = Plan::compile_merging(&model, &split, 0).unwrap();
+        let merged = Plan::compile_merging(&model, &split, Precision::F32, MERGE_BYTES).unwrap();
+        let apart = Plan::compile_merging(&model, &split, Precision::F32, 0).unwrap();
         assert_eq!(gemms(&merged) + 1, gemms(&apart));
         let mut rng = crate::rng::SplitMix64::new(3);
         for n in [1, 5, BLOCK_ROWS] {

@@ -34,9 +34,9 @@ mod trainer;
 
 pub use model::{
     Bag, BagBuffer, CandidateRef, FORMAT, Field, Graph, InputLayout, Model, ModelConfig,
-    ModelError, Net, Node, Plan, Pooling, Request, RequestBuffers, Scorer, VERSION, VERSION_2,
-    Workspace, bn_scale_shift, checks, concat_inputs, config, from_folded_towers, graph, integrity,
-    layers, layout, models, rng, write_atomically,
+    ModelError, Net, Node, Plan, Pooling, Precision, Request, RequestBuffers, Scorer, VERSION,
+    VERSION_2, Workspace, bn_scale_shift, checks, concat_inputs, config, from_folded_towers, graph,
+    integrity, layers, layout, models, rng, write_atomically,
 };
 
 pub use checkpoint::CHECKPOINT_FILE;

@@ -159,17 +159,19 @@ fn fill(
 }
 
 /// The evaluation of an exported model on `data` through the scorer (what a service would
-/// rank), with the model's tasks and fusion and the list metrics of `list`.
+/// rank), with the model's tasks and fusion and the list metrics of `list`, its GEMMs in
+/// `precision`.
 pub fn evaluate_model(
     model: &model::Model,
     data: &Dataset,
     list: &crate::ListOptions,
+    precision: model::Precision,
 ) -> Result<metrics::EvalReport, Error> {
     let mut config = metrics::EvalConfig::new(model.layout.tasks.clone());
     config.fusion_weights = model.config.fusion_weights();
     config.fusion = model.config.fusion.kind;
     list.apply(&mut config, data.schema())?;
-    let scorer = Scorer::new(model.clone())?;
+    let scorer = Scorer::with_precision(model.clone(), precision)?;
     let mut ev = metrics::StreamingEvaluator::new(config)?;
     let mut feed = crate::EvalFeeder::new(data.schema(), ev.config())?;
     score_dataset(&scorer, data, |probs, _, batch| {

@@ -1,8 +1,8 @@
 //! After warm-up, scoring a request allocates nothing (counting global allocator), for
-//! every model kind's compiled plan.
+//! every model kind's compiled plan, in every precision.
 
 use resflow::config::TaskConfig;
-use resflow::{Bag, Field, InputLayout, Model, ModelConfig, Pooling, Request, Scorer};
+use resflow::{Bag, Field, InputLayout, Model, ModelConfig, Pooling, Precision, Request, Scorer};
 
 #[global_allocator]
 static GLOBAL: testkit::CountingAllocator = testkit::CountingAllocator;
@@ -16,11 +16,13 @@ fn main() {
 
 fn scoring_allocates_nothing_after_warm_up() {
     for kind in resflow::config::ModelKind::NAMES {
-        check(kind);
+        for precision in Precision::ALL {
+            check(kind, precision);
+        }
     }
 }
 
-fn check(kind: &str) {
+fn check(kind: &str, precision: Precision) {
     let field = |name: &str, vocab, bag| Field {
         name: name.into(),
         vocab,
@@ -47,7 +49,9 @@ fn check(kind: &str) {
     }
     .with_model(kind)
     .unwrap();
-    let scorer = Scorer::new(Model::random(config, layout, 3).unwrap()).unwrap();
+    let scorer =
+        Scorer::with_precision(Model::random(config, layout, 3).unwrap(), precision).unwrap();
+    let kind = format!("{kind} ({precision})");
     let n = 300;
     let ids: Vec<u32> = (0..n as u32).map(|i| i % 500).collect();
     let offsets: Vec<u64> = (0..=n as u64).map(|i| i * 2).collect();

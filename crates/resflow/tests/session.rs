@@ -293,6 +293,7 @@ fn one_call_trains_evaluates_and_reports() {
         &trainer.export().unwrap(),
         &eval,
         &resflow::ListOptions::default(),
+        resflow::Precision::F32,
     )
     .unwrap();
     let (a, b) = (
