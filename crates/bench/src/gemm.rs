@@ -202,6 +202,10 @@ pub struct GemmReport {
     pub openblas: Option<String>,
     /// One entry per shape.
     pub shapes: Vec<GemmResult>,
+    /// The int8 floor: the kernel's three instructions on registers, in GOP/s, measured in
+    /// the same run (`None` without AVX2 or without an int8 table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8_peak_gops: Option<f64>,
     /// The int8 table: one entry per shape of [`GemmBenchConfig::int8_shapes`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub int8: Vec<Q8Result>,
@@ -384,7 +388,12 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
         .int8_shapes
         .iter()
         .map(|s| bench_q8_shape(config, s))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let int8_peak_gops = if int8.is_empty() {
+        None
+    } else {
+        int8_peak_gops(config.clock)
+    };
     Ok(GemmReport {
         kernel: config.tier.name(),
         peak_gflops: peak,
@@ -396,8 +405,23 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
         reference: "matrixmultiply 0.3",
         openblas: openblas_config(),
         shapes,
+        int8_peak_gops,
         int8,
     })
+}
+
+/// Best of five runs of the int8 floor loop ([`tensor::quant::int8_peak_loop`]) on
+/// `clock`, or `None` when the CPU has no AVX2.
+fn int8_peak_gops(clock: crate::Clock) -> Option<f64> {
+    let iters = 1_000_000;
+    let mut best: Option<f64> = None;
+    for _ in 0..5 {
+        let start = clock.now();
+        std::hint::black_box(tensor::quant::int8_peak_loop(iters)?);
+        let g = tensor::quant::int8_peak_ops(iters) as f64 / (clock.now() - start) / 1e9;
+        best = Some(best.map_or(g, |b| b.max(g)));
+    }
+    best
 }
 
 /// Runs one shape of the int8 table: f32 `gemm_packed`, int8 with quantization, int8
@@ -469,15 +493,29 @@ pub fn int8_table(report: &GemmReport) -> String {
         "int8 GEMM (gemm_q8, kernel {}) against our f32 GEMM on packed weights (gemm_packed); 2 M N K per call",
         report.kernel
     );
+    if let Some(p) = report.int8_peak_gops {
+        let _ = writeln!(
+            out,
+            "int8 floor (vpmaddubsw + vpmaddwd + vpaddd chains on registers) {p:.0} GOP/s, FP32 peak {:.0} GFLOP/s",
+            report.peak_gflops
+        );
+    }
     let _ = writeln!(
         out,
-        "{:>5} {:>5} {:>5} | {:>15} | {:>19} | {:>19} | {:>5} | shape",
-        "M", "N", "K", "f32 GFLOP/s", "int8 GOP/s, with A q", "int8 kernel GOP/s", "ratio"
+        "{:>5} {:>5} {:>5} | {:>15} | {:>19} | {:>19} | {:>5} | {:>6} | shape",
+        "M",
+        "N",
+        "K",
+        "f32 GFLOP/s",
+        "int8 GOP/s, with A q",
+        "int8 kernel GOP/s",
+        "ratio",
+        "% floor"
     );
     for r in &report.int8 {
         let _ = writeln!(
             out,
-            "{:>5} {:>5} {:>5} | {:>6.1} ({:>6.1}) | {:>10.1} ({:>6.1}) | {:>10.1} ({:>6.1}) | {:>5.2} | {}",
+            "{:>5} {:>5} {:>5} | {:>6.1} ({:>6.1}) | {:>10.1} ({:>6.1}) | {:>10.1} ({:>6.1}) | {:>5.2} | {:>6} | {}",
             r.m,
             r.n,
             r.k,
@@ -488,6 +526,10 @@ pub fn int8_table(report: &GemmReport) -> String {
             r.kernel_gops,
             r.kernel_median_gops,
             r.ratio,
+            report.int8_peak_gops.map_or("-".to_string(), |p| format!(
+                "{:.0}%",
+                100.0 * r.kernel_gops / p
+            )),
             r.role
         );
     }

@@ -27,6 +27,7 @@
 mod avx2;
 mod kernel;
 mod packing;
+mod peak;
 mod quantize;
 
 use crate::arch::Tier;
@@ -34,6 +35,7 @@ use crate::error::TensorError;
 use crate::matrix::{MatMut, MatRef};
 
 use packing::Packed;
+pub use peak::{int8_peak_loop, int8_peak_ops};
 
 /// The largest K the int8 GEMM takes: `sum_k 255 * 63` must fit in an i32
 /// (`2^31 / 16065 = 133_674`).
