@@ -25,8 +25,11 @@ use std::arch::x86_64::{
 use super::kernel::{Q8Kernel, Tile};
 use super::packing::NR;
 
-/// Rows of the tile: 6 x 16 holds 12 accumulators, the panel's 2 registers and the
-/// broadcast in the 16 ymm registers (the vector of ones is read from memory).
+/// Rows of the tile. 6 x 16 with the loop in assembly ([`accumulate_6x16`]) reached
+/// 158-189 GOP/s (kernel alone, best rounds of three interleaved runs, thread clock, Zen 3,
+/// load average 3.3-4.0) on the scoring shapes of `resflow bench gemm`; 4 x 16 with
+/// intrinsics 140-178, 5 x 16 141-184, and 6 x 16 with intrinsics, which spills an
+/// accumulator, 134-163 (docs/tensor.md, section 11, has the table).
 const MR: usize = 6;
 
 /// The AVX2 int8 kernel.
