@@ -637,3 +637,41 @@ mod openblas {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_int8_table_has_one_line_per_shape_with_positive_figures() {
+        let config = GemmBenchConfig {
+            tier: Tier::Portable,
+            rounds: 1,
+            min_round: Duration::from_micros(100),
+            shapes: Vec::new(),
+            blockings: Vec::new(),
+            clock: crate::Clock::Thread,
+            int8_shapes: vec![
+                shape(7, 19, 13, false, false, "odd"),
+                shape(5, 3, 9, true, true, "transposed"),
+            ],
+        };
+        let report = run(&config).unwrap();
+        assert_eq!(report.int8.len(), 2);
+        for r in &report.int8 {
+            for x in [r.f32_gflops, r.int8_gops, r.kernel_gops, r.ratio] {
+                assert!(x > 0.0 && x.is_finite(), "{r:?}");
+            }
+        }
+        let table = int8_table(&report);
+        assert!(
+            table.contains("transposed") && table.contains("odd"),
+            "{table}"
+        );
+        let none = GemmReport {
+            int8: Vec::new(),
+            ..report
+        };
+        assert!(int8_table(&none).is_empty());
+    }
+}

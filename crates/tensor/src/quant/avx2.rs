@@ -61,7 +61,7 @@ impl Q8Kernel for Avx2 {
 unsafe fn tile_rows<const R: usize>(t: &Tile) {
     // SAFETY: forwarded from the caller (R rows of A, the panel, the tile of C).
     unsafe {
-        let (acc0, acc1) = if R == 6 && ASM_6X16 {
+        let (acc0, acc1) = if R == 6 {
             let (a0, a1) = accumulate_6x16(t);
             // R == 6: the arrays have the same length.
             (
@@ -74,9 +74,6 @@ unsafe fn tile_rows<const R: usize>(t: &Tile) {
         store::<R>(t, &acc0, &acc1);
     }
 }
-
-/// Whether full 6-row tiles take the hand-written loop ([`accumulate_6x16`]).
-const ASM_6X16: bool = true;
 
 /// The accumulators of an `R x 16` tile: columns 0..8 and 8..16 of each row.
 ///
