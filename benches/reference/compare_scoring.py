@@ -17,17 +17,26 @@ The weights differ (trained here, random in the benchmark); the shapes, the tabl
 and the work per request are the same. Prints each round's p50 and p99 of both, the ratio
 ONNX Runtime / resflow at p50, and the median and best over the rounds.
 
+`--precision int8` compares the int8 paths instead: `resflow bench score --precision int8`
+against ONNX Runtime on the graph quantized by its own tool
+(`onnxruntime.quantization.quantize_dynamic`: the Gemm and MatMul weights to int8 per
+channel, the activations quantized at run time; ORT_ENABLE_ALL then fuses each into a
+DynamicQuantizeMatMul). Both quantize dynamically; ONNX Runtime scales a whole activation
+tensor where resflow scales each row.
+
 Usage (from the repository root, after `cargo build --release`):
     python3 benches/reference/compare_scoring.py [--rounds 5] [--calls 300]
-        [--work /tmp/resflow-vs-onnxruntime] [--install]
-`--install` runs `pip install onnxruntime numpy` first (wheels from PyPI). Not part of the
-test suite: it takes a minute or two and needs the network once.
+        [--precision f32|int8] [--work /tmp/resflow-vs-onnxruntime] [--install]
+`--install` runs `pip install onnxruntime numpy` first (wheels from PyPI; with
+`--precision int8` also `onnx`, which the quantization tool needs). Not part of the test
+suite: it takes a minute or two and needs the network once.
 """
 
 import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 from onnx_common import QUIET, open_graph, parser, prepare
@@ -75,8 +84,12 @@ def main():
     ap.add_argument("--calls", type=int, default=300, help="ONNX Runtime calls per round")
     ap.add_argument("--bench-calls", type=int, default=2000,
                     help="--calls of `resflow bench score` (it scales them for 500 candidates)")
+    ap.add_argument("--precision", choices=["f32", "int8"], default="f32",
+                    help="compare the f32 paths (default) or the int8 ones")
     a = ap.parse_args()
     np, ort = prepare(a)
+    if a.precision == "int8" and a.install:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "onnx"])
     data = os.path.join(a.work, "data")
     model = os.path.join(a.work, "model.safetensors")
     graph = os.path.join(a.work, "model.onnx")
@@ -87,6 +100,14 @@ def main():
         subprocess.check_call([a.resflow, "train", "--train", data, "--epochs", "1",
                                "--out", model], **QUIET)
         subprocess.check_call([a.resflow, "export", "--model", model, "--onnx", graph], **QUIET)
+    if a.precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = os.path.join(a.work, "model.int8.onnx")
+        if not os.path.exists(quantized):
+            quantize_dynamic(graph, quantized, op_types_to_quantize=["Gemm", "MatMul"],
+                             per_channel=True, weight_type=QuantType.QInt8)
+        graph = quantized
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -97,14 +118,15 @@ def main():
     reqs = requests(meta, CANDIDATES, 8, np)
     kernel = json.loads(subprocess.check_output(
         [a.resflow, "bench", "score", "--candidates", "1", "--calls", "50", "--json"]))["kernel"]
-    print(f"{CANDIDATES} candidates per request, one thread, no request-level split; "
-          f"resflow kernel {kernel}, onnxruntime {ort.__version__} (ORT_ENABLE_ALL)")
+    print(f"{CANDIDATES} candidates per request, one thread, no request-level split, "
+          f"{a.precision}; resflow kernel {kernel}, onnxruntime {ort.__version__} "
+          f"(ORT_ENABLE_ALL)")
     print(f"{'round':>5} {'resflow p50':>11} {'p99':>7} {'ORT p50':>8} {'p99':>7} {'ratio':>6}")
     ours_p50, ref_p50, ratios = [], [], []
     for k in range(a.rounds):
         out = subprocess.check_output(
             [a.resflow, "bench", "score", "--candidates", str(CANDIDATES),
-             "--calls", str(a.bench_calls), "--json"])
+             "--calls", str(a.bench_calls), "--precision", a.precision, "--json"])
         r = json.loads(out)["requests"][0]
         ours, ours99 = r["p50_no_split_ms"], r.get("p99_no_split_ms", float("nan"))
         t = time_onnxruntime(sess, reqs, a.calls)

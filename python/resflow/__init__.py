@@ -175,9 +175,16 @@ class Model:
         self._m = native
 
     @classmethod
-    def load(cls, path):
-        """Reads a model file (checksums and shapes checked) and compiles its serving plan."""
-        return cls(_native.Model.load(os.fspath(path)))
+    def load(cls, path, precision="f32"):
+        """Reads a model file (checksums and shapes checked) and compiles its serving plan,
+        its GEMMs in `precision`: "f32" (default) or "int8" (faster; scores within the
+        accuracy measured in docs/resflow.md, "Int8 serving")."""
+        return cls(_native.Model.load(os.fspath(path), precision))
+
+    @property
+    def precision(self):
+        """The arithmetic of the scorer's GEMMs: "f32" or "int8"."""
+        return self._m.precision
 
     @property
     def tasks(self):

@@ -193,15 +193,24 @@ struct Model {
 
 #[pymethods]
 impl Model {
-    /// Reads a model file (checksums, sizes and shapes checked) and compiles its plan.
+    /// Reads a model file (checksums, sizes and shapes checked) and compiles its plan with
+    /// its GEMMs in `precision` (`"f32"` or `"int8"`).
     #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, precision="f32"))]
+    fn load(py: Python<'_>, path: PathBuf, precision: &str) -> PyResult<Self> {
+        let precision = model::Precision::parse(precision).map_err(err)?;
         py.detach(|| {
             let m = model::Model::load(&path)?;
-            Scorer::new(m)
+            Scorer::with_precision(m, precision)
         })
         .map(|scorer| Self { scorer })
         .map_err(err)
+    }
+
+    /// The arithmetic of the scorer's GEMMs: `"f32"` or `"int8"`.
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.scorer.precision().name()
     }
 
     /// Task names, in chain order.
