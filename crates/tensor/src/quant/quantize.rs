@@ -87,12 +87,18 @@ pub(crate) fn max_abs(row: &[f32]) -> Result<f32, usize> {
 
 /// Quantizes one contiguous row of activations into `out` (`out.len() >= row.len()`; the
 /// rest of `out` is set to the zero point 128) and returns its scale, or the index of the
-/// first non-finite element.
+/// first non-finite element. `codes(row, sa, out)` may write the codes of a prefix of the
+/// row faster and returns its length; the rest are written one by one.
 #[inline(always)]
-pub(crate) fn quantize_row(row: &[f32], out: &mut [u8]) -> Result<f32, usize> {
+pub(crate) fn quantize_row(
+    row: &[f32],
+    out: &mut [u8],
+    codes: impl Fn(&[f32], f32, &mut [u8]) -> usize,
+) -> Result<f32, usize> {
     let sa = scale(max_abs(row)?, ACTIVATION_LEVELS);
     let (body, pad) = out.split_at_mut(row.len());
-    for (q, &x) in body.iter_mut().zip(row) {
+    let done = codes(row, sa, body);
+    for (q, &x) in body[done..].iter_mut().zip(&row[done..]) {
         *q = activation_code(x, sa);
     }
     pad.fill(128);
@@ -120,7 +126,7 @@ pub(crate) fn quantize_rows(
             // both x86 tiers include AVX2.
             unsafe { quantize_rows_avx2(a, lda, k, out, ld, scales) }
         }
-        _ => quantize_rows_generic(a, lda, k, out, ld, scales),
+        _ => quantize_rows_generic(a, lda, k, out, ld, scales, |_, _, _| 0),
     }
 }
 
@@ -139,24 +145,9 @@ unsafe fn quantize_rows_avx2(
     ld: usize,
     scales: &mut [f32],
 ) -> Result<f32, (usize, usize)> {
-    let mut max_scale = 0.0f32;
-    for (i, sa) in scales.iter_mut().enumerate() {
-        let row = if k == 0 {
-            &[][..]
-        } else {
-            &a[i * lda..i * lda + k]
-        };
-        let s = scale(max_abs(row).map_err(|j| (i, j))?, ACTIVATION_LEVELS);
-        let (body, pad) = out[i * ld..(i + 1) * ld].split_at_mut(row.len());
-        let done = codes_avx2(row, s, body);
-        for (q, &x) in body[done..].iter_mut().zip(&row[done..]) {
-            *q = activation_code(x, s);
-        }
-        pad.fill(128);
-        *sa = s;
-        max_scale = max_scale.max(s);
-    }
-    Ok(max_scale)
+    quantize_rows_generic(a, lda, k, out, ld, scales, |row, sa, out| {
+        codes_avx2(row, sa, out)
+    })
 }
 
 /// The codes of the first `32 * (row.len() / 32)` activations of `row` on scale `sa`, into
@@ -203,6 +194,7 @@ fn codes_avx2(row: &[f32], sa: f32, out: &mut [u8]) -> usize {
     n
 }
 
+/// [`quantize_rows`] with `codes` as in [`quantize_row`].
 #[inline(always)]
 fn quantize_rows_generic(
     a: &[f32],
@@ -211,6 +203,7 @@ fn quantize_rows_generic(
     out: &mut [u8],
     ld: usize,
     scales: &mut [f32],
+    codes: impl Fn(&[f32], f32, &mut [u8]) -> usize + Copy,
 ) -> Result<f32, (usize, usize)> {
     let mut max_scale = 0.0f32;
     for (i, sa) in scales.iter_mut().enumerate() {
@@ -219,7 +212,7 @@ fn quantize_rows_generic(
         } else {
             &a[i * lda..i * lda + k]
         };
-        let s = quantize_row(row, &mut out[i * ld..(i + 1) * ld]).map_err(|j| (i, j))?;
+        let s = quantize_row(row, &mut out[i * ld..(i + 1) * ld], codes).map_err(|j| (i, j))?;
         *sa = s;
         max_scale = max_scale.max(s);
     }
