@@ -177,19 +177,25 @@ fn scorer_matches_the_naive_forward_for_every_variant() {
     }
 }
 
+/// A small random model of `kind` (3 tasks, or 2 for the two-task kinds) with the user as a
+/// request-level field.
+fn kind_model(kind: &str, seed: u64) -> Model {
+    let two = resflow::config::ModelKind::from_name(kind)
+        .unwrap()
+        .two_tasks_only();
+    let tasks = if two { 2 } else { 3 };
+    let mut c = small_config(tasks).with_model(kind).unwrap();
+    c.request_fields = vec!["user".into()];
+    Model::random(c, small_layout(tasks), seed).unwrap()
+}
+
 #[test]
 fn baselines_score_like_their_per_candidate_forward() {
     // Every kind's plan splits its first layers by request and candidate fields; the
     // reference reads the whole concatenation in layout order.
     for kind in resflow::config::ModelKind::NAMES {
-        let two = resflow::config::ModelKind::from_name(kind)
-            .unwrap()
-            .two_tasks_only();
-        let tasks = if two { 2 } else { 3 };
-        let mut c = small_config(tasks).with_model(kind).unwrap();
-        c.request_fields = vec!["user".into()];
         for n in [1, 13, 70] {
-            let model = Model::random(c.clone(), small_layout(tasks), 7 + n as u64).unwrap();
+            let model = kind_model(kind, 7 + n as u64);
             // The split plan scores what the same model without request fields scores.
             let mut whole = model.clone();
             whole.config.request_fields.clear();
@@ -216,14 +222,8 @@ const INT8_PROB_TOLERANCE: f32 = 0.01;
 fn int8_scores_stay_near_f32_for_every_kind() {
     let mut worst = 0.0f32;
     for kind in resflow::config::ModelKind::NAMES {
-        let two = resflow::config::ModelKind::from_name(kind)
-            .unwrap()
-            .two_tasks_only();
-        let tasks = if two { 2 } else { 3 };
-        let mut c = small_config(tasks).with_model(kind).unwrap();
-        c.request_fields = vec!["user".into()];
         for n in [1, 13, 70] {
-            let model = Model::random(c.clone(), small_layout(tasks), 7 + n as u64).unwrap();
+            let model = kind_model(kind, 7 + n as u64);
             let f32_scorer = Scorer::new(model.clone()).unwrap();
             let int8 = Scorer::with_precision(model, Precision::Int8).unwrap();
             assert_eq!(f32_scorer.plan().int8_gemms(), 0);
