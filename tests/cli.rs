@@ -45,6 +45,51 @@ fn resflow_kernel_forces_a_tier_and_rejects_unknown_ones() {
 }
 
 #[test]
+fn bench_score_times_each_precision_and_compares_int8_with_f32() {
+    let out = resflow()
+        .args([
+            "bench",
+            "score",
+            "--json",
+            "--candidates",
+            "20",
+            "--calls",
+            "20",
+        ])
+        .args([
+            "--max-vocab",
+            "500",
+            "--precision",
+            "f32",
+            "--precision",
+            "int8",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    let r = v["requests"].as_array().unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0]["precision"].as_str(), r[1]["precision"].as_str()),
+        (Some("f32"), Some("int8"))
+    );
+    assert!(r[0]["deviation"].is_null());
+    let d = &r[1]["deviation"];
+    let max = d["max_abs"].as_f64().unwrap();
+    assert!(max > 0.0 && max < 0.05, "{d}");
+    assert_eq!(d["compared"].as_u64(), Some(2 * 8 * 20 * 2));
+    for x in r {
+        assert!(x["p50_ms"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
 fn bench_gemm_json_is_one_object_with_every_field() {
     let out = resflow()
         .args([

@@ -202,7 +202,12 @@ pub fn run(
             Scorer::with_precision(whole_model.clone(), p)?,
         ))
     };
-    let reference = build(Precision::F32)?;
+    // The f32 scorers the other precisions are compared with (built only for those).
+    let reference = precisions
+        .iter()
+        .any(|&p| p != Precision::F32)
+        .then(|| build(Precision::F32))
+        .transpose()?;
     let scorers = precisions
         .iter()
         .map(|&p| build(p))
@@ -215,9 +220,12 @@ pub fn run(
             let with = latencies_on(split, n, calls, n as u64, clock)?;
             let without = latencies_on(whole, n, calls / 2 + 1, n as u64, clock)?;
             let p50 = percentile(&with, 0.5);
-            let deviation = (precision != Precision::F32)
-                .then(|| deviation(&[(split, &reference.0), (whole, &reference.1)], n, n as u64))
-                .transpose()?;
+            let deviation = match &reference {
+                Some((s, w)) if precision != Precision::F32 => {
+                    Some(deviation(&[(split, s), (whole, w)], n, n as u64)?)
+                }
+                _ => None,
+            };
             requests.push(ScoreResult {
                 candidates: n,
                 precision: precision.name(),
