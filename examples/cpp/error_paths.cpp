@@ -10,6 +10,7 @@
 // candidate-level bag and dense features)
 #include "request.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -110,6 +111,14 @@ int main(int argc, char** argv) {
     rf::Model other(m);
     expect("load: the model file", resflow_model_load(RESFLOW_ABI_VERSION, path.c_str(), &m), OK);
     rf::Model model(m);
+    expect("load: unknown precision",
+           resflow_model_load_with_precision(RESFLOW_ABI_VERSION, path.c_str(), 7, &m), INVALID);
+    check("load: unknown precision leaves NULL", m == nullptr);
+    expect("load: int8 precision",
+           resflow_model_load_with_precision(RESFLOW_ABI_VERSION, path.c_str(),
+                                             RESFLOW_PRECISION_INT8, &m),
+           OK);
+    rf::Model int8(m);
 
     // Freeing NULL is a no-op.
     resflow_model_free(nullptr);
@@ -159,6 +168,18 @@ int main(int argc, char** argv) {
     };
     const ResflowRequest good = data.view();
     expect("score: valid request", score(good), OK);
+    {
+        // The same request on the int8 model: probabilities near the f32 ones.
+        expect("workspace: int8 model", resflow_workspace_new(int8.get(), 8, &w), OK);
+        rf::Workspace int8_ws(w);
+        std::vector<float> q(n * T), qf(n);
+        expect("score: int8 model",
+               resflow_score(int8.get(), int8_ws.get(), &good, q.data(), q.size(), qf.data(), n),
+               OK);
+        float gap = 0.0f;
+        for (size_t i = 0; i < q.size(); ++i) gap = std::max(gap, std::fabs(q[i] - probs[i]));
+        check("score: int8 probabilities near f32", gap < 0.05f);
+    }
     ResflowRequest r = good;
     expect("score: null model",
            resflow_score(nullptr, ws.get(), &r, probs.data(), probs.size(), fused.data(), n), NUL);
