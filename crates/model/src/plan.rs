@@ -21,7 +21,10 @@
 //!              stay within MERGE_BYTES: the operand is read once per block and the
 //!              micro-kernel runs longer on it; the epilogue runs on the merged rows and
 //!              each GEMM's columns are then copied to its own buffer
-//!           6. every weight matrix packed once into the micro-kernel's panel order
+//!           6. every weight matrix packed once into the micro-kernel's panel order; with
+//!              Precision::Int8, a GEMM at least INT8_MIN_COLS wide is packed in int8
+//!              instead (a byte per weight, which the merge budget of 5 counts), and its
+//!              operand is quantized per row before each block's product (precision.rs)
 //! run:      the request rows once; then the steps in order on blocks of BLOCK_ROWS
 //!           candidates, on a workspace's buffers (no allocation once warm)
 //! ```
