@@ -285,6 +285,17 @@ fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             "{} thread(s): {:.0} samples/s, page faults in steps after the second: {faults}",
             run.threads, run.samples_per_s
         );
+        let p = &run.phases;
+        let ms = |s: f64| 1e3 * s / p.steps.max(1) as f64;
+        let waits: Vec<String> = p.waits.iter().map(|&w| format!("{:.2}", ms(w))).collect();
+        println!(
+            "  ms per step: passes {:.2} (waits per worker {}), reduce {:.2}, optimise {:.2}, rest {:.2}",
+            ms(p.passes),
+            waits.join(" / "),
+            ms(p.reduce),
+            ms(p.optimise),
+            ms(p.rest)
+        );
     }
     println!("speed-up: {:.2}x", r.speedup);
     println!(

@@ -279,9 +279,13 @@ impl LazyAdam {
         self.t = t;
     }
 
-    /// One step on every table. `grads.sparse` is coalesced in place (sorted, repeated
-    /// ids summed). Tables are independent, so they are updated in parallel on the current
-    /// rayon pool, each by one thread: the result does not depend on the schedule.
+    /// One step on every table. `grads.sparse` is coalesced in place (repeated ids summed;
+    /// sorted too in dense mode). The tables are independent, and within a table so are the
+    /// rows: the step runs in parallel on the current rayon pool, each table's coalescing on
+    /// one thread, then each large table's rows in contiguous blocks, one block per thread,
+    /// so that one big table does not leave the other threads idle. Each row is updated by
+    /// exactly one thread with the same arithmetic: the result does not depend on the
+    /// schedule or on the number of threads.
     pub fn step(&mut self, store: &mut ParamStore, grads: &mut Grads) {
         self.step_tables(&mut store.tables, &mut grads.sparse);
     }
@@ -295,13 +299,26 @@ impl LazyAdam {
         self.t += 1;
         let lr_t = self.config.step_size(self.t);
         let (config, lazy, zero_row) = (self.config, self.lazy, &self.zero_row[..]);
+        // Sum repeated ids first: a row must be updated once, from its whole gradient.
+        tables
+            .par_iter()
+            .zip(sparse.par_iter_mut())
+            .zip(self.marks.par_iter_mut())
+            .for_each(|((table, s), marks)| {
+                if lazy {
+                    s.coalesce_in_place(marks, table.value.rows());
+                } else {
+                    // The dense walk needs the ids in increasing order.
+                    s.coalesce();
+                }
+            });
+        let threads = rayon::current_num_threads();
         tables
             .par_iter_mut()
             .zip(self.m.par_iter_mut())
             .zip(self.v.par_iter_mut())
-            .zip(sparse.par_iter_mut())
-            .zip(self.marks.par_iter_mut())
-            .for_each(|((((table, m), v), s), marks)| {
+            .zip(sparse.par_iter())
+            .for_each(|(((table, m), v), s)| {
                 update_table(
                     &config,
                     lazy,
@@ -310,15 +327,22 @@ impl LazyAdam {
                     m,
                     v,
                     s,
-                    marks,
                     zero_row,
+                    threads,
                 )
             });
     }
 }
 
+/// Updates below this many floats (gradient rows times their width in lazy mode, table
+/// rows times width in dense mode) stay on one thread: splitting them costs more than it
+/// saves.
+const SPLIT_FLOATS: usize = 16 * 1024;
+
 /// One table's step: the rows of `s` only (lazy), or every row with a zero gradient for the
-/// rows not in the batch (dense).
+/// rows not in the batch (dense). `s` is coalesced (and sorted in dense mode). A large
+/// update is split into up to `threads` contiguous blocks of rows, updated in parallel.
+#[allow(clippy::too_many_arguments)]
 fn update_table(
     config: &AdamConfig,
     lazy: bool,
@@ -326,52 +350,131 @@ fn update_table(
     table: &mut tensor::Matrix,
     m: &mut [f32],
     v: &mut [f32],
-    s: &mut crate::params::SparseRows,
-    marks: &mut Vec<u32>,
+    s: &crate::params::SparseRows,
     zero_row: &[f32],
+    threads: usize,
 ) {
-    let d = table.cols();
-    let rows = table.rows();
-    if lazy {
-        s.coalesce_in_place(marks, rows);
-    } else {
-        // The dense walk below needs the ids in increasing order.
-        s.coalesce();
+    let (rows, d, ld) = (table.rows(), table.cols(), table.ld());
+    if rows == 0 || d == 0 {
+        return;
     }
-    let update = |table: &mut tensor::Matrix, m: &mut [f32], v: &mut [f32], r: usize, g: &[f32]| {
+    let work = if lazy { s.ids.len() } else { rows } * d;
+    let parts = (work / SPLIT_FLOATS).clamp(1, threads.max(1)).min(rows);
+    let per = rows.div_ceil(parts);
+    let block = |j: usize, t: &mut [f32], m: &mut [f32], v: &mut [f32]| {
+        let rows = Rows {
+            lo: j * per,
+            hi: (j * per + per).min(rows),
+            d,
+            ld,
+            t,
+            m,
+            v,
+        };
+        if lazy {
+            rows.update_lazy(config, lr_t, s);
+        } else {
+            rows.update_dense(config, lr_t, s, &zero_row[..d]);
+        }
+    };
+    if parts == 1 {
+        block(0, table.as_mut_slice(), m, v);
+        return;
+    }
+    table
+        .as_mut_slice()
+        .par_chunks_mut(per * ld)
+        .zip(m.par_chunks_mut(per * d))
+        .zip(v.par_chunks_mut(per * d))
+        .enumerate()
+        .for_each(|(j, ((t, m), v))| block(j, t, m, v));
+}
+
+/// The block of table rows `lo..hi`: their values (`ld` apart) and moments (`d` apart),
+/// starting at row `lo`.
+struct Rows<'a> {
+    lo: usize,
+    hi: usize,
+    d: usize,
+    ld: usize,
+    t: &'a mut [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl Rows<'_> {
+    /// Adam on table row `r` (inside the block) with gradient `g`.
+    fn update(&mut self, config: &AdamConfig, lr_t: f32, r: usize, g: &[f32]) {
+        let (d, ld, k) = (self.d, self.ld, r - self.lo);
         adam_update(
             config,
             lr_t,
-            table.row_mut(r),
-            &mut m[r * d..(r + 1) * d],
-            &mut v[r * d..(r + 1) * d],
+            &mut self.t[k * ld..k * ld + d],
+            &mut self.m[k * d..(k + 1) * d],
+            &mut self.v[k * d..(k + 1) * d],
             g,
         );
-    };
-    if lazy {
-        // Rows are random reads and writes of three arrays: start loading a few rows ahead.
-        const AHEAD: usize = 4;
-        for (k, &id) in s.ids.iter().enumerate() {
-            if let Some(&next) = s.ids.get(k + AHEAD) {
-                let r = next as usize;
-                // Every 64-byte line of the row in the three arrays.
-                for c in (0..d).step_by(16) {
-                    tensor::arch::prefetch(&m[r * d + c..]);
-                    tensor::arch::prefetch(&v[r * d + c..]);
-                    tensor::arch::prefetch(&table.row(r)[c..]);
-                }
-            }
-            update(table, m, v, id as usize, &s.rows[k * d..(k + 1) * d]);
+    }
+
+    /// Starts loading row `r` (inside the block) of the three arrays.
+    fn prefetch(&self, r: usize) {
+        let (d, ld, k) = (self.d, self.ld, r - self.lo);
+        // Every 64-byte line of the row.
+        for c in (0..d).step_by(16) {
+            tensor::arch::prefetch(&self.m[k * d + c..]);
+            tensor::arch::prefetch(&self.v[k * d + c..]);
+            tensor::arch::prefetch(&self.t[k * ld + c..]);
         }
-    } else {
-        let zeros = &zero_row[..d];
-        let mut next = 0;
-        for r in 0..rows {
+    }
+
+    /// Lazy Adam: the rows of `s` that fall in the block, in the order of `s`.
+    fn update_lazy(mut self, config: &AdamConfig, lr_t: f32, s: &crate::params::SparseRows) {
+        // Rows are random reads and writes of three arrays: start loading the block's
+        // next few rows ahead of their update.
+        const AHEAD: usize = 4;
+        let (lo, hi, d) = (self.lo, self.hi, self.d);
+        let inside = |id: u32| (lo..hi).contains(&(id as usize));
+        let ids = &s.ids;
+        // `ahead`: the next position to look at for a prefetch; `lead`: rows of the block
+        // already prefetched and not yet updated.
+        let (mut ahead, mut lead) = (0usize, 0usize);
+        for (k, &id) in ids.iter().enumerate() {
+            if !inside(id) {
+                continue;
+            }
+            if ahead <= k {
+                ahead = k + 1;
+                lead = 0;
+            } else {
+                lead -= 1;
+            }
+            while lead < AHEAD && ahead < ids.len() {
+                if inside(ids[ahead]) {
+                    self.prefetch(ids[ahead] as usize);
+                    lead += 1;
+                }
+                ahead += 1;
+            }
+            self.update(config, lr_t, id as usize, &s.rows[k * d..(k + 1) * d]);
+        }
+    }
+
+    /// Dense Adam: every row of the block, with a zero gradient where `s` (sorted) has none.
+    fn update_dense(
+        mut self,
+        config: &AdamConfig,
+        lr_t: f32,
+        s: &crate::params::SparseRows,
+        zeros: &[f32],
+    ) {
+        let d = self.d;
+        let mut next = s.ids.partition_point(|&id| (id as usize) < self.lo);
+        for r in self.lo..self.hi {
             if next < s.ids.len() && s.ids[next] as usize == r {
-                update(table, m, v, r, &s.rows[next * d..(next + 1) * d]);
+                self.update(config, lr_t, r, &s.rows[next * d..(next + 1) * d]);
                 next += 1;
             } else {
-                update(table, m, v, r, zeros);
+                self.update(config, lr_t, r, zeros);
             }
         }
     }

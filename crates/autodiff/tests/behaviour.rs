@@ -463,3 +463,91 @@ fn a_reused_tape_gives_a_fresh_tapes_gradients_bit_for_bit() {
     let _ = record(&mut reused, &store);
     assert!(reused.grad(vars[1]).is_empty());
 }
+
+/// Table Adam on a table large enough to be split into blocks of rows over the pool's
+/// threads: the same bits on 1, 2 and 3 threads, and a plain per-row Adam's values.
+#[test]
+fn table_adam_split_over_threads_matches_one_thread_and_a_plain_loop() {
+    let (rows, dim) = (20011usize, 16usize);
+    let mut seed = 11u64;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    let mut store = ParamStore::new();
+    let e = store.add_table(
+        "e",
+        Matrix::from_fn(rows, dim, |r, c| ((r * 7 + c) % 13) as f32 * 0.1 - 0.6),
+    );
+    // Three steps of 12,000 ids each, with repeats: enough rows for the update to be split.
+    let steps: Vec<(Vec<u32>, Vec<f32>)> = (0..3)
+        .map(|_| {
+            let ids: Vec<u32> = (0..12_000).map(|_| rnd() % rows as u32).collect();
+            let g = (0..ids.len() * dim)
+                .map(|_| (rnd() % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            (ids, g)
+        })
+        .collect();
+    let cfg = AdamConfig {
+        lr: 0.01,
+        ..AdamConfig::default()
+    };
+    for lazy in [true, false] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut s = store.clone();
+                let mut opt = LazyAdam::new(cfg, &s, lazy);
+                for (ids, g) in &steps {
+                    let mut grads = Grads::zeros_like(&s);
+                    for (k, &id) in ids.iter().enumerate() {
+                        grads.sparse[0].push(id, &g[k * dim..(k + 1) * dim]);
+                    }
+                    opt.step(&mut s, &mut grads);
+                }
+                s.table(e).to_vec()
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(run(threads) == one, "lazy = {lazy}, {threads} threads");
+        }
+        // A plain loop: sum each row's gradient, then Adam on the rows seen (lazy) or on
+        // every row (dense), in f64.
+        let mut p: Vec<f64> = store.table(e).to_vec().iter().map(|&x| x as f64).collect();
+        let (mut m, mut v) = (vec![0.0f64; p.len()], vec![0.0f64; p.len()]);
+        let (b1, b2) = (cfg.beta1 as f64, cfg.beta2 as f64);
+        for (t, (ids, g)) in steps.iter().enumerate() {
+            let t = t as i32 + 1;
+            let lr_t = cfg.lr as f64 * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+            let mut sum = vec![0.0f64; p.len()];
+            let mut seen = vec![false; rows];
+            for (k, &id) in ids.iter().enumerate() {
+                seen[id as usize] = true;
+                for c in 0..dim {
+                    sum[id as usize * dim + c] += g[k * dim + c] as f64;
+                }
+            }
+            for r in (0..rows).filter(|&r| seen[r] || !lazy) {
+                for i in r * dim..(r + 1) * dim {
+                    m[i] = b1 * m[i] + (1.0 - b1) * sum[i];
+                    v[i] = b2 * v[i] + (1.0 - b2) * sum[i] * sum[i];
+                    p[i] -= lr_t * m[i] / (v[i].sqrt() + cfg.eps as f64);
+                }
+            }
+        }
+        for (i, (&a, &b)) in one.iter().zip(&p).enumerate() {
+            let tol = tensor::tolerance::APPROXIMATE as f64 * (1.0 + b.abs());
+            assert!(
+                (a as f64 - b).abs() <= tol,
+                "lazy = {lazy}, element {i}: {a} against {b}"
+            );
+        }
+    }
+}

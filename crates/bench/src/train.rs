@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use resflow::{Error, ModelConfig, StepStats, Trainer};
+use resflow::{Error, ModelConfig, StepPhases, StepStats, Trainer};
 use serde::Serialize;
 use shards::Dataset;
 use shards::synth::{SynthConfig, generate};
@@ -23,6 +23,8 @@ pub struct TrainRun {
     /// Page faults (minor and major) taken inside the steps after the first two, summed
     /// over the runs (`None` where `/proc/self/stat` cannot be read).
     pub faults_after_warm_up: Option<u64>,
+    /// Where the steps after the first two went, in the best run.
+    pub phases: StepPhases,
 }
 
 /// The whole benchmark.
@@ -78,6 +80,9 @@ fn epoch_on(
             seconds += clock.now() - start;
             rows += batch.rows;
             step += 1;
+            if step == 2 {
+                t.reset_phases();
+            }
             if step > 2 {
                 faulted = match (faulted, before, faults()) {
                     (Some(n), Some(a), Some(b)) => Some(n + (b - a)),
@@ -113,18 +118,23 @@ pub fn run(
         let mut parameters = 0;
         for &t in threads {
             let (mut best, mut faulted) = (0.0f64, Some(0u64));
+            let mut phases = StepPhases::default();
             for _ in 0..runs.max(1) {
                 let mut trainer =
                     Trainer::new(ModelConfig::default(), resflow::layout_of(data.schema()), t)?;
                 parameters = trainer.parameter_count()?;
                 let (samples_per_s, f) = epoch(&mut trainer, &data)?;
-                best = best.max(samples_per_s);
+                if samples_per_s > best {
+                    best = samples_per_s;
+                    phases = trainer.phases().clone();
+                }
                 faulted = faulted.zip(f).map(|(a, b)| a + b);
             }
             out.push(TrainRun {
                 threads: t,
                 samples_per_s: best,
                 faults_after_warm_up: faulted,
+                phases,
             });
         }
         let speedup = out.last().map_or(1.0, |l| l.samples_per_s)

@@ -49,4 +49,4 @@ pub use network::layout_of;
 pub use output_plan::OutputPlan;
 pub use score_data::{evaluate_model, score_dataset};
 pub use session::{Progress, Report, Session, SessionOptions, train};
-pub use trainer::{StepStats, TrainSummary, Trainer};
+pub use trainer::{StepPhases, StepStats, TrainSummary, Trainer};

@@ -66,6 +66,8 @@ struct Worker {
     warm: bool,
     /// GradNorm: per task, `dL_t/d(gamma, beta)` of this slice (gamma's, then beta's).
     task_grads: Vec<Vec<f32>>,
+    /// Seconds of this worker's last pass (forward and backward), for [`StepPhases`].
+    busy: f64,
 }
 
 impl Worker {
@@ -78,8 +80,10 @@ impl Worker {
         parts: usize,
         weighting: Weighting<'_>,
     ) {
+        let start = Instant::now();
         self.rows = 0;
         self.error = None;
+        self.busy = 0.0;
         let Some(view) = batch.split(parts).nth(part) else {
             return;
         };
@@ -127,6 +131,7 @@ impl Worker {
             Ok(())
         })();
         self.error = result.err();
+        self.busy = start.elapsed().as_secs_f64();
     }
 
     /// GradNorm's backward: the gradient of each task loss on the shared `(gamma, beta)`
@@ -236,6 +241,26 @@ pub struct StepStats {
     pub loss_weights: Vec<f32>,
 }
 
+/// Where the wall-clock time of the training steps went, summed over the steps since the
+/// trainer was made (or since [`Trainer::reset_phases`]). The phases run one after the
+/// other, so their sum is the steps' time; `waits` shows the load imbalance of the
+/// workers' passes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepPhases {
+    /// Steps counted.
+    pub steps: u64,
+    /// The workers' forward and backward passes, until the last worker is done.
+    pub passes: f64,
+    /// Per worker: the time it waited for the slowest worker at the end of the passes.
+    pub waits: Vec<f64>,
+    /// The reduction of the workers' gradients (and the cross-process hook).
+    pub reduce: f64,
+    /// The optimiser step (dense Adam and the embedding tables' Adam).
+    pub optimise: f64,
+    /// The rest: per-task losses, loss balancing, BatchNorm running statistics.
+    pub rest: f64,
+}
+
 /// The training throughput part of a report.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
@@ -286,6 +311,8 @@ pub struct Trainer {
     /// Row-sharded tables resumed from a checkpoint: whether this process's rows are
     /// loaded ([`Trainer::load_table_shard`]).
     shard_loaded: bool,
+    /// Where the steps' time went.
+    phases: StepPhases,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -439,6 +466,10 @@ impl Trainer {
             compact,
             table_peak: 0,
             shard_loaded: false,
+            phases: StepPhases {
+                waits: vec![0.0; threads],
+                ..StepPhases::default()
+            },
         }
         .noting_table_bytes())
     }
@@ -664,6 +695,21 @@ impl Trainer {
         &mut self.balancer
     }
 
+    /// Where the steps' time went since the trainer was made or [`Trainer::reset_phases`].
+    pub fn phases(&self) -> &StepPhases {
+        &self.phases
+    }
+
+    /// Starts [`Trainer::phases`] again from zero.
+    pub fn reset_phases(&mut self) {
+        let waits = std::mem::take(&mut self.phases.waits);
+        self.phases = StepPhases {
+            waits,
+            ..StepPhases::default()
+        };
+        self.phases.waits.iter_mut().for_each(|w| *w = 0.0);
+    }
+
     /// One synchronous data-parallel step on `batch`.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats, Error> {
         let mut stats = StepStats::default();
@@ -712,12 +758,20 @@ impl Trainer {
                 .flatten(),
         };
         // par_iter splits with rayon::join, whose jobs live on the stack: no allocation.
+        let start = Instant::now();
         self.pool.install(|| {
             workers
                 .par_iter_mut()
                 .enumerate()
                 .for_each(|(k, w)| w.train(net, store, batch, k, parts, weighting))
         });
+        let passes = start.elapsed().as_secs_f64();
+        let slowest = self.workers.iter().map(|w| w.busy).fold(0.0, f64::max);
+        self.phases.passes += passes;
+        for (wait, w) in self.phases.waits.iter_mut().zip(&self.workers) {
+            *wait += slowest - w.busy;
+        }
+        let reduce_start = Instant::now();
         let failed = self.workers.iter_mut().find_map(|w| w.error.take());
         let agreed = self.reduce.agree(failed.is_none());
         if let Some(e) = failed {
@@ -730,9 +784,28 @@ impl Trainer {
             // This process's share of the batch is empty (more parts than rows).
             first.grads.zero();
         }
-        for w in rest.iter().filter(|w| w.rows > 0) {
-            first.grads.add(&w.grads);
-        }
+        // Each dense buffer and each table's rows on one thread, in worker order: the
+        // same floats as adding the workers one after the other.
+        let rest = &*rest;
+        let Grads { dense, sparse } = &mut first.grads;
+        self.pool.install(|| {
+            rayon::join(
+                || {
+                    dense.par_iter_mut().enumerate().for_each(|(i, g)| {
+                        for w in rest.iter().filter(|w| w.rows > 0) {
+                            tensor::ops::axpy(1.0, &w.grads.dense[i], g);
+                        }
+                    })
+                },
+                || {
+                    sparse.par_iter_mut().enumerate().for_each(|(k, s)| {
+                        for w in rest.iter().filter(|w| w.rows > 0) {
+                            s.extend(&w.grads.sparse[k]);
+                        }
+                    })
+                },
+            )
+        });
         if let Some(c) = &self.compact {
             c.to_global(&mut first.grads.sparse);
         }
@@ -744,6 +817,8 @@ impl Trainer {
             // Worker 0's lists now hold every worker's rows.
             first.grads.reserve_headroom();
         }
+        let optimise_start = Instant::now();
+        self.phases.reduce += (optimise_start - reduce_start).as_secs_f64();
         // Dense parameters and embedding tables are disjoint: update both at once, on the
         // workers' pool.
         let (adam, lazy) = (&mut self.adam, &mut self.lazy);
@@ -762,6 +837,8 @@ impl Trainer {
                 || lazy.step_tables(tables, gs),
             )
         });
+        let rest_start = Instant::now();
+        self.phases.optimise += (rest_start - optimise_start).as_secs_f64();
         for w in self.workers.iter_mut().filter(|w| w.rows > 0) {
             w.warm = true;
         }
@@ -790,6 +867,8 @@ impl Trainer {
         }
         self.step += 1;
         self.batch_in_epoch += 1;
+        self.phases.rest += rest_start.elapsed().as_secs_f64();
+        self.phases.steps += 1;
         Ok(())
     }
 
