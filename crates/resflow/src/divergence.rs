@@ -32,7 +32,11 @@ pub fn check_step(
             )));
         }
     }
-    for p in &store.dense {
+    for p in store
+        .dense
+        .iter()
+        .filter(|p| !all_finite(p.value.as_slice()))
+    {
         if let Some((i, x)) = first_non_finite(p.value.as_slice()) {
             return Err(ModelError::NonFinite(format!(
                 "training diverged at step {step}: parameter {:?} holds {x} at index {i}; {remedy}",
@@ -41,4 +45,40 @@ pub fn check_step(
         }
     }
     Ok(())
+}
+
+/// Whether every value is finite. A float is infinite or NaN when its exponent bits are
+/// all ones: the largest exponent field of a block is one vectorised pass, where a search
+/// that stops at the first offender runs one element at a time (this check follows every
+/// step, over every dense parameter).
+fn all_finite(values: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    values.chunks(4096).all(|block| {
+        block
+            .iter()
+            .map(|x| x.to_bits() & EXPONENT)
+            .fold(0, u32::max)
+            != EXPONENT
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_finite;
+
+    #[test]
+    fn all_finite_finds_every_kind_of_non_finite_anywhere() {
+        assert!(all_finite(&[]));
+        let mut v: Vec<f32> = (0..10_000).map(|i| i as f32 * 1e30 - 3e33).collect();
+        v.push(f32::MAX);
+        v.push(f32::MIN_POSITIVE / 2.0);
+        assert!(all_finite(&v));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 4095, 4096, v.len() - 1] {
+                let mut w = v.clone();
+                w[at] = bad;
+                assert!(!all_finite(&w), "{bad} at {at}");
+            }
+        }
+    }
 }
