@@ -289,8 +289,9 @@ fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         let ms = |s: f64| 1e3 * s / p.steps.max(1) as f64;
         let waits: Vec<String> = p.waits.iter().map(|&w| format!("{:.2}", ms(w))).collect();
         println!(
-            "  ms per step: passes {:.2} (waits per worker {}), reduce {:.2}, optimise {:.2}, rest {:.2}",
+            "  ms per step: passes {:.2} (launch {:.2}, waits per worker {}), reduce {:.2}, optimise {:.2}, rest {:.2}",
             ms(p.passes),
+            ms(p.launch),
             waits.join(" / "),
             ms(p.reduce),
             ms(p.optimise),

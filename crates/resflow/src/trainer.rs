@@ -253,6 +253,9 @@ pub struct StepPhases {
     pub passes: f64,
     /// Per worker: the time it waited for the slowest worker at the end of the passes.
     pub waits: Vec<f64>,
+    /// The part of `passes` outside the slowest worker's own pass: handing the workers
+    /// their jobs (waking the pool's threads) and collecting them.
+    pub launch: f64,
     /// The reduction of the workers' gradients (and the cross-process hook).
     pub reduce: f64,
     /// The optimiser step (dense Adam and the embedding tables' Adam).
@@ -768,6 +771,7 @@ impl Trainer {
         let passes = start.elapsed().as_secs_f64();
         let slowest = self.workers.iter().map(|w| w.busy).fold(0.0, f64::max);
         self.phases.passes += passes;
+        self.phases.launch += (passes - slowest).max(0.0);
         for (wait, w) in self.phases.waits.iter_mut().zip(&self.workers) {
             *wait += slowest - w.busy;
         }
