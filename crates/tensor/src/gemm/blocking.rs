@@ -5,7 +5,7 @@
 //!   for pc in 0..k step KC           beta applies on the first pc only, then C += ...
 //!     pack B[pc.., jc..]
 //!     for ic in 0..m step MC         A block: MC x KC, packed once per (jc, pc, ic)
-//!       pack A[ic.., pc..]
+//!       pack A[ic.., pc..]         (a transposed A on AVX2: by each panel's first tile)
 //!       for ir in 0..MC step MR      one MR x KC micro-panel of A stays in L1 ...
 //!         for jr in 0..NC step NR    ... while the kernel streams B's panels past it
 //!           C[ic+ir.., jc+jr..] (MR x NR) = kernel(A panel, B panel)
