@@ -107,11 +107,11 @@ pub(crate) trait MicroKernel {
 /// under, its tile shape, prefetch distance, cache blocking and packing choice. The macro
 /// writes everything else the same way for every tier: the kernel type and its
 /// [`MicroKernel`] impl (which calls [`tile`] through a `#[target_feature]` function), and
-/// the tier's entry points for the GEMV kernels (`dot_rows`, `axpy_cols`) and the fused
-/// driver (`fused`), each compiled under the same features so that the generic code they
-/// inline runs on the tier's registers. A tier file (`avx2.rs`, `avx512.rs`) then holds only
-/// its measured choices and one invocation; the portable tier, which needs no target
-/// feature, implements the trait directly below.
+/// the tier's entry points for the GEMV kernels (`dot_rows`, `axpy_cols`), compiled under
+/// the same features so that the generic code they inline runs on the tier's registers. A
+/// tier file (`avx2.rs`, `avx512.rs`) then holds only its measured choices and one
+/// invocation; the portable tier, which needs no target feature, implements the trait
+/// directly below.
 ///
 /// ```text
 /// simd_tier! {
@@ -243,24 +243,6 @@ macro_rules! simd_tier {
         pub(crate) unsafe fn axpy_cols(a: *const f32, lda: usize, x: &[f32], y: &mut [f32]) {
             // SAFETY: forwarded; this function enables the tier's features.
             unsafe { super::gemv::axpy_cols::<$vector>(a, lda, x, y) }
-        }
-
-        /// The fused driver on this tier's kernel, compiled under its features so that the
-        /// epilogue's loops (inlined into the driver) run on the tier's registers with blends
-        /// instead of a branch per element.
-        ///
-        /// # Safety
-        /// As the fused driver; the CPU supports the tier's features.
-        #[target_feature(enable = $feature)]
-        pub(crate) unsafe fn fused(
-            a: crate::matrix::MatRef<'_>,
-            b: &super::PackedB,
-            epilogue: &super::Epilogue<'_>,
-            c: &mut crate::matrix::MatMut<'_>,
-            scratch: &mut super::GemmScratch,
-        ) {
-            // SAFETY: forwarded; this function enables the tier's features.
-            unsafe { super::fused::fused::<$name>(a, b, epilogue, c, scratch) }
         }
     };
 }
