@@ -490,3 +490,86 @@ fn unsupported_tiers_are_refused_at_packing() {
         }
     }
 }
+
+#[test]
+fn rows_pushed_one_at_a_time_are_the_bytes_of_the_whole_matrix() {
+    for tier in tiers() {
+        for (m, k, seed) in [
+            (0, 5, 1),
+            (1, 0, 2),
+            (3, 1, 3),
+            (7, 31, 4),
+            (5, 32, 5),
+            (48, 288, 6),
+            (9, 611, 7),
+        ] {
+            let a = Operand::new(m, k, false, 3, seed, 2.0);
+            let w = Operand::new(k, 17, false, 0, seed + 100, 1.0);
+            let packed = PackedQ8::new(tier, w.view()).unwrap();
+            let mut whole = QuantRows::new();
+            whole.quantize_with(tier, a.view()).unwrap();
+            let mut rows = QuantRows::new();
+            // A workspace that held something else first: begin forgets it.
+            rows.quantize(Operand::new(4, 9, false, 0, 9, 1.0).view())
+                .unwrap();
+            rows.begin(tier, k).unwrap();
+            for i in 0..m {
+                rows.push_row(&a.data[i * a.ld..i * a.ld + k]).unwrap();
+            }
+            assert_eq!((rows.rows(), rows.cols()), (m, k));
+            for i in 0..m {
+                assert_eq!(rows.row(i), whole.row(i), "{tier} {m}x{k} row {i}");
+                assert_eq!(rows.scale(i).to_bits(), whole.scale(i).to_bits());
+            }
+            let (mut c1, mut c2) = (Matrix::zeros(m, 17), Matrix::zeros(m, 17));
+            gemm_q8(&whole, &packed, c1.view_mut()).unwrap();
+            gemm_q8(&rows, &packed, c2.view_mut()).unwrap();
+            let bits = |c: &Matrix| c.as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&c1), bits(&c2), "{tier} {m}x{k}");
+        }
+    }
+}
+
+#[test]
+fn pushed_rows_are_checked() {
+    let mut q = QuantRows::new();
+    assert!(matches!(
+        q.push_row(&[1.0]),
+        Err(TensorError::Shape {
+            op: "QuantRows::push_row",
+            ..
+        })
+    ));
+    q.begin(Tier::Portable, 3).unwrap();
+    assert!(matches!(
+        q.push_row(&[1.0, 2.0]),
+        Err(TensorError::Shape {
+            op: "QuantRows::push_row",
+            ..
+        })
+    ));
+    q.push_row(&[1.0, 2.0, 3.0]).unwrap();
+    assert_eq!(
+        q.push_row(&[1.0, f32::NAN, 3.0]).unwrap_err(),
+        TensorError::NonFinite {
+            op: "QuantRows::push_row",
+            what: "activation",
+            row: 1,
+            col: 1
+        }
+    );
+    // The refused row is not held; the one before it is.
+    assert_eq!(q.rows(), 1);
+    assert!(matches!(
+        q.begin(Tier::Portable, MAX_K + 1),
+        Err(TensorError::Shape {
+            op: "QuantRows::begin",
+            ..
+        })
+    ));
+    assert!(q.push_row(&[]).is_err(), "a failed begin refuses rows");
+    // A whole-matrix quantization ends the row-at-a-time mode.
+    q.begin(Tier::Portable, 2).unwrap();
+    q.quantize(Matrix::zeros(1, 2).view()).unwrap();
+    assert!(q.push_row(&[0.0, 0.0]).is_err());
+}
