@@ -26,9 +26,7 @@
 //!              instead (a byte per weight, which the merge budget of 5 counts), and its
 //!              operand is quantized per row before each block's product (precision.rs)
 //! run:      the request rows once; then the steps in order on blocks of BLOCK_ROWS
-//!           candidates, on a workspace's buffers (no allocation once warm); when every
-//!           GEMM that reads the input runs in int8, the scorer quantizes each gathered
-//!           row as it builds it ([`Input::Codes`]) and the f32 input is never stored
+//!           candidates, on a workspace's buffers (no allocation once warm)
 //! ```
 //!
 //! Every step works row by row (a GEMM, a per-column epilogue, a softmax over a row), so
@@ -470,21 +468,6 @@ pub struct Plan {
     logits: Vec<usize>,
     split: bool,
     precision: Precision,
-    /// Every GEMM reading the input runs in int8 (and there is one), so the input is
-    /// needed only as codes (see [`Input`]).
-    codes_only: bool,
-}
-
-/// A block's gathered input, as [`Plan::run`] takes it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Input<'a> {
-    /// `x_cand` in f32; the int8 GEMMs that read it quantize it once per block.
-    Floats(MatRef<'a>),
-    /// `x_cand` already quantized per row into [`PlanBuffers::input_codes`] (possible
-    /// when [`Plan::input_codes_only`]). The gather quantizes each row while it is in L1,
-    /// so the block's f32 input is never written to memory and read back: the same bytes
-    /// as quantizing the whole block.
-    Codes,
 }
 
 /// Candidates that go through the plan together (a multiple of every tier's MR: 4, 6
@@ -518,16 +501,6 @@ pub(crate) struct PlanBuffers {
     gemm: GemmScratch,
     /// The int8 GEMMs' operand, quantized per row.
     quant: QuantRows,
-    /// The block's input quantized per row: by the scorer's gather ([`Input::Codes`]) or
-    /// by the first int8 GEMM that reads it, then shared by every other one.
-    input: QuantRows,
-}
-
-impl PlanBuffers {
-    /// Where the gather quantizes a block's rows for [`Input::Codes`].
-    pub(crate) fn input_codes(&mut self) -> &mut QuantRows {
-        &mut self.input
-    }
 }
 
 impl Plan {
@@ -758,15 +731,6 @@ impl Plan {
         if logits.iter().any(|&b| buffers[b] != 1) {
             return Err(op_error("plan", "a task logit is not one column wide"));
         }
-        let mut input_readers = steps.iter().filter_map(|s| match s {
-            Step::Gemm {
-                src: Src::Input,
-                cand,
-                ..
-            } => Some(matches!(**cand, Weights::Int8(_))),
-            _ => None,
-        });
-        let codes_only = input_readers.clone().next().is_some() && input_readers.all(|q| q);
         Ok(Self {
             steps,
             buffers,
@@ -774,7 +738,6 @@ impl Plan {
             logits,
             split: split_on,
             precision,
-            codes_only,
         })
     }
 
@@ -789,12 +752,6 @@ impl Plan {
             .iter()
             .filter(|s| matches!(s, Step::Gemm { cand, .. } if matches!(**cand, Weights::Int8(_))))
             .count()
-    }
-
-    /// Whether every GEMM that reads the gathered input runs in int8, so that a block may
-    /// be given to [`Plan::run`] as [`Input::Codes`].
-    pub(crate) fn input_codes_only(&self) -> bool {
-        self.codes_only
     }
 
     /// Number of steps (GEMMs and element-wise passes).
@@ -855,29 +812,13 @@ impl Plan {
     /// Runs the plan on `n` gathered rows `x_cand` (`n x C`, `n` at most the rows
     /// [`Plan::reserve`] made room for), after [`Plan::run_request`] for their request,
     /// leaving task `t`'s logits in [`Plan::logit`]`(ws, t)`.
-    ///
-    /// # Panics
-    /// If `x_cand` is [`Input::Codes`] and the plan is not [`Plan::input_codes_only`], or
-    /// the codes do not hold `n` rows (the scorer's invariants).
     pub(crate) fn run(
         &self,
         ws: &mut PlanBuffers,
-        x_cand: Input<'_>,
+        x_cand: MatRef<'_>,
         n: usize,
     ) -> Result<(), ModelError> {
         debug_assert!(n <= ws.capacity);
-        // Whether ws.input holds this block's input quantized.
-        let mut coded = match x_cand {
-            Input::Codes => {
-                assert!(
-                    self.codes_only && ws.input.rows() == n,
-                    "a block given as codes: the plan reads the input in f32, or the codes hold {} rows, not {n}",
-                    ws.input.rows()
-                );
-                true
-            }
-            Input::Floats(_) => false,
-        };
         for step in &self.steps {
             match step {
                 Step::Gemm {
@@ -892,34 +833,19 @@ impl Plan {
                 } => {
                     let mut y = std::mem::take(&mut ws.bufs[*out]);
                     let cols = cand.cols();
-                    match (src, &**cand, x_cand) {
-                        (Src::Input, Weights::Int8(w), x) => {
-                            if !coded {
-                                let Input::Floats(a) = x else {
-                                    unreachable!("codes are set above")
-                                };
-                                ws.input.quantize(a)?;
-                                coded = true;
+                    {
+                        let a = match src {
+                            Src::Input => x_cand,
+                            Src::Buf(b) => rows_ref(&ws.bufs[*b], n),
+                        };
+                        match &**cand {
+                            Weights::F32(w) => {
+                                gemm_packed(1.0, a, w, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?
                             }
-                            gemm_q8(&ws.input, w, rows_mut(&mut y, n))?;
-                        }
-                        (Src::Input, Weights::F32(w), Input::Floats(a)) => {
-                            gemm_packed(1.0, a, w, 0.0, rows_mut(&mut y, n), &mut ws.gemm)?
-                        }
-                        (Src::Input, Weights::F32(_), Input::Codes) => {
-                            unreachable!("checked above: codes only when no f32 GEMM reads them")
-                        }
-                        (Src::Buf(b), Weights::F32(w), _) => gemm_packed(
-                            1.0,
-                            rows_ref(&ws.bufs[*b], n),
-                            w,
-                            0.0,
-                            rows_mut(&mut y, n),
-                            &mut ws.gemm,
-                        )?,
-                        (Src::Buf(b), Weights::Int8(w), _) => {
-                            ws.quant.quantize(rows_ref(&ws.bufs[*b], n))?;
-                            gemm_q8(&ws.quant, w, rows_mut(&mut y, n))?;
+                            Weights::Int8(w) => {
+                                ws.quant.quantize(a)?;
+                                gemm_q8(&ws.quant, w, rows_mut(&mut y, n))?;
+                            }
                         }
                     }
                     let y_rows = &mut y.as_mut_slice()[..n * cols];
@@ -1271,7 +1197,7 @@ mod tests {
                 let mut ws = PlanBuffers::default();
                 plan.reserve(&mut ws, n);
                 plan.run_request(&mut ws, x_req.view()).unwrap();
-                plan.run(&mut ws, Input::Floats(x.view()), n).unwrap();
+                plan.run(&mut ws, x.view(), n).unwrap();
                 logits.push(
                     (0..2)
                         .map(|t| plan.logit(&ws, t, n).to_vec())

@@ -22,7 +22,7 @@ use tensor::{Matrix, ops};
 
 use crate::error::ModelError;
 use crate::model::Model;
-use crate::plan::{BLOCK_ROWS, Input, InputSplit, Plan, PlanBuffers};
+use crate::plan::{BLOCK_ROWS, InputSplit, Plan, PlanBuffers};
 use crate::precision::Precision;
 
 /// A multi-valued field's ids for a list of rows: row `r` owns `ids[offsets[r]..offsets[r + 1]]`.
@@ -268,20 +268,6 @@ impl Scorer {
         probs: &mut [f32],
         fused: &mut [f32],
     ) -> Result<(), ModelError> {
-        // An int8 plan whose input only feeds int8 GEMMs takes each gathered row as codes.
-        let codes = self.plan.input_codes_only();
-        self.score_with(ws, req, probs, fused, codes)
-    }
-
-    /// [`Scorer::score`], gathering the input as codes ([`Input::Codes`]) or in f32.
-    fn score_with(
-        &self,
-        ws: &mut Workspace,
-        req: &Request<'_>,
-        probs: &mut [f32],
-        fused: &mut [f32],
-        codes: bool,
-    ) -> Result<(), ModelError> {
         let n = req.candidates;
         let tasks = self.tasks();
         if probs.len() < n * tasks {
@@ -308,13 +294,12 @@ impl Scorer {
         let block = ws.x_cand.rows();
         for r0 in (0..n).step_by(block) {
             let rows = block.min(n - r0);
-            self.gather(ws, req, r0, rows, codes)?;
-            let x_cand = if codes {
-                Input::Codes
-            } else {
-                Input::Floats(ws.x_cand.view().sub(0, 0, rows, self.cand_width))
-            };
-            self.plan.run(&mut ws.plan, x_cand, rows)?;
+            self.gather(ws, req, r0, rows)?;
+            self.plan.run(
+                &mut ws.plan,
+                ws.x_cand.view().sub(0, 0, rows, self.cand_width),
+                rows,
+            )?;
             // Probabilities, interleaved N x T.
             for t in 0..tasks {
                 let p = &mut ws.probs.as_mut_slice()[..rows];
@@ -485,22 +470,14 @@ impl Scorer {
     }
 
     /// Builds rows `r0..r0 + rows` of the request's candidates into the first rows of
-    /// `x_cand`, from embeddings and dense features; with `codes`, builds each row in the
-    /// first row of `x_cand` (in L1) and quantizes it there into the plan's input codes,
-    /// so that the block's f32 input is never written out and read back.
+    /// `x_cand`, from embeddings and dense features.
     fn gather(
         &self,
         ws: &mut Workspace,
         req: &Request<'_>,
         r0: usize,
         rows: usize,
-        codes: bool,
     ) -> Result<(), ModelError> {
-        if codes {
-            ws.plan
-                .input_codes()
-                .begin(tensor::Tier::active(), self.cand_width)?;
-        }
         let n = req.candidates;
         let dim = self.model.config.embedding_dim;
         let s_c = self.cand_single.len();
@@ -532,7 +509,7 @@ impl Scorer {
                     }
                 }
             }
-            let row = ws.x_cand.row_mut(if codes { 0 } else { r - r0 });
+            let row = ws.x_cand.row_mut(r - r0);
             for (plan, &id) in self
                 .cand_single
                 .iter()
@@ -561,9 +538,6 @@ impl Scorer {
                 let start = self.cand_width - d;
                 row[start..]
                     .copy_from_slice(&req.dense[r * req.dense_stride..r * req.dense_stride + d]);
-            }
-            if codes {
-                ws.plan.input_codes().push_row(row)?;
             }
         }
         Ok(())
@@ -656,98 +630,5 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
     for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
         *d = *s;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{ModelConfig, ModelKind, TaskConfig};
-    use crate::layout::{Field, InputLayout};
-    use tensor::Pooling;
-
-    /// Every kind's int8 scorer: the rows quantized as they are gathered give the same
-    /// probabilities, bit for bit, as the block gathered in f32 and quantized by the plan
-    /// (with a bag, dense features, request-level fields and blocks of every length).
-    #[test]
-    fn codes_gathered_row_by_row_score_bit_for_bit_like_a_quantized_block() {
-        let field = |name: &str, vocab, bag| Field {
-            name: name.into(),
-            vocab,
-            bag,
-        };
-        let layout = InputLayout {
-            fields: vec![
-                field("user", 40, None),
-                field("item", 300, None),
-                field("shop", 60, None),
-                field("tags", 30, Some(Pooling::Mean)),
-            ],
-            dense: 3,
-            tasks: vec!["click".into(), "order".into()],
-        };
-        let mut coded_kinds = 0;
-        for kind in ModelKind::NAMES {
-            for request_fields in [vec![], vec!["user".to_string()]] {
-                let config = ModelConfig {
-                    embedding_dim: 8,
-                    hidden: vec![24, 12],
-                    tasks: ["click", "order"]
-                        .iter()
-                        .map(|n| TaskConfig::unweighted(*n))
-                        .collect(),
-                    request_fields: request_fields.clone(),
-                    ..ModelConfig::default()
-                }
-                .with_model(kind)
-                .unwrap();
-                let model = Model::random(config, layout.clone(), 5).unwrap();
-                let scorer = Scorer::with_precision(model, Precision::Int8).unwrap();
-                if !scorer.plan().input_codes_only() {
-                    continue;
-                }
-                coded_kinds += 1;
-                let mut rng = crate::rng::SplitMix64::new(11);
-                for n in [1, 7, BLOCK_ROWS, BLOCK_ROWS + 5, 3 * BLOCK_ROWS] {
-                    let per = if request_fields.is_empty() { 3 } else { 2 };
-                    let ids: Vec<u32> = (0..n * per)
-                        .map(|j| {
-                            let vocab = [40, 300, 60][3 - per + j % per];
-                            rng.below(vocab) as u32
-                        })
-                        .collect();
-                    let offsets: Vec<u64> = (0..=n as u64).map(|i| i * 3).collect();
-                    let tags: Vec<u32> = (0..3 * n).map(|_| rng.below(30) as u32).collect();
-                    let bags = [Bag {
-                        offsets: &offsets,
-                        ids: &tags,
-                    }];
-                    let dense: Vec<f32> = (0..3 * n).map(|_| rng.uniform(2.0)).collect();
-                    let user = [7u32];
-                    let req = Request {
-                        candidates: n,
-                        ids: &ids,
-                        bags: &bags,
-                        dense: &dense,
-                        dense_stride: 3,
-                        request_ids: if per == 2 { &user } else { &[] },
-                        request_bags: &[],
-                    };
-                    let mut outs = Vec::new();
-                    for codes in [true, false] {
-                        let (mut probs, mut fused) = (vec![0.0; 2 * n], vec![0.0; n]);
-                        let mut ws = scorer.workspace(n);
-                        scorer
-                            .score_with(&mut ws, &req, &mut probs, &mut fused, codes)
-                            .unwrap();
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        outs.push((bits(&probs), bits(&fused)));
-                    }
-                    assert_eq!(outs[0], outs[1], "{kind}, {n} candidates");
-                }
-            }
-        }
-        assert!(coded_kinds > 0, "no int8 plan took its input as codes");
-        eprintln!("{coded_kinds} int8 plans (kind, split) took their input as codes");
     }
 }

@@ -137,8 +137,6 @@ impl PackedQ8 {
 /// kernel reads 4 k at a time).
 #[derive(Debug, Default, Clone)]
 pub struct QuantRows {
-    /// The tier [`QuantRows::push_row`] quantizes on (set by [`QuantRows::begin`]).
-    tier: Option<Tier>,
     q: Vec<u8>,
     scales: Vec<f32>,
     rows: usize,
@@ -170,7 +168,6 @@ impl QuantRows {
         tier.require()?;
         let (m, k) = a.shape();
         (self.rows, self.cols, self.ld, self.max_scale) = (0, 0, 0, 0.0);
-        self.tier = None;
         check_k(OP, k)?;
         let ld = k.div_ceil(4) * 4;
         let len = m.checked_mul(ld).ok_or(TensorError::Alloc {
@@ -199,74 +196,6 @@ impl QuantRows {
             max_scale
         };
         (self.rows, self.cols, self.ld, self.max_scale) = (m, k, ld, max_scale);
-        Ok(())
-    }
-
-    /// Empties the workspace for rows of `k` activations, to be quantized one at a time
-    /// by [`QuantRows::push_row`] on `tier` (keeping the memory: no allocation once warm).
-    ///
-    /// This is how a caller that builds A a row at a time (the scorer's gather) quantizes
-    /// each row while it is still in L1, instead of writing the f32 matrix and reading it
-    /// back. The rows come out the same bytes as [`QuantRows::quantize_with`] on the whole
-    /// matrix. Errors when the CPU cannot run `tier` or K exceeds [`MAX_K`]; the workspace
-    /// then holds an empty matrix that refuses rows.
-    pub fn begin(&mut self, tier: Tier, k: usize) -> Result<(), TensorError> {
-        (self.rows, self.cols, self.ld, self.max_scale) = (0, 0, 0, 0.0);
-        self.tier = None;
-        tier.require()?;
-        check_k("QuantRows::begin", k)?;
-        (self.cols, self.ld) = (k, k.div_ceil(4) * 4);
-        self.tier = Some(tier);
-        Ok(())
-    }
-
-    /// Quantizes `row` (the K activations given to [`QuantRows::begin`]) as the next row.
-    ///
-    /// Errors, leaving the rows held before, when [`QuantRows::begin`] was not called or
-    /// failed, `row` is not K long, an element is not finite, or the memory cannot be
-    /// allocated.
-    pub fn push_row(&mut self, row: &[f32]) -> Result<(), TensorError> {
-        const OP: &str = "QuantRows::push_row";
-        let Some(tier) = self.tier else {
-            return Err(TensorError::Shape {
-                op: OP,
-                detail: "no row length: call QuantRows::begin first".into(),
-            });
-        };
-        let (i, k, ld) = (self.rows, self.cols, self.ld);
-        if row.len() != k {
-            return Err(TensorError::Shape {
-                op: OP,
-                detail: format!("a row of {} activations, the rows hold {k}", row.len()),
-            });
-        }
-        let end = (i + 1).checked_mul(ld).ok_or(TensorError::Alloc {
-            what: OP,
-            bytes: usize::MAX,
-        })?;
-        if self.q.len() < end {
-            grow(&mut self.q, end, OP)?;
-        }
-        if self.scales.len() <= i {
-            grow(&mut self.scales, i + 1, OP)?;
-        }
-        let sa = quantize::quantize_rows(
-            tier,
-            row,
-            k,
-            k,
-            &mut self.q[i * ld..end],
-            ld,
-            &mut self.scales[i..i + 1],
-        )
-        .map_err(|(_, col)| TensorError::NonFinite {
-            op: OP,
-            what: "activation",
-            row: i,
-            col,
-        })?;
-        self.max_scale = self.max_scale.max(sa);
-        self.rows += 1;
         Ok(())
     }
 
