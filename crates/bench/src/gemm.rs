@@ -252,6 +252,40 @@ fn operand(rows: usize, cols: usize, seed: usize) -> Matrix {
     })
 }
 
+/// The shape's A and B, each stored row-major as itself or as its transpose, as the
+/// shape's `op` says ([`views`] gives the operands).
+fn operands(s: &GemmShape) -> (Matrix, Matrix) {
+    let a = if s.trans_a {
+        operand(s.k, s.m, 1)
+    } else {
+        operand(s.m, s.k, 1)
+    };
+    let b = if s.trans_b {
+        operand(s.n, s.k, 2)
+    } else {
+        operand(s.k, s.n, 2)
+    };
+    (a, b)
+}
+
+/// `op(A)` (`m x k`) and `op(B)` (`k x n`) as views of the matrices [`operands`] made.
+fn views<'a>(s: &GemmShape, a: &'a Matrix, b: &'a Matrix) -> (MatRef<'a>, MatRef<'a>) {
+    let av = if s.trans_a { a.view().t() } else { a.view() };
+    let bv = if s.trans_b { b.view().t() } else { b.view() };
+    (av, bv)
+}
+
+/// The best rate (`work` units per second, in billions) of five timed runs of `run`.
+fn best_of_five(clock: crate::Clock, work: f64, mut run: impl FnMut()) -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = clock.now();
+            run();
+            work / (clock.now() - start) / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
 /// `C = A B` by matrixmultiply's `sgemm` on our views (its strided interface takes any layout).
 pub fn reference_gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut MatMut<'_>) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
@@ -287,18 +321,8 @@ pub fn blocking_name(b: &Blocking) -> String {
 
 /// Runs one shape.
 pub fn bench_shape(config: &GemmBenchConfig, s: &GemmShape) -> Result<GemmResult, TensorError> {
-    let a = if s.trans_a {
-        operand(s.k, s.m, 1)
-    } else {
-        operand(s.m, s.k, 1)
-    };
-    let b = if s.trans_b {
-        operand(s.n, s.k, 2)
-    } else {
-        operand(s.k, s.n, 2)
-    };
-    let av = if s.trans_a { a.view().t() } else { a.view() };
-    let bv = if s.trans_b { b.view().t() } else { b.view() };
+    let (a, b) = operands(s);
+    let (av, bv) = views(s, &a, &b);
     let mut c = Matrix::zeros(s.m, s.n);
     let mut c_ref = Matrix::zeros(s.m, s.n);
     let mut scratch = GemmScratch::new();
@@ -414,31 +438,19 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
 /// `clock`, or `None` when the CPU has no AVX2.
 fn int8_peak_gops(clock: crate::Clock) -> Option<f64> {
     let iters = 1_000_000;
-    let mut best: Option<f64> = None;
-    for _ in 0..5 {
-        let start = clock.now();
-        std::hint::black_box(tensor::quant::int8_peak_loop(iters)?);
-        let g = tensor::quant::int8_peak_ops(iters) as f64 / (clock.now() - start) / 1e9;
-        best = Some(best.map_or(g, |b| b.max(g)));
-    }
-    best
+    let ops = tensor::quant::int8_peak_ops(iters) as f64;
+    let mut supported = true;
+    let best = best_of_five(clock, ops, || {
+        supported &= std::hint::black_box(tensor::quant::int8_peak_loop(iters)).is_some();
+    });
+    supported.then_some(best)
 }
 
 /// Runs one shape of the int8 table: f32 `gemm_packed`, int8 with quantization, int8
 /// kernel alone, interleaved.
 pub fn bench_q8_shape(config: &GemmBenchConfig, s: &GemmShape) -> Result<Q8Result, TensorError> {
-    let a = if s.trans_a {
-        operand(s.k, s.m, 1)
-    } else {
-        operand(s.m, s.k, 1)
-    };
-    let b = if s.trans_b {
-        operand(s.n, s.k, 2)
-    } else {
-        operand(s.k, s.n, 2)
-    };
-    let av = if s.trans_a { a.view().t() } else { a.view() };
-    let bv = if s.trans_b { b.view().t() } else { b.view() };
+    let (a, b) = operands(s);
+    let (av, bv) = views(s, &a, &b);
     let tier = config.tier;
     let packed = PackedB::new(tier, bv)?;
     let packed_q8 = PackedQ8::new(tier, bv)?;
@@ -540,13 +552,10 @@ pub fn int8_table(report: &GemmReport) -> String {
 /// tier this CPU has, on `clock`.
 fn peak_gflops(clock: crate::Clock) -> f64 {
     let (tier, iters) = (Tier::best(), 2_000_000);
-    (0..5)
-        .map(|_| {
-            let start = clock.now();
-            tensor::arch::fma_loop_gflops(tier, iters);
-            tensor::arch::fma_loop_flops(tier, iters) as f64 / (clock.now() - start) / 1e9
-        })
-        .fold(0.0, f64::max)
+    let flops = tensor::arch::fma_loop_flops(tier, iters) as f64;
+    best_of_five(clock, flops, || {
+        tensor::arch::fma_loop_gflops(tier, iters);
+    })
 }
 
 /// OpenBLAS's configuration string, when the benchmark was built with it.

@@ -28,8 +28,8 @@ pub mod tolerance;
 pub use arch::Tier;
 pub use error::TensorError;
 pub use gemm::{
-    Blocking, Epilogue, GemmScratch, PackedB, default_blocking, gemm, gemm_naive, gemm_packed,
-    gemm_packed_fused, gemm_par, gemm_with, gemm_with_blocking,
+    Blocking, GemmScratch, PackedB, default_blocking, gemm, gemm_naive, gemm_packed, gemm_par,
+    gemm_with, gemm_with_blocking,
 };
 pub use matrix::{
     AlignedVec, HUGE_PAGE_MIN_BYTES, MatMut, MatRef, Matrix, advise_huge_pages, prefault_zeroed,

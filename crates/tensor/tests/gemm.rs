@@ -1,60 +1,12 @@
 //! GEMM against references: an f64 triple loop, the matrixmultiply crate, and exact
 //! identities, over random shapes, strides and transposes, on every tier this CPU has.
 
+mod common;
+
+use common::{Operand, fill, tiers};
 use proptest::prelude::*;
 use tensor::tolerance::dot_bound;
 use tensor::{Blocking, GemmScratch, MatMut, MatRef, Matrix, Tier, gemm_with, gemm_with_blocking};
-
-/// A deterministic pseudo-random fill (xorshift), values in [-1, 1).
-fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// Storage for an `rows x cols` operand, kept either row-major (ld = cols + pad) or as the
-/// transpose of a row-major `cols x rows` buffer; `view` gives the operand either way.
-struct Operand {
-    data: Vec<f32>,
-    rows: usize,
-    cols: usize,
-    ld: usize,
-    transposed: bool,
-}
-
-impl Operand {
-    fn new(rows: usize, cols: usize, transposed: bool, pad: usize, seed: u64) -> Self {
-        let (sr, sc) = if transposed {
-            (cols, rows)
-        } else {
-            (rows, cols)
-        };
-        let ld = sc + pad;
-        Self {
-            data: fill(sr * ld, seed),
-            rows,
-            cols,
-            ld,
-            transposed,
-        }
-    }
-
-    fn view(&self) -> MatRef<'_> {
-        if self.transposed {
-            MatRef::from_slice(&self.data, self.cols, self.rows, self.ld)
-                .unwrap()
-                .t()
-        } else {
-            MatRef::from_slice(&self.data, self.rows, self.cols, self.ld).unwrap()
-        }
-    }
-}
 
 /// f64 reference: returns `alpha * A B + beta * C0` and, per element, the magnitude
 /// `|alpha| sum |a b| + |beta c0|` that bounds the rounding error.
@@ -167,12 +119,6 @@ fn check_blocked(
             );
         }
     }
-}
-
-fn tiers() -> Vec<Tier> {
-    let t = Tier::supported();
-    eprintln!("testing kernel tiers: {t:?}");
-    t
 }
 
 #[test]

@@ -3,64 +3,13 @@
 //! CPU has, every shape from 0, every layout. Then the quantization itself (ranges, round
 //! trip, zero lines), the accuracy against the exact product, and the errors.
 
+mod common;
+
+use common::{Operand, tiers};
 use proptest::prelude::*;
 use tensor::quant::MAX_K;
 use tensor::tolerance::UNIT_ROUNDOFF;
 use tensor::{MatMut, MatRef, Matrix, PackedQ8, QuantRows, TensorError, Tier, gemm_q8};
-
-fn tiers() -> Vec<Tier> {
-    let t = Tier::supported();
-    eprintln!("testing kernel tiers: {t:?}");
-    t
-}
-
-/// A deterministic pseudo-random fill (xorshift), values in [-scale, scale).
-fn fill(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-/// An `rows x cols` operand stored row-major with padding, or as the transpose of a
-/// row-major `cols x rows` buffer.
-struct Operand {
-    data: Vec<f32>,
-    rows: usize,
-    cols: usize,
-    ld: usize,
-    transposed: bool,
-}
-
-impl Operand {
-    fn new(rows: usize, cols: usize, transposed: bool, pad: usize, seed: u64, scale: f32) -> Self {
-        let sc = if transposed { rows } else { cols };
-        let sr = if transposed { cols } else { rows };
-        let ld = sc + pad;
-        Self {
-            data: fill(sr * ld, seed, scale),
-            rows,
-            cols,
-            ld,
-            transposed,
-        }
-    }
-
-    fn view(&self) -> MatRef<'_> {
-        if self.transposed {
-            MatRef::from_slice(&self.data, self.cols, self.rows, self.ld)
-                .unwrap()
-                .t()
-        } else {
-            MatRef::from_slice(&self.data, self.rows, self.cols, self.ld).unwrap()
-        }
-    }
-}
 
 /// The scale of a line with largest magnitude `max` for `levels` steps (1 if zero).
 fn ref_scale(max: f32, levels: f32) -> f32 {
@@ -147,8 +96,8 @@ fn run_q8(tier: Tier, a: MatRef<'_>, b: MatRef<'_>, c_transposed: bool) -> Vec<f
 /// the library reports against the reference's.
 #[allow(clippy::too_many_arguments)]
 fn check_exact(tier: Tier, m: usize, n: usize, k: usize, ta: bool, tb: bool, tc: bool, seed: u64) {
-    let a = Operand::new(m, k, ta, 2, seed, 3.0);
-    let b = Operand::new(k, n, tb, 1, seed + 1, 0.25);
+    let a = Operand::scaled(m, k, ta, 2, seed, 3.0);
+    let b = Operand::scaled(k, n, tb, 1, seed + 1, 0.25);
     let want = ref_gemm_q8(a.view(), b.view());
     let got = run_q8(tier, a.view(), b.view(), tc);
     for (x, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -239,7 +188,7 @@ proptest! {
         zero_row in 0usize..12,
         seed in any::<u64>(),
     ) {
-        let mut a = Operand::new(m, k, false, 0, seed, scale);
+        let mut a = Operand::scaled(m, k, false, 0, seed, scale);
         if zero_row < m {
             a.data[zero_row * k..(zero_row + 1) * k].fill(0.0);
         }
@@ -277,7 +226,7 @@ proptest! {
         zero_col in 0usize..40,
         seed in any::<u64>(),
     ) {
-        let mut b = Operand::new(k, n, false, 0, seed, 2.0);
+        let mut b = Operand::scaled(k, n, false, 0, seed, 2.0);
         if zero_col < n {
             for p in 0..k {
                 b.data[p * n + zero_col] = 0.0;
@@ -312,8 +261,8 @@ proptest! {
         k in 1usize..200,
         seed in any::<u64>(),
     ) {
-        let a = Operand::new(m, k, false, 0, seed, 4.0);
-        let b = Operand::new(k, n, false, 0, seed ^ 5, 0.1);
+        let a = Operand::scaled(m, k, false, 0, seed, 4.0);
+        let b = Operand::scaled(k, n, false, 0, seed ^ 5, 0.1);
         let got = run_q8(Tier::best(), a.view(), b.view(), false);
         let (sa, sb) = (ref_activations(a.view()).1, ref_weights(b.view()).1);
         for i in 0..m {
@@ -339,8 +288,8 @@ proptest! {
 
 #[test]
 fn workspace_is_reused_and_replaced() {
-    let big = Operand::new(30, 50, false, 0, 1, 1.0);
-    let small = Operand::new(3, 5, true, 1, 2, 1.0);
+    let big = Operand::scaled(30, 50, false, 0, 1, 1.0);
+    let small = Operand::scaled(3, 5, true, 1, 2, 1.0);
     let mut q = QuantRows::new();
     q.quantize(big.view()).unwrap();
     q.quantize(small.view()).unwrap();

@@ -19,9 +19,10 @@ use super::kernel::{Blocking, simd_tier};
 const MR: usize = 6;
 /// Registers per row of the C tile (NR = 16 floats).
 const NV: usize = 2;
-/// Prefetch distance for a transposed A read in place (which this tier no longer does, see
-/// `PACK_TRANSPOSED_A`), in steps of K: 608 x 128 x 1024 TN went from
-/// 74 to 85 GFLOP/s (distances 4 to 16 are within noise of each other).
+/// Prefetch distance for a transposed A read in place (on this tier only by the first tile
+/// of each panel, which packs it; see `PACK_TRANSPOSED_A`), in steps of K: 608 x 128 x 1024
+/// TN went from 74 to 85 GFLOP/s with every tile in place; with the packing tile, distances
+/// 8, 16 and none measured within noise of 4 (2026-12-02).
 const PREFETCH: usize = 4;
 
 /// - `kc = 640`: the tower's K = 608 in one pass (96 GFLOP/s on 1024 x 128 x 608
@@ -41,7 +42,10 @@ const BLOCKING: Blocking = Blocking {
 /// Packed: 608 x 128 x 1024 TN, thread clock, two interleaved runs (2026-12-01, load
 /// average 8-9): median 60.3-62.4 GFLOP/s packed against 47.7-50.5 read in place with
 /// the prefetch. In place, each step reads 6 floats of a new line of X, and the lines of
-/// a sliver, 2.4 KiB apart, crowd into half of L1's sets.
+/// a sliver, 2.4 KiB apart, crowd into half of L1's sets. The first tile of each panel
+/// packs it as it reads it in place (`MicroKernel::tile_packing_a`), so the copy overlaps
+/// that tile's arithmetic: best of ten interleaved runs 76.6-92.9 GFLOP/s against
+/// 74.1-86.5 packed beforehand, ahead in 9 of 10 (2026-12-02, docs/tensor.md section 5).
 const PACK_TRANSPOSED_A: bool = true;
 
 simd_tier! {

@@ -5,7 +5,7 @@
 //!   for pc in 0..k step KC           beta applies on the first pc only, then C += ...
 //!     pack B[pc.., jc..]
 //!     for ic in 0..m step MC         A block: MC x KC, packed once per (jc, pc, ic)
-//!       pack A[ic.., pc..]
+//!       pack A[ic.., pc..]         (a transposed A on AVX2: by each panel's first tile)
 //!       for ir in 0..MC step MR      one MR x KC micro-panel of A stays in L1 ...
 //!         for jr in 0..NC step NR    ... while the kernel streams B's panels past it
 //!           C[ic+ir.., jc+jr..] (MR x NR) = kernel(A panel, B panel)
@@ -52,6 +52,9 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
     // transposed A takes the shallower kc_cols.
     let (rsa, csa, adata) = (a.row_stride(), a.col_stride(), a.data());
     let direct = csa == 1 || (rsa == 1 && !K::PACK_TRANSPOSED_A);
+    // A packed transposed A is packed by the kernel, panel by panel, as the first tile of
+    // each panel reads it in place (see "Packing, and when not to" in docs/tensor.md).
+    let pack_in_kernel = !direct && rsa == 1;
     let kc_block = if csa == 1 {
         blocking.kc
     } else {
@@ -97,7 +100,21 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
                 let full_rows = mc / mr * mr;
-                if !direct {
+                if pack_in_kernel {
+                    // The full panels are packed by the first tile of each (below); a last,
+                    // partial one is packed here, after them.
+                    if full_rows < mc {
+                        pack_a(
+                            mr,
+                            a,
+                            ic + full_rows,
+                            mc - full_rows,
+                            pc,
+                            kc,
+                            &mut scratch.a.as_mut_slice()[full_rows * kc..],
+                        );
+                    }
+                } else if !direct {
                     pack_a(mr, a, ic, mc, pc, kc, scratch.a.as_mut_slice());
                 } else if full_rows < mc {
                     // A last, partial panel cannot be read as MR rows: pack it alone.
@@ -111,10 +128,14 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                         scratch.a.as_mut_slice(),
                     );
                 }
-                let pa = scratch.a.as_slice();
+                let pa = scratch.a.as_mut_slice();
+                debug_assert!(pa.len() >= mc * kc);
+                let pa = pa.as_mut_ptr();
                 let panel = |ir: usize| {
                     if !direct {
-                        APanel::Packed(pa[ir * kc..ir * kc + mr * kc].as_ptr())
+                        // SAFETY: the scratch holds at least mc x kc floats (above), and the
+                        // panel at row ir < mc is its floats ir * kc .. (ir + MR) * kc.
+                        APanel::Packed(unsafe { pa.add(ir * kc) })
                     } else if ir < full_rows {
                         let start = (ic + ir) * rsa + pc * csa;
                         APanel::Rows(
@@ -123,12 +144,15 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                             csa,
                         )
                     } else {
-                        APanel::Packed(pa[..mr * kc].as_ptr())
+                        APanel::Packed(pa)
                     }
                 };
                 for ir in (0..mc).step_by(mr) {
                     let a_panel = panel(ir);
                     let rows = mr.min(mc - ir);
+                    // The first tile of a full panel packs it while reading A in place.
+                    let packing = pack_in_kernel && ir < full_rows;
+                    let in_place = (ic + ir) * rsa + pc * csa;
                     for jr in (0..nc).step_by(nr) {
                         let cols = nr.min(nc - jr);
                         let b_panel = pb[jr * kc..jr * kc + nr * kc].as_ptr();
@@ -136,7 +160,33 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel>(
                         // view was validated against its slice; C elements are at
                         // row * rsc + col * csc.
                         let ctile = unsafe { cptr.add((ic + ir) * rsc + (jc + jr) * csc) };
-                        if rows == mr && cols == nr {
+                        if packing && jr == 0 {
+                            let src =
+                                adata[in_place..in_place + (mr - 1) + (kc - 1) * csa + 1].as_ptr();
+                            let full = rows == mr && cols == nr;
+                            let (out, ab, ldo, cso) = if full {
+                                (ctile, &scale, rsc, csc)
+                            } else {
+                                (edge.0.as_mut_ptr(), &[1.0, 0.0], nr, 1)
+                            };
+                            // SAFETY: as for the panel above (ir < mc).
+                            let dst = unsafe { pa.add(ir * kc) };
+                            // SAFETY: A(i, p) = src[i + p * csa] for i < MR, p < kc lies in the
+                            // slice above; dst is this panel's MR x kc floats of the scratch,
+                            // which no operand overlaps; the tile (C or the edge buffer) is
+                            // as for the calls below; the caller checked the CPU.
+                            unsafe {
+                                K::tile_packing_a(kc, ab, src, csa, b_panel, out, ldo, cso, dst)
+                            };
+                            if !full {
+                                // SAFETY: only the rows x cols part inside C is written.
+                                unsafe {
+                                    store_tile(
+                                        &edge.0, rows, cols, nr, alpha, scale[1], ctile, rsc, csc,
+                                    )
+                                };
+                            }
+                        } else if rows == mr && cols == nr {
                             // SAFETY: the panels were sliced to their full extent above; the
                             // full MR x NR tile lies inside C; the caller checked the CPU.
                             unsafe { run::<K>(a_panel, kc, &scale, b_panel, ctile, rsc, csc) };
@@ -252,6 +302,75 @@ unsafe fn run<K: MicroKernel>(
 #[cfg(test)]
 mod tests {
     use super::balanced;
+    use crate::Matrix;
+    use crate::arch::Tier;
+    use crate::gemm::kernel::{MicroKernel, Portable};
+    use crate::gemm::packing::pack_a;
+
+    /// The tile that packs a transposed A as it reads it leaves the same panel as `pack_a`
+    /// and the same tile of C as the plain kernel on that panel, bit for bit.
+    fn packing_tile_matches_pack_a<K: MicroKernel>() {
+        let (mr, nr) = (K::MR, K::NR);
+        for kc in [1, 2, 3, 4, 5, 9, 37] {
+            // X is kc x (mr + 3) row-major; A = X^T starts at column 2 of X (rsa = 1).
+            let x = Matrix::from_fn(kc + 1, mr + 3, |p, i| (p * 7 + i * 3) as f32 * 0.37 - 5.0);
+            let a = x.view().t();
+            let b: Vec<f32> = (0..kc * nr).map(|v| (v % 11) as f32 * 0.5 - 2.0).collect();
+            let mut want_panel = vec![f32::NAN; mr * kc];
+            pack_a(mr, a, 2, mr, 1, kc, &mut want_panel);
+            let mut got_panel = vec![f32::NAN; mr * kc];
+            let (mut want_c, mut got_c) = (vec![1.0f32; mr * nr], vec![1.0f32; mr * nr]);
+            let ab = [1.5, -0.5];
+            let csa = a.col_stride();
+            let src = &a.data()[2 + csa..];
+            // SAFETY: A(i, p) = src[i + p * csa] for i < mr, p < kc lies inside X; the panel
+            // holds mr * kc floats, b kc * nr, and C mr * nr with row stride nr; the tier
+            // is one the CPU runs (checked by the caller).
+            unsafe {
+                K::tile_packing_a(
+                    kc,
+                    &ab,
+                    src.as_ptr(),
+                    csa,
+                    b.as_ptr(),
+                    got_c.as_mut_ptr(),
+                    nr,
+                    1,
+                    got_panel.as_mut_ptr(),
+                );
+                K::tile(
+                    kc,
+                    &ab,
+                    want_panel.as_ptr(),
+                    1,
+                    mr,
+                    b.as_ptr(),
+                    want_c.as_mut_ptr(),
+                    nr,
+                    1,
+                );
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got_panel), bits(&want_panel), "panel, kc = {kc}");
+            assert_eq!(bits(&got_c), bits(&want_c), "tile, kc = {kc}");
+        }
+    }
+
+    #[test]
+    fn packing_tile_matches_pack_a_on_every_tier() {
+        for tier in Tier::supported() {
+            eprintln!("tier {tier}");
+            match tier {
+                Tier::Portable => packing_tile_matches_pack_a::<Portable>(),
+                #[cfg(target_arch = "x86_64")]
+                Tier::Avx2 => packing_tile_matches_pack_a::<crate::gemm::avx2::Avx2>(),
+                #[cfg(target_arch = "x86_64")]
+                Tier::Avx512 => packing_tile_matches_pack_a::<crate::gemm::avx512::Avx512>(),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => {}
+            }
+        }
+    }
 
     #[test]
     fn balanced_blocks_cover_and_align() {

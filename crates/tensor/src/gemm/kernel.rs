@@ -80,17 +80,38 @@ pub(crate) trait MicroKernel {
         rsc: usize,
         csc: usize,
     );
+
+    /// [`MicroKernel::tile`] for a transposed A read in place (`rsa = 1`, columns `csa`
+    /// floats apart) that also copies the panel it reads into `packed` in the packed
+    /// layout (`packed[p * MR + i] = A(i, p)`), so that the tiles after it read the packed
+    /// copy: the packing then overlaps this tile's arithmetic.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::tile`] with `rsa = 1`; `packed` is valid for `kc * MR` writes and
+    /// overlaps none of the other operands.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_packing_a(
+        kc: usize,
+        alpha_beta: &[f32; 2],
+        a: *const f32,
+        csa: usize,
+        b: *const f32,
+        c: *mut f32,
+        rsc: usize,
+        csc: usize,
+        packed: *mut f32,
+    );
 }
 
 /// Describes one SIMD tier once: its register type, the `#[target_feature]` it is compiled
 /// under, its tile shape, prefetch distance, cache blocking and packing choice. The macro
 /// writes everything else the same way for every tier: the kernel type and its
 /// [`MicroKernel`] impl (which calls [`tile`] through a `#[target_feature]` function), and
-/// the tier's entry points for the GEMV kernels (`dot_rows`, `axpy_cols`) and the fused
-/// driver (`fused`), each compiled under the same features so that the generic code they
-/// inline runs on the tier's registers. A tier file (`avx2.rs`, `avx512.rs`) then holds only
-/// its measured choices and one invocation; the portable tier, which needs no target
-/// feature, implements the trait directly below.
+/// the tier's entry points for the GEMV kernels (`dot_rows`, `axpy_cols`), compiled under
+/// the same features so that the generic code they inline runs on the tier's registers. A
+/// tier file (`avx2.rs`, `avx512.rs`) then holds only its measured choices and one
+/// invocation; the portable tier, which needs no target feature, implements the trait
+/// directly below.
 ///
 /// ```text
 /// simd_tier! {
@@ -158,6 +179,43 @@ macro_rules! simd_tier {
                 // supporting the tier's features.
                 unsafe { tile_tier(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
             }
+
+            unsafe fn tile_packing_a(
+                kc: usize,
+                alpha_beta: &[f32; 2],
+                a: *const f32,
+                csa: usize,
+                b: *const f32,
+                c: *mut f32,
+                rsc: usize,
+                csc: usize,
+                packed: *mut f32,
+            ) {
+                #[target_feature(enable = $feature)]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn tile_tier(
+                    kc: usize,
+                    alpha_beta: &[f32; 2],
+                    a: *const f32,
+                    csa: usize,
+                    b: *const f32,
+                    c: *mut f32,
+                    rsc: usize,
+                    csc: usize,
+                    packed: *mut f32,
+                ) {
+                    // SAFETY: forwarded from the contract; this function enables the tier's
+                    // features.
+                    unsafe {
+                        super::kernel::tile_packing_a::<$vector, { $mr }, { $nv }, { $prefetch }>(
+                            kc, alpha_beta, a, csa, b, c, rsc, csc, packed,
+                        )
+                    }
+                }
+                // SAFETY: the caller upholds the contract, which includes the CPU
+                // supporting the tier's features.
+                unsafe { tile_tier(kc, alpha_beta, a, csa, b, c, rsc, csc, packed) }
+            }
         }
 
         /// [`super::gemv::dot_rows`] on this tier.
@@ -185,24 +243,6 @@ macro_rules! simd_tier {
         pub(crate) unsafe fn axpy_cols(a: *const f32, lda: usize, x: &[f32], y: &mut [f32]) {
             // SAFETY: forwarded; this function enables the tier's features.
             unsafe { super::gemv::axpy_cols::<$vector>(a, lda, x, y) }
-        }
-
-        /// The fused driver on this tier's kernel, compiled under its features so that the
-        /// epilogue's loops (inlined into the driver) run on the tier's registers with blends
-        /// instead of a branch per element.
-        ///
-        /// # Safety
-        /// As the fused driver; the CPU supports the tier's features.
-        #[target_feature(enable = $feature)]
-        pub(crate) unsafe fn fused(
-            a: crate::matrix::MatRef<'_>,
-            b: &super::PackedB,
-            epilogue: &super::Epilogue<'_>,
-            c: &mut crate::matrix::MatMut<'_>,
-            scratch: &mut super::GemmScratch,
-        ) {
-            // SAFETY: forwarded; this function enables the tier's features.
-            unsafe { super::fused::fused::<$name>(a, b, epilogue, c, scratch) }
         }
     };
 }
@@ -252,16 +292,49 @@ pub(crate) unsafe fn tile<V: F32Vector, const MR: usize, const NV: usize, const 
     rsc: usize,
     csc: usize,
 ) {
+    let nul = std::ptr::null_mut();
     // SAFETY: forwarded from the caller; each of the three copies reads A with the strides
-    // given.
+    // given, and none writes a packed copy.
     unsafe {
         if csa == 1 {
-            tile_loop::<V, MR, NV, 0, 1>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc)
+            tile_loop::<V, MR, NV, 0, 1, false>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc, nul)
         } else if rsa == 1 && csa == MR {
-            tile_loop::<V, MR, NV, 0, MR>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc)
+            tile_loop::<V, MR, NV, 0, MR, false>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc, nul)
         } else {
-            tile_loop::<V, MR, NV, PREFETCH, 0>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc)
+            tile_loop::<V, MR, NV, PREFETCH, 0, false>(
+                kc, alpha_beta, a, rsa, csa, b, c, rsc, csc, nul,
+            )
         }
+    }
+}
+
+/// [`MicroKernel::tile_packing_a`] written once: the run-time-stride copy of [`tile_loop`]
+/// with each step's `MR` floats of A (contiguous, since `rsa = 1`) also copied to `packed`.
+///
+/// # Safety
+/// As [`MicroKernel::tile_packing_a`], with `NR = NV * V::LANES`; the CPU supports `V`'s
+/// instructions.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile_packing_a<
+    V: F32Vector,
+    const MR: usize,
+    const NV: usize,
+    const PREFETCH: usize,
+>(
+    kc: usize,
+    alpha_beta: &[f32; 2],
+    a: *const f32,
+    csa: usize,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    csc: usize,
+    packed: *mut f32,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        tile_loop::<V, MR, NV, PREFETCH, 0, true>(kc, alpha_beta, a, 1, csa, b, c, rsc, csc, packed)
     }
 }
 
@@ -269,10 +342,11 @@ pub(crate) unsafe fn tile<V: F32Vector, const MR: usize, const NV: usize, const 
 const UNROLL: usize = 4;
 
 /// [`tile`] for one layout of A: `CSA` is A's column step when it is known at compile time,
-/// or 0 to use the run-time `csa`.
+/// or 0 to use the run-time `csa`. With `PACK` (and `rsa = 1`) each step's `MR` floats of A
+/// are also copied to `packed + p * MR`.
 ///
 /// # Safety
-/// As [`tile`].
+/// As [`tile`]; with `PACK`, as [`tile_packing_a`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_loop<
@@ -281,6 +355,7 @@ unsafe fn tile_loop<
     const NV: usize,
     const PREFETCH: usize,
     const CSA: usize,
+    const PACK: bool,
 >(
     kc: usize,
     alpha_beta: &[f32; 2],
@@ -291,6 +366,7 @@ unsafe fn tile_loop<
     c: *mut f32,
     rsc: usize,
     csc: usize,
+    packed: *mut f32,
 ) {
     let lanes = V::LANES;
     let csa = if CSA != 0 { CSA } else { csa };
@@ -301,16 +377,26 @@ unsafe fn tile_loop<
         let mut acc = [[V::zero(); NV]; MR];
         let mut rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
         let mut bp = b;
+        let mut pp = packed;
         for _ in 0..kc / UNROLL {
             for u in 0..UNROLL {
+                if PACK {
+                    std::ptr::copy_nonoverlapping(rows[0].add(u * csa), pp.add(u * MR), MR);
+                }
                 step::<V, MR, NV, PREFETCH>(&mut acc, &rows, csa, bp, u);
             }
             for r in rows.iter_mut() {
                 *r = r.add(UNROLL * csa);
             }
             bp = bp.add(UNROLL * NV * lanes);
+            if PACK {
+                pp = pp.add(UNROLL * MR);
+            }
         }
         for u in 0..kc % UNROLL {
+            if PACK {
+                std::ptr::copy_nonoverlapping(rows[0].add(u * csa), pp.add(u * MR), MR);
+            }
             step::<V, MR, NV, PREFETCH>(&mut acc, &rows, csa, bp, u);
         }
         let [alpha, beta] = *alpha_beta;
@@ -441,6 +527,21 @@ impl MicroKernel for Portable {
     ) {
         // SAFETY: forwarded from the tile contract; Lanes4 needs no CPU feature.
         unsafe { tile::<Lanes4, 4, 4, 0>(kc, alpha_beta, a, rsa, csa, b, c, rsc, csc) }
+    }
+
+    unsafe fn tile_packing_a(
+        kc: usize,
+        alpha_beta: &[f32; 2],
+        a: *const f32,
+        csa: usize,
+        b: *const f32,
+        c: *mut f32,
+        rsc: usize,
+        csc: usize,
+        packed: *mut f32,
+    ) {
+        // SAFETY: forwarded from the contract; Lanes4 needs no CPU feature.
+        unsafe { tile_packing_a::<Lanes4, 4, 4, 0>(kc, alpha_beta, a, csa, b, c, rsc, csc, packed) }
     }
 }
 

@@ -12,7 +12,6 @@
 //! `beta = 0` never reads C (so C may hold NaN), as in BLAS.
 
 mod blocking;
-mod fused;
 mod gemv;
 mod kernel;
 mod packing;
@@ -25,7 +24,6 @@ mod avx512;
 
 use std::cell::RefCell;
 
-pub use fused::{Epilogue, gemm_packed_fused};
 pub use kernel::Blocking;
 
 use crate::arch::Tier;

@@ -17,9 +17,11 @@ use super::kernel::prefetch;
 use crate::matrix::MatRef;
 
 /// How many columns ahead [`pack_a`] prefetches a transposed A (columns contiguous, the
-/// weight gradient's `X^T`). AMD EPYC Zen 3, 608 x 128 x 1024 TN, thread clock, ratio to
-/// matrixmultiply in the same run (2026-12-01, load average 6.8, three runs of 11 rounds
-/// each): no prefetch 0.87-0.95, distance 2 0.94-0.97, 3 0.97-0.98, 4 0.99-1.06, 6
+/// weight gradient's `X^T`). Since the AVX2 kernel packs the full panels of such an A
+/// itself (`MicroKernel::tile_packing_a`), `pack_a` copies only a block's last, partial
+/// panel of it. The distance was chosen when it copied the whole block: AMD EPYC Zen 3,
+/// 608 x 128 x 1024 TN, thread clock, ratio to matrixmultiply in the same run (2026-12-01,
+/// load average 6.8, three runs of 11 rounds each): no prefetch 0.87-0.95, distance 2 0.94-0.97, 3 0.97-0.98, 4 0.99-1.06, 6
 /// 0.98-1.02. T1 and NTA hints at distance 4 measured within noise of T0 (0.96-1.06).
 const PACK_PREFETCH: usize = 4;
 

@@ -246,24 +246,20 @@ fn grow<T: Clone + Default>(
     Ok(())
 }
 
-/// [`quantize::quantize_row`] for row `i` of a view whose rows are not contiguous.
+/// [`quantize::quantize_row`] for row `i` of a view whose rows are not contiguous (a
+/// transposed operand; the plan never passes one): the same formulas ([`quantize::max_abs_of`],
+/// [`quantize::activation_code`]) read through the strides, so the same bytes. It stays
+/// apart from the contiguous path because that one's loops are what vectorize, and copying
+/// the row out first would need a buffer of K floats, allocated or kept for the purpose.
 fn quantize_strided(a: MatRef<'_>, i: usize, out: &mut [u8]) -> Result<f32, usize> {
-    use quantize::{ACTIVATION_LEVELS, scale, step};
+    use quantize::{ACTIVATION_LEVELS, activation_code, max_abs_of, scale};
     let k = a.cols();
     let (rs, cs, data) = (a.row_stride(), a.col_stride(), a.data());
     let at = |p: usize| data[i * rs + p * cs];
-    let mut max = 0.0f32;
-    for p in 0..k {
-        let x = at(p);
-        if !x.is_finite() {
-            return Err(p);
-        }
-        max = max.max(x.abs());
-    }
-    let sa = scale(max, ACTIVATION_LEVELS);
+    let sa = scale(max_abs_of((0..k).map(at))?, ACTIVATION_LEVELS);
     for (p, q) in out.iter_mut().enumerate() {
         *q = if p < k {
-            (step(at(p), sa, ACTIVATION_LEVELS) + 128.0) as u8
+            activation_code(at(p), sa)
         } else {
             128
         };

@@ -74,14 +74,21 @@ pub(crate) fn activation_code(x: f32, sa: f32) -> u8 {
 /// that vectorizes (a flag per element did not: the loop ran scalar).
 #[inline(always)]
 pub(crate) fn max_abs(row: &[f32]) -> Result<f32, usize> {
+    max_abs_of(row.iter().copied())
+}
+
+/// [`max_abs`] of a line given as its elements in order (a row of a view whose rows are
+/// not contiguous): the same bit maximum, the same first non-finite position.
+#[inline(always)]
+pub(crate) fn max_abs_of(line: impl Iterator<Item = f32> + Clone) -> Result<f32, usize> {
     let mut max = 0u32;
-    for &x in row {
+    for x in line.clone() {
         max = max.max(x.to_bits() & 0x7FFF_FFFF);
     }
     if max < 0x7F80_0000 {
         Ok(f32::from_bits(max))
     } else {
-        Err(row.iter().position(|x| !x.is_finite()).unwrap_or(0))
+        Err(line.take_while(|x| x.is_finite()).count())
     }
 }
 
@@ -269,5 +276,10 @@ mod tests {
         assert_eq!(max_abs(&[]), Ok(0.0));
         assert_eq!(max_abs(&[1.0, f32::NAN, f32::INFINITY]), Err(1));
         assert_eq!(max_abs(&[f32::NEG_INFINITY]), Err(0));
+        // Through strides: every other element of a buffer.
+        let buf = [1.0, f32::NAN, -3.0, 9.0, 2.0, f32::INFINITY, f32::NAN];
+        assert_eq!(max_abs_of(buf.iter().step_by(2).copied().take(3)), Ok(3.0));
+        assert_eq!(max_abs_of(buf.iter().skip(1).step_by(2).copied()), Err(0));
+        assert_eq!(max_abs_of(buf.iter().step_by(2).copied()), Err(3));
     }
 }
