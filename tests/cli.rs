@@ -46,33 +46,22 @@ fn resflow_kernel_forces_a_tier_and_rejects_unknown_ones() {
 
 #[test]
 fn bench_score_times_each_precision_and_compares_int8_with_f32() {
-    let out = resflow()
-        .args([
-            "bench",
-            "score",
-            "--json",
-            "--candidates",
-            "20",
-            "--calls",
-            "20",
-        ])
-        .args([
-            "--max-vocab",
-            "500",
-            "--precision",
-            "f32",
-            "--precision",
-            "int8",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    let out = run_ok(&[
+        "bench",
+        "score",
+        "--json",
+        "--candidates",
+        "20",
+        "--calls",
+        "20",
+        "--max-vocab",
+        "500",
+        "--precision",
+        "f32",
+        "--precision",
+        "int8",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is one JSON value");
     let r = v["requests"].as_array().unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(
@@ -91,33 +80,22 @@ fn bench_score_times_each_precision_and_compares_int8_with_f32() {
 
 #[test]
 fn bench_gemm_json_is_one_object_with_every_field() {
-    let out = resflow()
-        .args([
-            "bench",
-            "gemm",
-            "--json",
-            "--rounds",
-            "1",
-            "--round-ms",
-            "1",
-        ])
-        .args([
-            "--shape",
-            "40,33,17",
-            "--shape",
-            "20,1,9,TN",
-            "--kernel",
-            "portable",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    let out = run_ok(&[
+        "bench",
+        "gemm",
+        "--json",
+        "--rounds",
+        "1",
+        "--round-ms",
+        "1",
+        "--shape",
+        "40,33,17",
+        "--shape",
+        "20,1,9,TN",
+        "--kernel",
+        "portable",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is one JSON value");
     assert_eq!(v["kernel"], "portable");
     assert!(v["peak_gflops"].as_f64().unwrap() > 0.0);
     let shapes = v["shapes"].as_array().unwrap();
