@@ -10,12 +10,6 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tensor::{GemmScratch, Matrix, Tier, gemm_with};
 
-fn operand(rows: usize, cols: usize, seed: usize) -> Matrix {
-    Matrix::from_fn(rows, cols, |i, j| {
-        ((i * 31 + j * 17 + seed) % 97) as f32 / 48.5 - 1.0
-    })
-}
-
 fn gemm_shapes(c: &mut Criterion) {
     let tier = Tier::active();
     for s in bench::gemm::SHAPES {
@@ -29,18 +23,8 @@ fn gemm_shapes(c: &mut Criterion) {
         ));
         group.throughput(Throughput::Elements((2 * s.m * s.n * s.k) as u64));
         group.sample_size(20);
-        let a = if s.trans_a {
-            operand(s.k, s.m, 1)
-        } else {
-            operand(s.m, s.k, 1)
-        };
-        let b = if s.trans_b {
-            operand(s.n, s.k, 2)
-        } else {
-            operand(s.k, s.n, 2)
-        };
-        let av = if s.trans_a { a.view().t() } else { a.view() };
-        let bv = if s.trans_b { b.view().t() } else { b.view() };
+        let (a, b) = bench::gemm::operands(&s);
+        let (av, bv) = bench::gemm::views(&s, &a, &b);
         let mut out = Matrix::zeros(s.m, s.n);
         let mut scratch = GemmScratch::new();
         group.bench_function(BenchmarkId::new("ours", tier.name()), |bench| {

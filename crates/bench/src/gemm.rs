@@ -254,7 +254,7 @@ fn operand(rows: usize, cols: usize, seed: usize) -> Matrix {
 
 /// The shape's A and B, each stored row-major as itself or as its transpose, as the
 /// shape's `op` says ([`views`] gives the operands).
-fn operands(s: &GemmShape) -> (Matrix, Matrix) {
+pub fn operands(s: &GemmShape) -> (Matrix, Matrix) {
     let a = if s.trans_a {
         operand(s.k, s.m, 1)
     } else {
@@ -269,7 +269,7 @@ fn operands(s: &GemmShape) -> (Matrix, Matrix) {
 }
 
 /// `op(A)` (`m x k`) and `op(B)` (`k x n`) as views of the matrices [`operands`] made.
-fn views<'a>(s: &GemmShape, a: &'a Matrix, b: &'a Matrix) -> (MatRef<'a>, MatRef<'a>) {
+pub fn views<'a>(s: &GemmShape, a: &'a Matrix, b: &'a Matrix) -> (MatRef<'a>, MatRef<'a>) {
     let av = if s.trans_a { a.view().t() } else { a.view() };
     let bv = if s.trans_b { b.view().t() } else { b.view() };
     (av, bv)
