@@ -278,15 +278,33 @@ impl Grads {
         self.sparse.iter_mut().for_each(SparseRows::clear);
     }
 
-    /// Adds `other` into `self`: dense gradients element-wise, sparse rows appended. Summing
-    /// workers in a fixed order gives the same floats on every run.
-    pub fn add(&mut self, other: &Grads) {
-        for (a, b) in self.dense.iter_mut().zip(&other.dense) {
-            tensor::ops::axpy(1.0, b, a);
-        }
-        for (a, b) in self.sparse.iter_mut().zip(&other.sparse) {
-            a.extend(b);
-        }
+    /// Adds every gradient of `others` into `self`, in the order given: dense gradients
+    /// element-wise, sparse rows appended. It runs on the current rayon pool, each dense
+    /// buffer and each table's list on one thread, so the floats are those of adding the
+    /// others one after the other, on any number of threads: summing workers in a fixed
+    /// order gives the same floats on every run.
+    pub fn add_all<'a, I>(&mut self, others: I)
+    where
+        I: Iterator<Item = &'a Grads> + Clone + Sync,
+    {
+        use rayon::prelude::*;
+        let Grads { dense, sparse } = self;
+        rayon::join(
+            || {
+                dense.par_iter_mut().enumerate().for_each(|(i, g)| {
+                    for o in others.clone() {
+                        tensor::ops::axpy(1.0, &o.dense[i], g);
+                    }
+                })
+            },
+            || {
+                sparse.par_iter_mut().enumerate().for_each(|(k, s)| {
+                    for o in others.clone() {
+                        s.extend(&o.sparse[k]);
+                    }
+                })
+            },
+        );
     }
 }
 

@@ -788,28 +788,10 @@ impl Trainer {
             // This process's share of the batch is empty (more parts than rows).
             first.grads.zero();
         }
-        // Each dense buffer and each table's rows on one thread, in worker order: the
-        // same floats as adding the workers one after the other.
-        let rest = &*rest;
-        let Grads { dense, sparse } = &mut first.grads;
-        self.pool.install(|| {
-            rayon::join(
-                || {
-                    dense.par_iter_mut().enumerate().for_each(|(i, g)| {
-                        for w in rest.iter().filter(|w| w.rows > 0) {
-                            tensor::ops::axpy(1.0, &w.grads.dense[i], g);
-                        }
-                    })
-                },
-                || {
-                    sparse.par_iter_mut().enumerate().for_each(|(k, s)| {
-                        for w in rest.iter().filter(|w| w.rows > 0) {
-                            s.extend(&w.grads.sparse[k]);
-                        }
-                    })
-                },
-            )
-        });
+        // In worker order, each dense buffer and each table's rows on one thread.
+        let grads = &mut first.grads;
+        self.pool
+            .install(|| grads.add_all(rest.iter().filter(|w| w.rows > 0).map(|w| &w.grads)));
         if let Some(c) = &self.compact {
             c.to_global(&mut first.grads.sparse);
         }
