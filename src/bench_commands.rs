@@ -219,6 +219,19 @@ fn parse_shape(s: &str) -> Result<bench::gemm::GemmShape, String> {
 
 /// Runs a benchmark command.
 pub fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let json = match &command {
+        BenchCommand::Gemm(a) => a.json,
+        BenchCommand::Ops(a) => a.json,
+        BenchCommand::Score(a) => a.json,
+        BenchCommand::Tape(a) => a.json,
+        BenchCommand::Metrics(a) => a.json,
+        BenchCommand::Shards(a) => a.json,
+        BenchCommand::Train(a) => a.json,
+    };
+    // Every figure is labelled with the CPU it was measured on.
+    if !json {
+        println!("CPU: {}", tensor::Cpu::detect());
+    }
     match command {
         BenchCommand::Gemm(args) => gemm(args),
         BenchCommand::Ops(args) => ops(args),
@@ -247,7 +260,7 @@ fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             args.clock,
         )?;
         if args.json {
-            println!("{}", serde_json::to_string(&r)?);
+            print_json(&r)?;
             return Ok(());
         }
         println!(
@@ -270,7 +283,7 @@ fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         &std::env::temp_dir(),
     )?;
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        print_json(&r)?;
         return Ok(());
     }
     println!(
@@ -310,7 +323,7 @@ fn train_bench(args: TrainBenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn shards_bench(args: ShardsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let r = bench::shards::run(args.rows.max(1), &std::env::temp_dir())?;
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        print_json(&r)?;
         return Ok(());
     }
     println!(
@@ -345,7 +358,7 @@ fn shards_bench(args: ShardsArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn metrics(args: MetricsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let r = bench::metrics::run(args.rows.max(2), args.groups.max(1), args.runs);
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        print_json(&r)?;
         return Ok(());
     }
     println!(
@@ -361,7 +374,7 @@ fn metrics(args: MetricsArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn tape(args: TapeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let r = bench::tape::run(args.batch.max(1), &[608, 128, 64], args.rounds.max(1));
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        print_json(&r)?;
         return Ok(());
     }
     println!(
@@ -399,7 +412,7 @@ fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {
         args.clock,
     )?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        print_json(&report)?;
         return Ok(());
     }
     println!(
@@ -434,6 +447,17 @@ fn score(args: ScoreArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Prints a report as one line of JSON; an object report gains a `cpu` field (the
+/// [`tensor::Cpu`] it was measured on).
+fn print_json<T: serde::Serialize>(report: &T) -> Result<(), serde_json::Error> {
+    let mut value = serde_json::to_value(report)?;
+    if let serde_json::Value::Object(fields) = &mut value {
+        fields.insert("cpu".into(), serde_json::to_value(tensor::Cpu::detect())?);
+    }
+    println!("{value}");
+    Ok(())
+}
+
 fn tier(kernel: &Option<String>) -> Result<tensor::Tier, tensor::TensorError> {
     match kernel {
         Some(name) => tensor::Tier::parse(name)?.require(),
@@ -444,7 +468,7 @@ fn tier(kernel: &Option<String>) -> Result<tensor::Tier, tensor::TensorError> {
 fn ops(args: OpsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let report = bench::ops::run(tier(&args.kernel)?, args.len.max(1), args.rounds.max(1));
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        print_json(&report)?;
         return Ok(());
     }
     println!(
@@ -497,7 +521,7 @@ fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let report = bench::gemm::run(&config)?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        print_json(&report)?;
         return Ok(());
     }
     println!(

@@ -102,6 +102,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 fn info() -> Result<(), Box<dyn std::error::Error>> {
     let tier = tensor::Tier::from_env()?;
     let supported: Vec<_> = tensor::Tier::supported().iter().map(|t| t.name()).collect();
+    println!("cpu:                {}", tensor::Cpu::detect());
     println!("kernel tier in use: {tier}");
     println!("tiers supported:    {}", supported.join(", "));
     Ok(())

@@ -97,6 +97,11 @@ fn bench_gemm_json_is_one_object_with_every_field() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is one JSON value");
     assert_eq!(v["kernel"], "portable");
+    // The figures carry the CPU they were measured on.
+    assert!(
+        !v["cpu"]["brand"].as_str().unwrap().is_empty(),
+        "cpu in {v}"
+    );
     assert!(v["peak_gflops"].as_f64().unwrap() > 0.0);
     let shapes = v["shapes"].as_array().unwrap();
     assert_eq!(shapes.len(), 2);

@@ -25,7 +25,7 @@ mod pooling;
 pub mod quant;
 pub mod tolerance;
 
-pub use arch::Tier;
+pub use arch::{Cpu, Tier};
 pub use error::TensorError;
 pub use gemm::{
     Blocking, GemmScratch, PackedB, default_blocking, gemm, gemm_naive, gemm_packed, gemm_par,

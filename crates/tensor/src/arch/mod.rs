@@ -6,7 +6,9 @@
 //! error rather than a crash. Every kernel family (GEMM micro-kernels, element-wise
 //! kernels) takes a [`Tier`] so tests can run each tier the machine has.
 
+mod cpu;
 mod peak;
+pub use cpu::{Cache, Cpu};
 pub use peak::{fma_loop_flops, fma_loop_gflops, peak_gflops};
 
 use std::sync::OnceLock;
