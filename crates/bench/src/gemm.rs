@@ -202,8 +202,10 @@ pub struct GemmReport {
     pub openblas: Option<String>,
     /// One entry per shape.
     pub shapes: Vec<GemmResult>,
-    /// The int8 floor: the kernel's three instructions on registers, in GOP/s, measured in
-    /// the same run (`None` without AVX2 or without an int8 table).
+    /// The int8 kernel the tier runs on this CPU and the instructions of its floor.
+    pub int8_kernel: &'static str,
+    /// The int8 floor: the kernel's instructions on registers, in GOP/s, measured in the
+    /// same run (`None` on the portable tier or without an int8 table).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub int8_peak_gops: Option<f64>,
     /// The int8 table: one entry per shape of [`GemmBenchConfig::int8_shapes`].
@@ -416,7 +418,7 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
     let int8_peak_gops = if int8.is_empty() {
         None
     } else {
-        int8_peak_gops(config.clock)
+        int8_peak_gops(config.tier, config.clock)
     };
     Ok(GemmReport {
         kernel: config.tier.name(),
@@ -429,19 +431,20 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
         reference: "matrixmultiply 0.3",
         openblas: openblas_config(),
         shapes,
+        int8_kernel: tensor::quant::int8_kernel_name(config.tier),
         int8_peak_gops,
         int8,
     })
 }
 
-/// Best of five runs of the int8 floor loop ([`tensor::quant::int8_peak_loop`]) on
-/// `clock`, or `None` when the CPU has no AVX2.
-fn int8_peak_gops(clock: crate::Clock) -> Option<f64> {
+/// Best of five runs of the int8 floor loop of `tier`'s kernel
+/// ([`tensor::quant::int8_peak_loop`]) on `clock`, or `None` when it has no such loop.
+fn int8_peak_gops(tier: Tier, clock: crate::Clock) -> Option<f64> {
     let iters = 1_000_000;
-    let ops = tensor::quant::int8_peak_ops(iters) as f64;
+    let ops = tensor::quant::int8_peak_ops(tier, iters) as f64;
     let mut supported = true;
     let best = best_of_five(clock, ops, || {
-        supported &= std::hint::black_box(tensor::quant::int8_peak_loop(iters)).is_some();
+        supported &= std::hint::black_box(tensor::quant::int8_peak_loop(tier, iters)).is_some();
     });
     supported.then_some(best)
 }
@@ -502,13 +505,13 @@ pub fn int8_table(report: &GemmReport) -> String {
     }
     let _ = writeln!(
         out,
-        "int8 GEMM (gemm_q8, kernel {}) against our f32 GEMM on packed weights (gemm_packed); 2 M N K per call",
-        report.kernel
+        "int8 GEMM (gemm_q8, kernel {}: {}) against our f32 GEMM on packed weights (gemm_packed); 2 M N K per call",
+        report.kernel, report.int8_kernel
     );
     if let Some(p) = report.int8_peak_gops {
         let _ = writeln!(
             out,
-            "int8 floor (vpmaddubsw + vpmaddwd + vpaddd chains on registers) {p:.0} GOP/s, FP32 peak {:.0} GFLOP/s",
+            "int8 floor (chains of the kernel's instructions on registers) {p:.0} GOP/s, FP32 peak {:.0} GFLOP/s",
             report.peak_gflops
         );
     }

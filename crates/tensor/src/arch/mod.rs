@@ -67,6 +67,17 @@ impl Tier {
         }
     }
 
+    /// True when the tier's int8 GEMM can use `vpdpbusd` (AVX-512 VNNI: four u8 x i8
+    /// products summed into each i32 lane in one instruction): the AVX-512 tier on a CPU
+    /// that has the extension. Without it the AVX-512 tier runs the AVX2 int8 kernel.
+    pub fn has_vnni(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Tier::Avx512 {
+            return self.is_supported() && std::arch::is_x86_feature_detected!("avx512vnni");
+        }
+        false
+    }
+
     /// The tiers this CPU supports, slowest first.
     pub fn supported() -> Vec<Tier> {
         Tier::ALL.into_iter().filter(|t| t.is_supported()).collect()

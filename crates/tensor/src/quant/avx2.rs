@@ -1,5 +1,5 @@
-//! The AVX2 int8 micro-kernel (also the AVX-512 tier's: the same instructions on 256-bit
-//! registers; a 512-bit version has not been written or measured).
+//! The AVX2 int8 micro-kernel (also the AVX-512 tier's on a CPU without AVX-512 VNNI; with
+//! it, that tier runs `vpdpbusd`, avx512.rs).
 //!
 //! Each group of 4 k, for each row r of the tile:
 //!

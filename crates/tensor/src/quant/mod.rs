@@ -25,6 +25,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod kernel;
 mod packing;
 mod peak;
@@ -35,7 +37,7 @@ use crate::error::TensorError;
 use crate::matrix::{MatMut, MatRef};
 
 use packing::Packed;
-pub use peak::{int8_peak_loop, int8_peak_ops};
+pub use peak::{int8_kernel_name, int8_peak_loop, int8_peak_ops};
 
 /// The largest K the int8 GEMM takes: `sum_k 255 * 63` must fit in an i32
 /// (`2^31 / 16065 = 133_674`).
@@ -270,7 +272,8 @@ fn quantize_strided(a: MatRef<'_>, i: usize, out: &mut [u8]) -> Result<f32, usiz
 /// C (M x N) = dequantized (A_q B_q), see the module docs. Shapes checked: a.cols() ==
 /// b.rows(), c is a.rows() x b.cols().
 ///
-/// Runs on the tier `b` was packed for (the AVX-512 tier runs the AVX2 kernel). C may have
+/// Runs on the tier `b` was packed for: the AVX-512 tier runs the VNNI kernel where the CPU
+/// has AVX-512 VNNI ([`Tier::has_vnni`]) and the AVX2 kernel elsewhere. C may have
 /// any strides and is never read. Errors when the shapes disagree, or when the operands'
 /// magnitudes could carry a result beyond f32's range (`K max|a| max|b|` above
 /// `f32::MAX`).
@@ -313,6 +316,12 @@ pub fn gemm_q8(a: &QuantRows, b: &PackedQ8, mut c: MatMut<'_>) -> Result<(), Ten
         // everywhere.
         Tier::Portable => unsafe {
             kernel::run::<kernel::Portable>(m, n, qa, sa, &b.packed, cp, rsc, csc)
+        },
+        // SAFETY: as above; PackedQ8::new checked that the CPU runs the tier, and
+        // has_vnni that it has AVX-512F and VNNI.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 if b.tier.has_vnni() => unsafe {
+            kernel::run::<avx512::Avx512Vnni>(m, n, qa, sa, &b.packed, cp, rsc, csc)
         },
         // SAFETY: as above; PackedQ8::new checked that the CPU runs the tier, and both
         // x86 tiers include AVX2.
