@@ -105,5 +105,9 @@ fn info() -> Result<(), Box<dyn std::error::Error>> {
     println!("cpu:                {}", tensor::Cpu::detect());
     println!("kernel tier in use: {tier}");
     println!("tiers supported:    {}", supported.join(", "));
+    println!(
+        "int8 kernel:        {}",
+        tensor::quant::int8_kernel_name(tier)
+    );
     Ok(())
 }

@@ -20,6 +20,7 @@ fn resflow_kernel_forces_a_tier_and_rejects_unknown_ones() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("kernel tier in use: portable"), "{text}");
+    assert!(text.contains("int8 kernel:        portable"), "{text}");
 
     let out = resflow()
         .arg("info")
