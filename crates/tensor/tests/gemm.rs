@@ -247,12 +247,30 @@ fn a_zero_block_size_is_an_error() {
 #[test]
 fn gemv_tails_on_every_lane_count() {
     // N = 1 and M = 1 take the GEMV kernels; K and M from 1 to 40 cover every partial
-    // register (4, 8 and 16 lanes) and the four-row blocks of the dot-product kernel.
+    // register (4, 8 and 16 lanes) and the eight-row blocks of the dot-product kernel.
     for tier in tiers() {
         for len in 1..=40 {
             for (ta, tb) in [(false, false), (true, true)] {
                 check_case(tier, len, 1, 41 - len, ta, tb, 1, 0.75, 0.0, len as u64);
                 check_case(tier, 1, len, 41 - len, ta, tb, 0, 1.5, -0.25, len as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemv_every_row_count_and_depth() {
+    // Every M and K up to 40 with N = 1: full eight-row blocks and the rows after them,
+    // each with every partial register, writing a contiguous C (the kernel applies alpha
+    // and beta itself, reading C only when beta != 0) and a strided one (through the
+    // scratch vector).
+    for tier in tiers() {
+        for m in 1..=40 {
+            for k in 1..=40 {
+                let seed = (m * 41 + k) as u64;
+                check_case(tier, m, 1, k, false, false, 0, -1.25, 0.0, seed);
+                check_case(tier, m, 1, k, false, false, 0, 0.5, 0.75, seed);
+                check_case(tier, m, 1, k, false, true, 2, 1.0, -1.0, seed);
             }
         }
     }

@@ -223,16 +223,19 @@ macro_rules! simd_tier {
         /// # Safety
         /// As [`super::gemv::dot_rows`]; the CPU supports the tier's features.
         #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn dot_rows(
             m: usize,
             k: usize,
             a: *const f32,
             lda: usize,
             x: &[f32],
+            alpha: f32,
+            beta: f32,
             y: &mut [f32],
         ) {
             // SAFETY: forwarded; this function enables the tier's features.
-            unsafe { super::gemv::dot_rows::<$vector>(m, k, a, lda, x, y) }
+            unsafe { super::gemv::dot_rows::<$vector>(m, k, a, lda, x, alpha, beta, y) }
         }
 
         /// [`super::gemv::axpy_cols`] on this tier.
