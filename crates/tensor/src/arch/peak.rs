@@ -1,8 +1,9 @@
 //! Measuring this core's FP32 peak: a tight loop of independent FMA chains.
 //!
-//! Twelve accumulators, each updated by one FMA per iteration, keep both FMA pipes busy
-//! (latency 4 cycles x 2 pipes = 8 chains needed; 12 gives slack). The figure is the
-//! ceiling that GEMM efficiency is quoted against.
+//! Twelve accumulators, each updated by one FMA per iteration, keep both FMA pipes busy:
+//! latency x pipes chains are needed, 8 on Zen 3 and Zen 4 (4 cycles), 10 on Zen 2 (5
+//! cycles); 12 cover them all. The figure is the ceiling that GEMM efficiency is quoted
+//! against.
 
 use std::time::Instant;
 
