@@ -107,7 +107,7 @@ fn info() -> Result<(), Box<dyn std::error::Error>> {
     println!("tiers supported:    {}", supported.join(", "));
     println!(
         "int8 kernel:        {}",
-        tensor::quant::int8_kernel_name(tier)
+        tensor::quant::Int8Kernel::for_tier(tier).name()
     );
     Ok(())
 }

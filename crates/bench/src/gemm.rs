@@ -431,7 +431,7 @@ pub fn run(config: &GemmBenchConfig) -> Result<GemmReport, TensorError> {
         reference: "matrixmultiply 0.3",
         openblas: openblas_config(),
         shapes,
-        int8_kernel: tensor::quant::int8_kernel_name(config.tier),
+        int8_kernel: tensor::quant::Int8Kernel::for_tier(config.tier).name(),
         int8_peak_gops,
         int8,
     })

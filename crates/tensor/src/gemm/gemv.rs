@@ -52,13 +52,7 @@ pub(crate) unsafe fn dot_rows<V: F32Vector>(
     beta: f32,
     y: &mut [f32],
 ) {
-    let out = |s: f32, yi: f32| {
-        if beta == 0.0 {
-            alpha * s
-        } else {
-            alpha * s + beta * yi
-        }
-    };
+    let out = |s: f32, yi: f32| alpha_beta(alpha, beta, s, yi);
     let mut i = 0;
     // SAFETY: each block covers rows i..i + R below m, which the caller's contract makes
     // readable for k floats.
@@ -82,6 +76,16 @@ pub(crate) unsafe fn dot_rows<V: F32Vector>(
             y[i] = out(s.sum(), y[i]);
             i += 1;
         }
+    }
+}
+
+/// `alpha * s + beta * c`, with C not read when `beta == 0` (it may hold NaN).
+#[inline(always)]
+fn alpha_beta(alpha: f32, beta: f32, s: f32, c: f32) -> f32 {
+    if beta == 0.0 {
+        alpha * s
+    } else {
+        alpha * s + beta * c
     }
 }
 
@@ -245,13 +249,7 @@ pub(crate) unsafe fn gemv(
 
     // y -> C with alpha and beta: over a slice when C's column is contiguous.
     let y = &scratch.y.as_slice()[..m];
-    let out = |yi: f32, ci: f32| {
-        if beta == 0.0 {
-            alpha * yi
-        } else {
-            alpha * yi + beta * ci
-        }
-    };
+    let out = |yi: f32, ci: f32| alpha_beta(alpha, beta, yi, ci);
     if direct {
         for (ci, &yi) in c.data_mut()[..m].iter_mut().zip(y) {
             *ci = out(yi, *ci);

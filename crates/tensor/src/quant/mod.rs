@@ -37,7 +37,40 @@ use crate::error::TensorError;
 use crate::matrix::{MatMut, MatRef};
 
 use packing::Packed;
-pub use peak::{int8_kernel_name, int8_peak_loop, int8_peak_ops};
+pub use peak::{int8_peak_loop, int8_peak_ops};
+
+/// The int8 micro-kernel a tier runs on this CPU: the one choice `gemm_q8`, the floor loop
+/// ([`int8_peak_loop`]) and the benchmarks' labels all follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Kernel {
+    /// Plain integer loops (`kernel.rs`), the reference twin.
+    Portable,
+    /// `vpmaddubsw` + `vpmaddwd` + `vpaddd` on ymm (`avx2.rs`): the AVX2 tier, and the
+    /// AVX-512 tier on a CPU without VNNI.
+    Avx2,
+    /// `vpdpbusd` on zmm (`avx512.rs`): the AVX-512 tier on a CPU with AVX-512 VNNI.
+    Avx512Vnni,
+}
+
+impl Int8Kernel {
+    /// The kernel `tier` runs on this CPU ([`Tier::has_vnni`] decides the AVX-512 tier's).
+    pub fn for_tier(tier: Tier) -> Int8Kernel {
+        match tier {
+            Tier::Portable => Int8Kernel::Portable,
+            Tier::Avx512 if tier.has_vnni() => Int8Kernel::Avx512Vnni,
+            Tier::Avx2 | Tier::Avx512 => Int8Kernel::Avx2,
+        }
+    }
+
+    /// The kernel and its instructions, as `resflow info` and the benchmarks print them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Kernel::Portable => "portable",
+            Int8Kernel::Avx2 => "avx2 (vpmaddubsw + vpmaddwd + vpaddd)",
+            Int8Kernel::Avx512Vnni => "avx512 vnni (vpdpbusd)",
+        }
+    }
+}
 
 /// The largest K the int8 GEMM takes: `sum_k 255 * 63` must fit in an i32
 /// (`2^31 / 16065 = 133_674`).
@@ -310,23 +343,22 @@ pub fn gemm_q8(a: &QuantRows, b: &PackedQ8, mut c: MatMut<'_>) -> Result<(), Ten
     let (rsc, csc) = (c.row_stride(), c.col_stride());
     let cp = c.data_mut().as_mut_ptr();
     let (qa, sa) = (&a.q[..m * a.ld], &a.scales[..m]);
-    match b.tier {
+    match Int8Kernel::for_tier(b.tier) {
         // SAFETY: A holds m rows of 4 * groups bytes (QuantRows pads K as packing does),
         // B's panels cover n, C is an m x n view of its buffer; the portable kernel runs
         // everywhere.
-        Tier::Portable => unsafe {
+        Int8Kernel::Portable => unsafe {
             kernel::run::<kernel::Portable>(m, n, qa, sa, &b.packed, cp, rsc, csc)
         },
-        // SAFETY: as above; PackedQ8::new checked that the CPU runs the tier, and
-        // has_vnni that it has AVX-512F and VNNI.
+        // SAFETY: as above; PackedQ8::new checked that the CPU runs the tier, and the VNNI
+        // kernel is chosen only where it has AVX-512F and VNNI.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx512 if b.tier.has_vnni() => unsafe {
+        Int8Kernel::Avx512Vnni => unsafe {
             kernel::run::<avx512::Avx512Vnni>(m, n, qa, sa, &b.packed, cp, rsc, csc)
         },
-        // SAFETY: as above; PackedQ8::new checked that the CPU runs the tier, and both
-        // x86 tiers include AVX2.
+        // SAFETY: as above; both x86 tiers include AVX2.
         #[cfg(target_arch = "x86_64")]
-        Tier::Avx2 | Tier::Avx512 => unsafe {
+        Int8Kernel::Avx2 => unsafe {
             kernel::run::<avx2::Avx2>(m, n, qa, sa, &b.packed, cp, rsc, csc)
         },
         #[cfg(not(target_arch = "x86_64"))]
@@ -339,6 +371,19 @@ pub fn gemm_q8(a: &QuantRows, b: &PackedQ8, mut c: MatMut<'_>) -> Result<(), Ten
 mod tests {
     use super::*;
     use crate::Matrix;
+
+    #[test]
+    fn each_tier_names_the_kernel_it_runs() {
+        assert_eq!(Int8Kernel::for_tier(Tier::Portable), Int8Kernel::Portable);
+        assert_eq!(Int8Kernel::for_tier(Tier::Avx2), Int8Kernel::Avx2);
+        let avx512 = if Tier::Avx512.has_vnni() {
+            Int8Kernel::Avx512Vnni
+        } else {
+            Int8Kernel::Avx2
+        };
+        assert_eq!(Int8Kernel::for_tier(Tier::Avx512), avx512);
+        assert!(Int8Kernel::Avx512Vnni.name().contains("vpdpbusd"));
+    }
 
     #[test]
     fn padding_of_rows_matches_the_groups_of_the_panels() {

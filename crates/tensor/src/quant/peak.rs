@@ -10,25 +10,14 @@
 //!   multiply-adds, 128 integer operations per step and chain); twelve cover a latency of
 //!   up to 6 cycles at two instructions per cycle.
 
+use super::Int8Kernel;
 use crate::arch::Tier;
-
-/// The int8 kernel `tier` runs on this CPU, as the benchmarks print it.
-pub fn int8_kernel_name(tier: Tier) -> &'static str {
-    if tier.has_vnni() {
-        "avx512 vnni (vpdpbusd)"
-    } else if tier == Tier::Portable {
-        "portable"
-    } else {
-        "avx2 (vpmaddubsw + vpmaddwd + vpaddd)"
-    }
-}
 
 /// Integer operations of [`int8_peak_loop`] on `tier` over `iters` steps.
 pub fn int8_peak_ops(tier: Tier, iters: u64) -> u64 {
-    if tier.has_vnni() {
-        iters * 12 * 128
-    } else {
-        iters * 8 * 64
+    match Int8Kernel::for_tier(tier) {
+        Int8Kernel::Avx512Vnni => iters * 12 * 128,
+        Int8Kernel::Avx2 | Int8Kernel::Portable => iters * 8 * 64,
     }
 }
 
@@ -37,18 +26,18 @@ pub fn int8_peak_ops(tier: Tier, iters: u64) -> u64 {
 /// portable one (whose plain loops have no such floor). Time it to get the floor:
 /// [`int8_peak_ops`] over the seconds taken.
 pub fn int8_peak_loop(tier: Tier, iters: u64) -> Option<i32> {
-    #[cfg(target_arch = "x86_64")]
-    if tier.has_vnni() {
-        // SAFETY: has_vnni checked that the CPU has AVX-512F and VNNI.
-        return Some(unsafe { chains_vnni(iters) });
+    if !tier.is_supported() {
+        return None;
     }
-    #[cfg(target_arch = "x86_64")]
-    if tier != Tier::Portable && tier.is_supported() {
+    match Int8Kernel::for_tier(tier) {
+        // SAFETY: the kernel is chosen only where the CPU has AVX-512F and VNNI.
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::Avx512Vnni => Some(unsafe { chains_vnni(iters) }),
         // SAFETY: both x86 SIMD tiers include AVX2, and the CPU runs this one.
-        return Some(unsafe { chains_avx2(iters) });
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::Avx2 => Some(unsafe { chains_avx2(iters) }),
+        _ => None,
     }
-    let _ = iters;
-    None
 }
 
 /// # Safety
